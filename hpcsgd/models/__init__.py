@@ -1,0 +1,21 @@
+"""Model registry: name -> constructor(num_classes, in_channels, **options)."""
+from __future__ import annotations
+
+from hpcsgd.models.lenet import lenet
+from hpcsgd.models.resnet import cifar_resnet20, resnet18, resnet34, resnet50, resnet101, resnet152
+
+MODELS = {
+    "lenet": lenet,
+    "cifar_resnet20": cifar_resnet20,
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+    "resnet50": resnet50,
+    "resnet101": resnet101,
+    "resnet152": resnet152,
+}
+
+
+def build_model(name: str, *, num_classes: int, in_channels: int = 3, **options):
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r} (known: {', '.join(sorted(MODELS))})")
+    return MODELS[name](num_classes=num_classes, in_channels=in_channels, **options)

@@ -1,0 +1,78 @@
+"""The MPI world of one rank: global rank/size, the node communicator, and fail-fast abort.
+
+Launched by mpiexec/mpirun/srun the same code sees N ranks; run as plain ``python`` it is a
+1-rank world (MPI's singleton init). The world is passed explicitly to whatever needs it.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import traceback
+from dataclasses import dataclass
+
+from mpi4py import MPI
+
+
+@dataclass
+class World:
+    comm: MPI.Comm
+    """All ranks of the job."""
+    node_comm: MPI.Comm
+    """Ranks that share this node's memory (MPI_COMM_TYPE_SHARED)."""
+    rank: int
+    size: int
+    local_rank: int
+    local_size: int
+    hostname: str
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def num_nodes(self) -> int:
+        # every node's local rank 0 counts itself once
+        return self.comm.allreduce(1 if self.local_rank == 0 else 0)
+
+    def abort(self, message: str, code: int = 1) -> None:
+        """End every rank of the job now; a stuck or failed rank must never leave others hanging."""
+        sys.stderr.write(f"[hpcsgd] rank {self.rank} ({self.hostname}): {message}\n")
+        sys.stderr.flush()
+        self.comm.Abort(code)
+
+
+def init_world(comm: MPI.Comm | None = None) -> World:
+    comm = comm if comm is not None else MPI.COMM_WORLD
+    provided = MPI.Query_thread()
+    # The communication thread (comm engine) calls MPI while the main thread may too.
+    if provided < MPI.THREAD_SERIALIZED:
+        raise RuntimeError(f"MPI granted thread level {provided}; hpcsgd needs at least "
+                           "MPI_THREAD_SERIALIZED (set mpi4py.rc.thread_level)")
+    node_comm = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
+    return World(comm=comm, node_comm=node_comm, rank=comm.rank, size=comm.size,
+                 local_rank=node_comm.rank, local_size=node_comm.size,
+                 hostname=socket.gethostname())
+
+
+def expected_world_size() -> int | None:
+    """The launcher's intended size, when it tells us (to catch a foreign mpiexec that starts
+    N singleton jobs instead of one N-rank job)."""
+    for var in ("HPCSGD_EXPECT_WORLD", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE",
+                "SLURM_STEP_NUM_TASKS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return None
+
+
+def run_or_abort(world: World, fn, *args, **kwargs):
+    """Run fn; any exception on any rank prints its traceback naming the rank and aborts the job."""
+    try:
+        return fn(*args, **kwargs)
+    except SystemExit:
+        raise
+    except BaseException as e:  # noqa: BLE001 - every failure must end all ranks
+        traceback.print_exc()
+        if world.size == 1:
+            raise
+        world.abort(f"failed with {type(e).__name__}: {e}; aborting all {world.size} ranks")

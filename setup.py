@@ -1,0 +1,30 @@
+"""hpcsgd: synchronous data-parallel SGD for CNNs on CPU clusters (MPI + oneDNN).
+
+Install through the set-up script, which also provides MPI and the data:
+    tools/setup.sh            # apt packages + .venv with everything below
+"""
+from setuptools import find_packages, setup
+
+# torch is pinned to the CPU build: a range that admits a newer release pulls the
+# CUDA wheels (several GB) from PyPI.
+INSTALL_REQUIRES = [
+    "torch==2.13.0",
+    # mpi4py's wheel loads libmpi at run time; the `mpich` wheel provides one (and
+    # its mpiexec). On a cluster, point mpi4py at the site's MPI instead (README).
+    "mpi4py>=4.0,<5",
+    "mpich>=4.2,<6",
+    "lmdb>=1.4",
+    "numpy>=1.26",
+    "matplotlib>=3.8",
+]
+
+setup(
+    name="hpcsgd",
+    version="0.1.0",
+    description="Synchronous data-parallel SGD for CNNs on CPU clusters",
+    python_requires=">=3.11",
+    packages=find_packages(include=["hpcsgd", "hpcsgd.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["hpcsgd-train=hpcsgd.train:main"]},
+)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# tools/setup.sh — one set-up path for a fresh machine; idempotent, seconds when done.
+#   1. Debian packages (after apt-get update): the Fashion-MNIST data set.
+#   2. .venv with hpcsgd (editable), torch 2.13.0 CPU, mpi4py + MPICH, lmdb, numpy, pytest.
+# Every README command calls this first. Set HPCSGD_VENV to put the venv elsewhere.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv=${HPCSGD_VENV:-$root/.venv}
+python=${PYTHON:-python3}
+
+fmnist=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+if [ ! -f "$fmnist" ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "setup: installing Debian package dataset-fashion-mnist" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+
+# The stamp records what the venv was built from; rebuild only when that changes.
+want=$(cat "$root/setup.py" "$root/pyproject.toml" | sha256sum | cut -c1-16)
+stamp=$venv/.hpcsgd-setup
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c "import hpcsgd, torch, mpi4py, lmdb" 2>/dev/null; then
+    exit 0
+fi
+echo "setup: building $venv" >&2
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check "torch==2.13.0"
+"$venv/bin/pip" install -q --disable-pip-version-check -e "$root[test]"
+"$venv/bin/python" - <<'PY'
+from mpi4py import MPI
+import torch, lmdb
+lib = MPI.Get_library_version().splitlines()[0]
+print(f"setup: torch {torch.__version__}, mpi4py with {lib}, lmdb {lmdb.version()}")
+PY
+echo "$want" > "$stamp"
