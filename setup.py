@@ -9,10 +9,9 @@ from setuptools import find_packages, setup
 # CUDA wheels (several GB) from PyPI.
 INSTALL_REQUIRES = [
     "torch==2.13.0",
-    # mpi4py's wheel loads libmpi at run time; the `mpich` wheel provides one (and
-    # its mpiexec). On a cluster, point mpi4py at the site's MPI instead (README).
+    # mpi4py's wheel loads libmpi at run time. Locally the `mpich` extra provides one (and
+    # its mpiexec); on a cluster mpi4py uses the site's MPI instead (README, "On a cluster").
     "mpi4py>=4.0,<5",
-    "mpich>=4.2,<6",
     "lmdb>=1.4",
     "numpy>=1.26",
     "matplotlib>=3.8",
@@ -25,6 +24,6 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["hpcsgd", "hpcsgd.*"]),
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8"], "mpich": ["mpich>=4.2,<6"]},
     entry_points={"console_scripts": ["hpcsgd-train=hpcsgd.train:main"]},
 )

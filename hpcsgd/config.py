@@ -17,6 +17,11 @@ class ConfigError(ValueError):
     """A configuration that must not run; the message names the option and the value."""
 
 
+def _require(ok: bool, option: str, value, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{option} = {value!r}: {why}")
+
+
 @dataclass
 class DataConfig:
     name: str = "fashion-mnist"
@@ -30,6 +35,12 @@ class DataConfig:
     max_corrupt_fraction: float = 0.001
     """Corrupt records are counted and skipped; above this fraction of a shard the run stops."""
 
+    def check(self) -> None:
+        _require(self.name in ("fashion-mnist", "imagenet"), "data.name", self.name,
+                 "must be 'fashion-mnist' or 'imagenet'")
+        _require(0.0 <= self.max_corrupt_fraction < 1.0, "data.max_corrupt_fraction",
+                 self.max_corrupt_fraction, "must be in [0, 1)")
+
 
 @dataclass
 class ModelConfig:
@@ -40,6 +51,14 @@ class ModelConfig:
     """PyTorch BN momentum = 1 - Caffe moving-average fraction (Codreanu et al. IV-C: 0.95)."""
     zero_init_last_bn: bool = True
     """gamma = 0 on the last BN of each residual block (Goyal et al.)."""
+
+    def check(self) -> None:
+        from hpcsgd.models import MODELS  # local import: models import torch
+        _require(self.name in MODELS, "model.name", self.name,
+                 f"unknown model (known: {', '.join(sorted(MODELS))})")
+        _require(self.num_classes >= 2, "model.num_classes", self.num_classes, "must be >= 2")
+        _require(0.0 < self.bn_momentum <= 1.0, "model.bn_momentum", self.bn_momentum,
+                 "must be in (0, 1]")
 
 
 @dataclass
@@ -53,6 +72,14 @@ class OptimConfig:
     weight_decay: float = 5e-4
     no_decay_bn_bias: bool = True
     """Exclude BatchNorm parameters and biases from weight decay."""
+
+    def check(self) -> None:
+        _require(self.name == "sgd", "optim.name", self.name, "must be 'sgd'")
+        _require(self.base_lr > 0, "optim.base_lr", self.base_lr, "must be > 0")
+        _require(0.0 <= self.momentum < 1.0, "optim.momentum", self.momentum, "must be in [0, 1)")
+        _require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "must be >= 0")
+        _require(not self.nesterov or self.momentum > 0, "optim.nesterov", self.nesterov,
+                 "needs momentum > 0")
 
 
 @dataclass
@@ -69,6 +96,15 @@ class ScheduleConfig:
     gamma: float = 0.1
     end_lr: float = 0.0
 
+    def check(self) -> None:
+        _require(self.decay in ("poly", "cosine", "multistep", "constant"), "schedule.decay",
+                 self.decay, "must be 'poly', 'cosine', 'multistep' or 'constant'")
+        _require(self.warmup_epochs >= 0, "schedule.warmup_epochs", self.warmup_epochs,
+                 "must be >= 0")
+        _require(self.power > 0, "schedule.power", self.power, "must be > 0")
+        _require(list(self.milestones) == sorted(self.milestones), "schedule.milestones",
+                 self.milestones, "must be increasing")
+
 
 @dataclass
 class TrainConfig:
@@ -83,6 +119,17 @@ class TrainConfig:
     target_top1: float = 0.0
     """If > 0, the time at which eval top-1 first reaches it is logged (time to accuracy)."""
 
+    def check(self) -> None:
+        _require(self.epochs > 0, "train.epochs", self.epochs, "must be > 0")
+        _require(self.global_batch >= 1, "train.global_batch", self.global_batch, "must be >= 1")
+        _require(self.accumulation >= 1, "train.accumulation", self.accumulation, "must be >= 1")
+        _require(self.eval_every_epochs > 0, "train.eval_every_epochs", self.eval_every_epochs,
+                 "must be > 0")
+        _require(self.log_every_steps >= 1, "train.log_every_steps", self.log_every_steps,
+                 "must be >= 1")
+        _require(0.0 <= self.target_top1 <= 1.0, "train.target_top1", self.target_top1,
+                 "is a fraction in [0, 1]")
+
 
 @dataclass
 class ComputeConfig:
@@ -90,6 +137,9 @@ class ComputeConfig:
     """OpenMP compute threads per rank; 0 = this rank's cores / ranks on this node."""
     channels_last: bool = True
     """NHWC activations: oneDNN's native convolution layout on CPU (measured faster)."""
+
+    def check(self) -> None:
+        _require(self.threads >= 0, "compute.threads", self.threads, "must be >= 0 (0 = automatic)")
 
 
 @dataclass
@@ -101,12 +151,24 @@ class CommConfig:
     consistency_check_steps: int = 0
     """Every N steps compare a checksum of the weights across ranks (0 = only at the end)."""
 
+    def check(self) -> None:
+        from hpcsgd.comm import BACKENDS
+        _require(self.backend in BACKENDS, "comm.backend", self.backend,
+                 f"unknown backend (available: {', '.join(sorted(BACKENDS))})")
+        _require(self.bucket_mb > 0, "comm.bucket_mb", self.bucket_mb, "must be > 0")
+        _require(self.consistency_check_steps >= 0, "comm.consistency_check_steps",
+                 self.consistency_check_steps, "must be >= 0")
+
 
 @dataclass
 class RunConfig:
     name: str = "run"
     out_dir: str = "runs"
     """Run folder = <out_dir>/<name>: config.toml, metrics.jsonl, final checkpoint."""
+
+    def check(self) -> None:
+        _require(bool(self.name) and "/" not in self.name, "run.name", self.name,
+                 "must be a non-empty folder name")
 
 
 @dataclass
@@ -206,55 +268,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
 
 # ---------------------------------------------------------------------------- validation
 
-def _require(ok: bool, option: str, value, why: str) -> None:
-    if not ok:
-        raise ConfigError(f"{option} = {value!r}: {why}")
-
-
 def validate(cfg: Config, world_size: int | None = None) -> None:
-    """Every rule that can be checked from the config alone, plus the world size when given."""
-    from hpcsgd.models import MODELS  # local import: models import torch
-    from hpcsgd.comm import BACKENDS
-
-    t, o, s = cfg.train, cfg.optim, cfg.schedule
-    _require(cfg.data.name in ("fashion-mnist", "imagenet"), "data.name", cfg.data.name,
-             "must be 'fashion-mnist' or 'imagenet'")
-    _require(0.0 <= cfg.data.max_corrupt_fraction < 1.0, "data.max_corrupt_fraction",
-             cfg.data.max_corrupt_fraction, "must be in [0, 1)")
-    _require(cfg.model.name in MODELS, "model.name", cfg.model.name,
-             f"unknown model (known: {', '.join(sorted(MODELS))})")
-    _require(cfg.model.num_classes >= 2, "model.num_classes", cfg.model.num_classes, "must be >= 2")
-    _require(0.0 < cfg.model.bn_momentum <= 1.0, "model.bn_momentum", cfg.model.bn_momentum,
-             "must be in (0, 1]")
-    _require(o.name == "sgd", "optim.name", o.name, "must be 'sgd'")
-    _require(o.base_lr > 0, "optim.base_lr", o.base_lr, "must be > 0")
-    _require(0.0 <= o.momentum < 1.0, "optim.momentum", o.momentum, "must be in [0, 1)")
-    _require(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
-    _require(not o.nesterov or o.momentum > 0, "optim.nesterov", o.nesterov, "needs momentum > 0")
-    _require(s.decay in ("poly", "cosine", "multistep", "constant"), "schedule.decay", s.decay,
-             "must be 'poly', 'cosine', 'multistep' or 'constant'")
-    _require(s.warmup_epochs >= 0, "schedule.warmup_epochs", s.warmup_epochs, "must be >= 0")
-    _require(s.warmup_epochs < t.epochs, "schedule.warmup_epochs", s.warmup_epochs,
-             f"must be shorter than train.epochs = {t.epochs}")
-    _require(s.power > 0, "schedule.power", s.power, "must be > 0")
-    _require(list(s.milestones) == sorted(s.milestones), "schedule.milestones", s.milestones,
-             "must be increasing")
-    _require(t.epochs > 0, "train.epochs", t.epochs, "must be > 0")
-    _require(t.global_batch >= 1, "train.global_batch", t.global_batch, "must be >= 1")
-    _require(t.accumulation >= 1, "train.accumulation", t.accumulation, "must be >= 1")
-    _require(t.eval_every_epochs > 0, "train.eval_every_epochs", t.eval_every_epochs, "must be > 0")
-    _require(t.log_every_steps >= 1, "train.log_every_steps", t.log_every_steps, "must be >= 1")
-    _require(cfg.compute.threads >= 0, "compute.threads", cfg.compute.threads,
-             "must be >= 0 (0 = automatic)")
-    _require(0.0 <= t.target_top1 <= 1.0, "train.target_top1", t.target_top1,
-             "is a fraction in [0, 1]")
-    _require(cfg.comm.backend in BACKENDS, "comm.backend", cfg.comm.backend,
-             f"unknown backend (available: {', '.join(sorted(BACKENDS))})")
-    _require(cfg.comm.bucket_mb > 0, "comm.bucket_mb", cfg.comm.bucket_mb, "must be > 0")
-    _require(cfg.comm.consistency_check_steps >= 0, "comm.consistency_check_steps",
-             cfg.comm.consistency_check_steps, "must be >= 0")
-    _require(bool(cfg.run.name) and "/" not in cfg.run.name, "run.name", cfg.run.name,
-             "must be a non-empty folder name")
+    """Each section's own rules, the rules across sections, and the world size when given."""
+    for section in dataclasses.fields(cfg):
+        getattr(cfg, section.name).check()
+    t = cfg.train
+    _require(cfg.schedule.warmup_epochs < t.epochs, "schedule.warmup_epochs",
+             cfg.schedule.warmup_epochs, f"must be shorter than train.epochs = {t.epochs}")
     if world_size is not None:
         per_step = world_size * t.accumulation
         _require(t.global_batch % per_step == 0, "train.global_batch", t.global_batch,

@@ -148,6 +148,7 @@ def train(cfg: config_mod.Config, world: World) -> dict:
         save_checkpoint(run_dir / "final.pt", {"model": model.state_dict(), "step": step},
                         config_mod.to_toml(cfg))
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    world.comm.Barrier()  # sync point: the run folder is complete when train() returns
     log.write("summary", **summary)
     log.print(f"final: test top-1 {summary['top1']:.2%} on {summary['eval_images']} images | "
               f"training throughput {summary['train_img_per_s']:.0f} img/s on {world.size} ranks"

@@ -3,6 +3,8 @@
 #   1. Debian packages (after apt-get update): the Fashion-MNIST data set.
 #   2. .venv with hpcsgd (editable), torch 2.13.0 CPU, mpi4py + MPICH, lmdb, numpy, pytest.
 # Every README command calls this first. Set HPCSGD_VENV to put the venv elsewhere.
+# On a cluster, HPCSGD_MPICC=$(which mpicc) builds mpi4py against the site's MPI instead of
+# installing the MPICH wheel (then launch with the site's mpirun/srun).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${HPCSGD_VENV:-$root/.venv}
@@ -18,15 +20,22 @@ if [ ! -f "$fmnist" ]; then
 fi
 
 # The stamp records what the venv was built from; rebuild only when that changes.
-want=$(cat "$root/setup.py" "$root/pyproject.toml" | sha256sum | cut -c1-16)
+want=$( (cat "$root/setup.py" "$root/pyproject.toml"; echo "${HPCSGD_MPICC:-}") | sha256sum | cut -c1-16)
 stamp=$venv/.hpcsgd-setup
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c "import hpcsgd, torch, mpi4py, lmdb" 2>/dev/null; then
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && (cd / && "$venv/bin/python" -c "import hpcsgd.train, torch, mpi4py, lmdb") 2>/dev/null; then
     exit 0
 fi
 echo "setup: building $venv" >&2
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check "torch==2.13.0"
-"$venv/bin/pip" install -q --disable-pip-version-check -e "$root[test]"
+if [ -n "${HPCSGD_MPICC:-}" ]; then
+    "$venv/bin/pip" uninstall -q -y mpich 2>/dev/null || true
+    MPICC=$HPCSGD_MPICC "$venv/bin/pip" install -q --no-binary mpi4py --no-cache-dir \
+        --force-reinstall "mpi4py>=4.0,<5"
+    "$venv/bin/pip" install -q --disable-pip-version-check -e "$root[test]"
+else
+    "$venv/bin/pip" install -q --disable-pip-version-check -e "$root[test,mpich]"
+fi
 "$venv/bin/python" - <<'PY'
 from mpi4py import MPI
 import torch, lmdb

@@ -1,0 +1,70 @@
+"""The entry point under a real `mpiexec -n 4`: bad input is refused before any work, by
+every rank, with one message naming the option, value or path."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mpi4py import MPI
+
+from helpers import tiny_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+
+pytestmark = pytest.mark.skipif(MPI.COMM_WORLD.size > 1 or MPIEXEC is None,
+                                reason="launches its own mpiexec (not from inside one)")
+
+
+def _launch(tmp_path, *args, ranks=4):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "MPI", "HYDRA", "HPCSGD_EXPECT"))}
+    cmd = [MPIEXEC, "-n", str(ranks), sys.executable, "-m", "hpcsgd.train", *args]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def job(tmp_path):
+    tiny_dataset(tmp_path / "data")
+    (tmp_path / "job.toml").write_text(
+        '[data]\npath = "data"\naugment = false\n[train]\nepochs = 1.0\nglobal_batch = 64\n'
+        '[compute]\nthreads = 1\n')
+    return tmp_path
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--optim.bogus=1", "unknown option 'optim.bogus'"),
+    ("--train.global_batch=abc", "train.global_batch: expected an integer, got 'abc'"),
+    ("--train.global_batch=66", "train.global_batch = 66: must be divisible by ranks x "
+                                "accumulation = 4 x 1"),
+    ("--data.path=/no/such/folder", "data path '/no/such/folder/train' does not exist"),
+])
+def test_bad_input_is_refused_by_every_rank_with_one_message(job, override, message):
+    res = _launch(job, "job.toml", override)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count(message) == 1, res.stderr  # rank 0 reports for all ranks
+    assert not (job / "runs").exists()                 # nothing started
+
+
+def test_good_job_trains_and_reports(job):
+    res = _launch(job, "job.toml", "--train.epochs=2.0")
+    assert res.returncode == 0, res.stderr
+    assert "final: test top-1" in res.stdout and "on 4 ranks" in res.stdout
+    assert (job / "runs" / "run" / "final.pt").is_file()
+
+
+def test_an_exception_on_one_rank_ends_the_whole_job(job):
+    # rank 2 alone fails (its corrupt-record limit is hit) while the others would wait in the
+    # allreduce: the job must end with the failing rank named, not hang
+    import lmdb
+    from hpcsgd.records import record_key
+    env = lmdb.open(str(job / "data" / "train"), map_size=1 << 28)
+    with env.begin(write=True) as txn:
+        for i in range(512):
+            txn.put(record_key(i), b"\x22\x7f")
+    env.close()
+    res = _launch(job, "job.toml")
+    assert res.returncode != 0
+    assert "aborting all 4 ranks" in res.stderr and "CorruptDataError" in res.stderr

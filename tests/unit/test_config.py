@@ -1,0 +1,61 @@
+import pytest
+
+from hpcsgd.config import Config, ConfigError, load_config, to_toml, validate
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "job.toml"
+    p.write_text(text)
+    return p
+
+
+def test_toml_then_cli_override_precedence(tmp_path):
+    p = _write(tmp_path, "[optim]\nbase_lr = 0.4\nmomentum = 0.8\n[train]\nepochs = 5\n")
+    cfg = load_config(p, ["--optim.base_lr=6.4", "--run.name=big", "--schedule.milestones=[1, 2]"])
+    assert cfg.optim.base_lr == 6.4          # CLI beats TOML
+    assert cfg.optim.momentum == 0.8         # TOML beats default
+    assert cfg.train.epochs == 5.0 and isinstance(cfg.train.epochs, float)  # int accepted as float
+    assert cfg.run.name == "big"             # bare word read as a string
+    assert cfg.schedule.milestones == [1.0, 2.0]
+    assert cfg.optim.weight_decay == Config().optim.weight_decay  # default kept
+
+
+def test_saved_config_reads_back_equal(tmp_path):
+    cfg = load_config(None, ["--optim.base_lr=3.2", "--train.global_batch=512"])
+    again = load_config(_write(tmp_path, to_toml(cfg)))
+    assert again == cfg
+
+
+@pytest.mark.parametrize("text, named", [
+    ("[optim]\nbase_rl = 0.1\n", "optim.base_rl"),              # unknown key
+    ("[optimizer]\nbase_lr = 0.1\n", "optimizer.base_lr"),      # unknown section
+    ("[train]\nglobal_batch = 25.5\n", "train.global_batch"),   # wrong type
+    ("[train]\nglobal_batch = \"256\"\n", "train.global_batch"),
+    ("[data]\naugment = 1\n", "data.augment"),                  # int is not a bool
+    ("[optim]\nbase_lr = -1.0\n", "optim.base_lr"),             # out of range
+    ("[model]\nname = \"resnet51\"\n", "model.name"),
+    ("[comm]\nbackend = \"nccl\"\n", "comm.backend"),
+    ("[schedule]\nwarmup_epochs = 10.0\n[train]\nepochs = 5.0\n", "schedule.warmup_epochs"),
+])
+def test_bad_config_is_refused_naming_the_option(tmp_path, text, named):
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(_write(tmp_path, text))
+
+
+def test_bad_cli_override_is_refused():
+    with pytest.raises(ConfigError, match="optim.lr"):
+        load_config(None, ["--optim.lr=0.1"])
+    with pytest.raises(ConfigError, match="must look like"):
+        load_config(None, ["optim.base_lr=0.1"])
+
+
+def test_global_batch_must_divide_into_ranks_and_accumulation():
+    cfg = load_config(None, ["--train.global_batch=96", "--train.accumulation=2"])
+    validate(cfg, world_size=4)  # 96 = 4 x 2 x 12
+    with pytest.raises(ConfigError, match=r"train\.global_batch = 96.*5 x 2"):
+        validate(cfg, world_size=5)
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.toml"):
+        load_config(tmp_path / "nope.toml")
