@@ -103,8 +103,10 @@ class TrainLoader:
         self.steps_per_epoch = sharding.steps_per_epoch(len(source),
                                                         local_batch * size * accumulation)
 
-    def epoch(self, epoch: int, start_step: int = 0):
-        """Yield (step, micro, images, labels) from `start_step` to the end of the epoch."""
+    def epoch(self, epoch: int, start_step: int = 0, collapse: bool = False):
+        """Yield (step, micro, images, labels) from `start_step` to the end of the epoch.
+        `collapse` (Codreanu V-B2) turns scale/aspect augmentation off; the small-image
+        transform has none, so it changes nothing here."""
         perm = sharding.epoch_permutation(len(self.source), seed=self.seed, epoch=epoch)
         # augmentation randomness is a function of (seed, epoch, step, rank), so a resumed run repeats it
         for step in range(start_step, self.steps_per_epoch):
@@ -114,6 +116,15 @@ class TrainLoader:
                     perm, step=step, micro=micro, rank=self.rank, size=self.size,
                     local_batch=self.local_batch, accumulation=self.accumulation)
                 yield (step, micro, *self.source.load(idx, augment=self.augment, rng=rng))
+
+
+def build_loaders(cfg, world, local_batch: int):
+    """(training loader of this rank, evaluation source) for the configured data set."""
+    train_source = build_source(cfg.data, cfg.data.train_split)
+    loader = TrainLoader(train_source, seed=cfg.train.seed, rank=world.rank, size=world.size,
+                         local_batch=local_batch, accumulation=cfg.train.accumulation,
+                         augment=cfg.data.augment)
+    return loader, build_source(cfg.data, cfg.data.eval_split)
 
 
 def eval_batches(source, *, rank: int, size: int, batch: int):

@@ -13,9 +13,9 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if cfg.no_decay_bn_bias and p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay, "decays": True}]
     if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+        groups.append({"params": no_decay, "weight_decay": 0.0, "decays": False})
     return groups
 
 
@@ -24,6 +24,9 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
                            nesterov=cfg.nesterov)
 
 
-def set_lr_(optimizer: torch.optim.Optimizer, lr: float) -> None:
+def apply_schedule_(optimizer: torch.optim.Optimizer, point) -> None:
+    """Set the LR of every group and the weight decay of the groups that decay."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = point.lr
+        if group["decays"]:
+            group["weight_decay"] = point.weight_decay

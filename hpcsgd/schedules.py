@@ -8,8 +8,9 @@ multistep (Goyal: x0.1 at 30, 60, 80) or constant.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from hpcsgd.config import ScheduleConfig
+from hpcsgd.config import Config, ScheduleConfig
 
 
 def linear_warmup(epoch: float, *, warmup_epochs: float, start_lr: float, peak_lr: float) -> float:
@@ -43,3 +44,28 @@ def lr_at(epoch: float, cfg: ScheduleConfig, *, base_lr: float, total_epochs: fl
     if cfg.decay == "constant":
         return base_lr
     raise ValueError(f"schedule.decay = {cfg.decay!r}: unknown")
+
+
+@dataclass(frozen=True)
+class SchedulePoint:
+    """Everything the schedule sets at one moment of training."""
+    lr: float
+    weight_decay: float
+    collapse: bool = False
+    """Codreanu et al. V-B2 collapse phase: the data path turns scale/aspect augmentation off."""
+
+
+class Schedule:
+    """The run's schedule: ``at(epoch)`` for any fractional epoch (a pure function of it)."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    def at(self, epoch: float) -> SchedulePoint:
+        lr = lr_at(epoch, self.cfg.schedule, base_lr=self.cfg.optim.base_lr,
+                   total_epochs=self.cfg.train.epochs)
+        return SchedulePoint(lr=lr, weight_decay=self.cfg.optim.weight_decay)
+
+
+def build_schedule(cfg: Config) -> Schedule:
+    return Schedule(cfg)

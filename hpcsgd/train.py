@@ -8,6 +8,7 @@ optimizer step -> schedule. Rank 0 prints the config and progress and writes the
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -18,15 +19,15 @@ import torch.nn.functional as F
 
 from hpcsgd import config as config_mod
 from hpcsgd.checkpoint import save_checkpoint
-from hpcsgd.comm import build_backend
-from hpcsgd.comm.reducer import BlockingReducer, average_buffers_, broadcast_state_, check_replicas
-from hpcsgd.data import TrainLoader, build_source
+from hpcsgd.comm import build_backend, build_reducer
+from hpcsgd.comm.reducer import average_buffers_, broadcast_state_, check_replicas
+from hpcsgd.data import build_loaders
 from hpcsgd.evaluate import evaluate
 from hpcsgd.lmdb_store import DataPathError, check_lmdb_path
 from hpcsgd.metrics import MetricsLog, Timer
 from hpcsgd.models import build_model
-from hpcsgd.optim import build_optimizer, set_lr_
-from hpcsgd.schedules import lr_at
+from hpcsgd.optim import apply_schedule_, build_optimizer
+from hpcsgd.schedules import build_schedule
 from hpcsgd.world import World, expected_world_size, init_world, run_or_abort
 
 EXIT_CONFIG_ERROR = 2
@@ -59,12 +60,9 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     log.print(f"hpcsgd: {world.size} ranks on {world.num_nodes} node(s), "
               f"{torch.get_num_threads()} compute threads per rank\n" + config_mod.to_toml(cfg))
 
-    train_source = build_source(cfg.data, cfg.data.train_split)
-    eval_source = build_source(cfg.data, cfg.data.eval_split)
     local_batch = config_mod.local_batch(cfg, world.size)
-    loader = TrainLoader(train_source, seed=cfg.train.seed, rank=world.rank, size=world.size,
-                         local_batch=local_batch, accumulation=cfg.train.accumulation,
-                         augment=cfg.data.augment)
+    loader, eval_source = build_loaders(cfg, world, local_batch)
+    train_source = loader.source
     spe = loader.steps_per_epoch
     total_steps = max(1, round(cfg.train.epochs * spe))
     eval_every = max(1, round(cfg.train.eval_every_epochs * spe))
@@ -78,7 +76,8 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     backend = build_backend(cfg.comm.backend, world)
     broadcast_state_(model, backend)  # every replica starts from rank 0's weights
     optimizer = build_optimizer(model, cfg.optim)
-    reducer = BlockingReducer(model, backend, world_size=world.size, bucket_mb=cfg.comm.bucket_mb)
+    schedule = build_schedule(cfg)
+    reducer = build_reducer(model, cfg.comm, world)
     log.write("start", ranks=world.size, local_batch=local_batch, steps_per_epoch=spe,
               total_steps=total_steps, threads=torch.get_num_threads())
 
@@ -87,20 +86,22 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     step, reached_target_at, last_eval = 0, None, {}
     while step < total_steps:
         epoch, start = divmod(step, spe)
-        for step_in_epoch, micro, images, labels in loader.epoch(epoch, start_step=start):
+        collapse = schedule.at(epoch).collapse
+        for step_in_epoch, micro, images, labels in loader.epoch(epoch, start, collapse):
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             timer.mark("data")
+            last_micro = micro == cfg.train.accumulation - 1
             loss = F.cross_entropy(model(images), labels)
-            (loss / cfg.train.accumulation).backward()
+            with contextlib.nullcontext() if last_micro else reducer.no_sync():
+                (loss / cfg.train.accumulation).backward()
             loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
             timer.mark("compute")
-            if micro < cfg.train.accumulation - 1:
+            if not last_micro:
                 continue
             reducer.synchronize()  # sync point: gradients averaged over all ranks
             timer.mark("comm")
-            set_lr_(optimizer, lr_at(step / spe, cfg.schedule, base_lr=cfg.optim.base_lr,
-                                     total_epochs=cfg.train.epochs))
+            apply_schedule_(optimizer, schedule.at(step / spe))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             timer.mark("update")

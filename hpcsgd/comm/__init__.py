@@ -15,3 +15,10 @@ def build_backend(name: str, world):
     if name not in BACKENDS:
         raise ValueError(f"comm.backend = {name!r}: unknown (available: {', '.join(BACKENDS)})")
     return BACKENDS[name](world)
+
+
+def build_reducer(model, cfg, world):
+    """The gradient reducer for `model` as configured in the [comm] section `cfg`."""
+    from hpcsgd.comm.reducer import BlockingReducer
+    return BlockingReducer(model, build_backend(cfg.backend, world), world_size=world.size,
+                           bucket_mb=cfg.bucket_mb)

@@ -7,6 +7,7 @@ communication cores) replaces it behind the same ``synchronize()`` call.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import numpy as np
@@ -37,6 +38,11 @@ class BlockingReducer:
                      for b in self.buckets]
         self.backend = backend
         self.world_size = world_size
+
+    def no_sync(self):
+        """Context for the backward passes of all micro-batches but the last (accumulation):
+        gradients accumulate locally and are reduced once, after the last one."""
+        return contextlib.nullcontext()
 
     def synchronize(self) -> None:
         """Average every gradient over the ranks (sync point: waits for all allreduces)."""
