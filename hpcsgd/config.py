@@ -161,6 +161,22 @@ class CommConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    every_epochs: float = 0.0
+    """Periodic checkpoints every this many epochs (0 = only at the end and on a stop signal)."""
+    keep: int = 2
+    """Periodic checkpoints kept in <run dir>/checkpoints (older ones are deleted)."""
+    resume: str = ""
+    """"" = start fresh; "auto" = continue from the newest checkpoint of the run folder if any;
+    otherwise the path of a checkpoint to continue from."""
+
+    def check(self) -> None:
+        _require(self.every_epochs >= 0, "checkpoint.every_epochs", self.every_epochs,
+                 "must be >= 0 (0 = only at the end and on a stop signal)")
+        _require(self.keep >= 1, "checkpoint.keep", self.keep, "must be >= 1")
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     out_dir: str = "runs"
@@ -180,6 +196,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     comm: CommConfig = field(default_factory=CommConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     @property

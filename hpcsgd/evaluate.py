@@ -31,4 +31,4 @@ def evaluate(model: nn.Module, source, world, *, batch: int = 500, topk=(1, 5),
     world.comm.Allreduce(MPI.IN_PLACE, counts, op=MPI.SUM)
     model.train(was_training)
     return {"count": int(counts[0]),
-            **{f"top{kk}": counts[1 + i] / counts[0] for i, kk in enumerate(topk)}}
+            **{f"top{kk}": float(counts[1 + i] / counts[0]) for i, kk in enumerate(topk)}}

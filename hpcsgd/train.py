@@ -4,21 +4,30 @@
 
 Every step: data -> forward -> backward -> gradient allreduce (average over ranks) ->
 optimizer step -> schedule. Rank 0 prints the config and progress and writes the run folder
-(config.toml, metrics.jsonl, summary.json, final.pt).
+(config.toml, metrics.jsonl, summary.json, final.pt, checkpoints/step_*.pt).
+
+Exit codes: 0 done; 2 refused before any work (bad config, missing data or checkpoint);
+3 (EXIT_REQUEUE) stopped by SIGUSR1/SIGTERM after writing a checkpoint: requeue the job with
+``--checkpoint.resume=auto`` to continue exactly; anything else: a rank failed and the job
+was aborted.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from hpcsgd import config as config_mod
-from hpcsgd.checkpoint import save_checkpoint
+from hpcsgd.checkpoint import (CheckpointError, capture_state, checkpoint_path, latest_checkpoint, load_checkpoint,
+                               prune_checkpoints, restore_state_, save_checkpoint)
 from hpcsgd.comm import build_backend, build_reducer
 from hpcsgd.comm.reducer import average_buffers_, broadcast_state_, check_replicas
 from hpcsgd.data import build_loaders
@@ -28,7 +37,8 @@ from hpcsgd.metrics import MetricsLog, Timer
 from hpcsgd.models import build_model
 from hpcsgd.optim import apply_schedule_, build_optimizer
 from hpcsgd.schedules import build_schedule
-from hpcsgd.world import World, expected_world_size, init_world, run_or_abort
+from hpcsgd.stop import EXIT_REQUEUE, StopRequest
+from hpcsgd.world import Refused, World, agree, expected_world_size, init_world, run_or_abort
 
 EXIT_CONFIG_ERROR = 2
 IN_CHANNELS = {"fashion-mnist": 1, "imagenet": 3}
@@ -45,6 +55,23 @@ def check_inputs(cfg: config_mod.Config, world: World) -> None:
     config_mod.validate(cfg, world_size=world.size)
     for split in (cfg.data.train_split, cfg.data.eval_split):
         check_lmdb_path(f"{cfg.data.path}/{split}")
+    resume = cfg.checkpoint.resume
+    if resume not in ("", "auto") and not Path(resume).is_file():
+        raise config_mod.ConfigError(f"checkpoint.resume = {resume!r}: no such checkpoint file")
+
+
+@dataclass
+class Progress:
+    """Where the run is; saved in checkpoints. The schedule and the sampler positions are
+    pure functions of `step`."""
+    step: int = 0
+    images_done: int = 0
+    train_time: float = 0.0
+    """Seconds of training steps (evaluation and checkpointing excluded)."""
+    wall_time: float = 0.0
+    """Seconds since the run first started, summed over its resumed segments."""
+    time_to_target: float | None = None
+    last_eval: dict = field(default_factory=dict)
 
 
 def train(cfg: config_mod.Config, world: World) -> dict:
@@ -66,6 +93,7 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     spe = loader.steps_per_epoch
     total_steps = max(1, round(cfg.train.epochs * spe))
     eval_every = max(1, round(cfg.train.eval_every_epochs * spe))
+    ckpt_every = round(cfg.checkpoint.every_epochs * spe)
 
     model = build_model(cfg.model.name, num_classes=cfg.model.num_classes,
                         in_channels=IN_CHANNELS[cfg.data.name], bn_momentum=cfg.model.bn_momentum,
@@ -75,17 +103,43 @@ def train(cfg: config_mod.Config, world: World) -> dict:
         model = model.to(memory_format=torch.channels_last)
     backend = build_backend(cfg.comm.backend, world)
     broadcast_state_(model, backend)  # every replica starts from rank 0's weights
+    torch.manual_seed(cfg.train.seed + 1 + world.rank)  # per-rank randomness (dropout)
     optimizer = build_optimizer(model, cfg.optim)
     schedule = build_schedule(cfg)
     reducer = build_reducer(model, cfg.comm, world)
-    log.write("start", ranks=world.size, local_batch=local_batch, steps_per_epoch=spe,
-              total_steps=total_steps, threads=torch.get_num_threads())
 
+    progress = Progress()
+    resume_from = _resume_path(cfg)
+    if resume_from is not None:
+        state = agree(world, lambda: load_checkpoint(resume_from), CheckpointError)
+        progress = Progress(**restore_state_(state, model, optimizer, world))
+        log.print(f"resumed from {resume_from} at step {progress.step}")
+    pids = world.comm.gather(f"{world.hostname}:{os.getpid()}")  # to signal or inspect a rank
+    log.write("start", ranks=world.size, pids=pids, local_batch=local_batch, steps_per_epoch=spe,
+              total_steps=total_steps, threads=torch.get_num_threads(), step=progress.step,
+              resumed_from=str(resume_from) if resume_from else None)
+
+    def wall_time() -> float:
+        return progress.wall_time + time.time() - t0
+
+    def save(path: Path) -> None:
+        """Collective: all ranks contribute; rank 0 writes atomically."""
+        saved = {**asdict(progress), "wall_time": wall_time()}
+        state = capture_state(model, optimizer, saved, world)
+        if world.is_root:
+            save_checkpoint(path, state, config_mod.to_toml(cfg))
+            if path.parent == ckpt_dir:
+                prune_checkpoints(ckpt_dir, cfg.checkpoint.keep)
+        world.comm.Barrier()  # sync point: the checkpoint is on disk for every rank
+
+    ckpt_dir = run_dir / "checkpoints"
+    if world.is_root:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    stop = StopRequest()
     model.train()
-    timer, train_time, images_done, loss_sum, loss_n = Timer(), 0.0, 0, 0.0, 0
-    step, reached_target_at, last_eval = 0, None, {}
-    while step < total_steps:
-        epoch, start = divmod(step, spe)
+    timer, loss_sum, loss_n, steps_since_log = Timer(), 0.0, 0, 0
+    while progress.step < total_steps:
+        epoch, start = divmod(progress.step, spe)
         collapse = schedule.at(epoch).collapse
         for step_in_epoch, micro, images, labels in loader.epoch(epoch, start, collapse):
             if channels_last:
@@ -101,21 +155,22 @@ def train(cfg: config_mod.Config, world: World) -> dict:
                 continue
             reducer.synchronize()  # sync point: gradients averaged over all ranks
             timer.mark("comm")
-            apply_schedule_(optimizer, schedule.at(step / spe))
+            apply_schedule_(optimizer, schedule.at(progress.step / spe))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             timer.mark("update")
-            step += 1
-            images_done += cfg.train.global_batch
+            progress.step += 1
+            progress.images_done += cfg.train.global_batch
+            step, steps_since_log = progress.step, steps_since_log + 1
 
             if step % cfg.train.log_every_steps == 0 or step == total_steps:
                 phases = timer.reset()
-                phases.pop("eval", None)  # evaluation time is not training time
+                phases.pop("eval", None)  # evaluation and checkpoints are not training time
+                phases.pop("checkpoint", None)
                 elapsed = sum(phases.values())
-                train_time += elapsed
+                progress.train_time += elapsed
                 mean_loss = world.comm.allreduce(loss_sum / loss_n) / world.size
-                n_steps = (step - 1) % cfg.train.log_every_steps + 1
-                rate = n_steps * cfg.train.global_batch / elapsed
+                rate = steps_since_log * cfg.train.global_batch / elapsed
                 log.write("train", step=step, epoch=round(step / spe, 4), loss=mean_loss,
                           lr=optimizer.param_groups[0]["lr"], img_per_s=rate,
                           **{f"{k}_s": v for k, v in phases.items()})
@@ -123,31 +178,46 @@ def train(cfg: config_mod.Config, world: World) -> dict:
                           f"loss {mean_loss:.4f}  lr {optimizer.param_groups[0]['lr']:.4g}  "
                           f"{rate:8.1f} img/s  data {phases.get('data', 0) / elapsed:5.1%}  "
                           f"comm {phases.get('comm', 0) / elapsed:5.1%}")
-                loss_sum, loss_n = 0.0, 0
+                loss_sum, loss_n, steps_since_log = 0.0, 0, 0
             if step % eval_every == 0 or step == total_steps:
                 average_buffers_(model, backend, world.size)
-                last_eval = evaluate(model, eval_source, world, channels_last=channels_last)
-                if cfg.train.target_top1 and reached_target_at is None \
-                        and last_eval["top1"] >= cfg.train.target_top1:
-                    reached_target_at = time.time() - t0
-                log.write("eval", step=step, epoch=round(step / spe, 4), **last_eval)
-                log.print(f"eval  epoch {step / spe:6.2f}  top-1 {last_eval['top1']:.2%}  "
-                          f"top-5 {last_eval['top5']:.2%}  ({last_eval['count']} images)")
+                progress.last_eval = evaluate(model, eval_source, world,
+                                              channels_last=channels_last)
+                if cfg.train.target_top1 and progress.time_to_target is None \
+                        and progress.last_eval["top1"] >= cfg.train.target_top1:
+                    progress.time_to_target = wall_time()
+                log.write("eval", step=step, epoch=round(step / spe, 4), **progress.last_eval)
+                log.print(f"eval  epoch {step / spe:6.2f}  top-1 {progress.last_eval['top1']:.2%}"
+                          f"  top-5 {progress.last_eval['top5']:.2%}  "
+                          f"({progress.last_eval['count']} images)")
                 timer.mark("eval")
+            if ckpt_every and step % ckpt_every == 0 and step < total_steps:
+                save(checkpoint_path(ckpt_dir, step))
+                timer.mark("checkpoint")
+            signum = stop.agreed(world.comm)  # one tiny allreduce: all ranks stop together
+            if signum and step < total_steps:
+                save(checkpoint_path(ckpt_dir, step))
+                log.write("stopped", step=step, signal=signal.Signals(signum).name)
+                log.print(f"stopped by {signal.Signals(signum).name} at step {step}: "
+                          f"checkpoint written, exit {EXIT_REQUEUE} (requeue)")
+                log.close()
+                stop.restore()
+                return {"stopped": True, "step": step, "exit_code": EXIT_REQUEUE}
             if step == total_steps:
                 break
+    stop.restore()
 
     check_replicas(model, world)  # every rank must hold the same parameters
+    save(run_dir / "final.pt")
     corrupt = world.comm.allreduce(train_source.stats.corrupt + eval_source.stats.corrupt)
-    summary = {"top1": last_eval["top1"], "top5": last_eval["top5"],
-               "eval_images": last_eval["count"], "steps": step, "epochs": step / spe,
-               "ranks": world.size, "global_batch": cfg.train.global_batch,
-               "train_img_per_s": images_done / train_time, "train_time_s": train_time,
-               "wall_time_s": time.time() - t0, "corrupt_records": corrupt,
-               "time_to_target_s": reached_target_at}
+    last = progress.last_eval
+    summary = {"top1": last["top1"], "top5": last["top5"], "eval_images": last["count"],
+               "steps": progress.step, "epochs": progress.step / spe, "ranks": world.size,
+               "global_batch": cfg.train.global_batch,
+               "train_img_per_s": progress.images_done / max(progress.train_time, 1e-9),
+               "train_time_s": progress.train_time, "wall_time_s": wall_time(),
+               "corrupt_records": corrupt, "time_to_target_s": progress.time_to_target}
     if world.is_root:
-        save_checkpoint(run_dir / "final.pt", {"model": model.state_dict(), "step": step},
-                        config_mod.to_toml(cfg))
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     world.comm.Barrier()  # sync point: the run folder is complete when train() returns
     log.write("summary", **summary)
@@ -158,25 +228,22 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     return summary
 
 
-def setup(argv: list[str], world: World) -> config_mod.Config | None:
+def _resume_path(cfg: config_mod.Config) -> Path | None:
+    if cfg.checkpoint.resume == "auto":
+        return latest_checkpoint(cfg.run_dir / "checkpoints")
+    return Path(cfg.checkpoint.resume) if cfg.checkpoint.resume else None
+
+
+def setup(argv: list[str], world: World) -> config_mod.Config:
     """Parse and check the config on every rank; all ranks agree before anyone works."""
-    error = None
-    try:
+    def parse():
         if not argv or argv[0].startswith("--"):
             raise config_mod.ConfigError("usage: python -m hpcsgd.train CONFIG.toml "
                                          "[--section.key=value ...]")
         cfg = config_mod.load_config(argv[0], argv[1:])
         check_inputs(cfg, world)
-    except (config_mod.ConfigError, DataPathError) as e:
-        error = str(e)
-    errors = world.comm.allgather(error)
-    failed = [r for r, e in enumerate(errors) if e is not None]
-    if failed:
-        if world.is_root:
-            ranks = "all ranks" if len(failed) == world.size else f"ranks {failed}"
-            print(f"hpcsgd: refused ({ranks}): {errors[failed[0]]}", file=sys.stderr)
-        return None
-    return cfg
+        return cfg
+    return agree(world, parse, config_mod.ConfigError, DataPathError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,11 +254,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{world.size}: this mpiexec belongs to another MPI than mpi4py's "
               "(use the environment's own mpiexec)", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    cfg = setup(sys.argv[1:] if argv is None else argv, world)
-    if cfg is None:
+    try:
+        cfg = setup(sys.argv[1:] if argv is None else argv, world)
+        summary = run_or_abort(world, train, cfg, world)
+    except Refused as e:
+        if world.is_root:
+            print(f"hpcsgd: refused: {e}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    run_or_abort(world, train, cfg, world)
-    return 0
+    return summary.get("exit_code", 0)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,26 @@ class World:
         self.comm.Abort(code)
 
 
+class Refused(RuntimeError):
+    """Raised on every rank together when any rank's input check failed (see agree)."""
+
+
+def agree(world: "World", fn, *errors: type[BaseException]):
+    """Run fn on every rank; if it raises one of `errors` on any rank, raise Refused with that
+    rank's message on all ranks (no rank goes on alone into a collective). Collective."""
+    result, message = None, None
+    try:
+        result = fn()
+    except errors as e:
+        message = str(e)
+    messages = world.comm.allgather(message)
+    failed = [r for r, m in enumerate(messages) if m is not None]
+    if failed:
+        who = "all ranks" if len(failed) == world.size else f"ranks {failed}"
+        raise Refused(f"{messages[failed[0]]} ({who})")
+    return result
+
+
 def init_world(comm: MPI.Comm | None = None) -> World:
     comm = comm if comm is not None else MPI.COMM_WORLD
     provided = MPI.Query_thread()
@@ -69,7 +89,7 @@ def run_or_abort(world: World, fn, *args, **kwargs):
     """Run fn; any exception on any rank prints its traceback naming the rank and aborts the job."""
     try:
         return fn(*args, **kwargs)
-    except SystemExit:
+    except (SystemExit, Refused):
         raise
     except BaseException as e:  # noqa: BLE001 - every failure must end all ranks
         traceback.print_exc()
