@@ -1,11 +1,16 @@
 """Model registry: name -> constructor(num_classes, in_channels, **options)."""
 from __future__ import annotations
 
+from hpcsgd.models.alexnet import alexnet, alexnet_bn
 from hpcsgd.models.lenet import lenet
+from hpcsgd.models.lstm import lstm_lm
 from hpcsgd.models.resnet import cifar_resnet20, resnet18, resnet34, resnet50, resnet101, resnet152
 
 MODELS = {
     "lenet": lenet,
+    "alexnet": alexnet,
+    "alexnet_bn": alexnet_bn,
+    "lstm_lm": lstm_lm,
     "cifar_resnet20": cifar_resnet20,
     "resnet18": resnet18,
     "resnet34": resnet34,

@@ -10,6 +10,11 @@ from hpcsgd.models.resnet import Bottleneck
     ("resnet18", 1000, 11_689_512),
     ("resnet101", 1000, 44_549_160),
     ("lenet", 10, 431_080),           # Caffe LeNet: 20*25+20 + 50*500+50 + 800*500+500 + 5010
+    ("alexnet", 1000, 60_965_224),    # Caffe bvlc_alexnet (grouped conv2/4/5)
+    # AlexNet-BN: minus the 1,376 conv and 8,192 fc6/fc7 biases, plus 2 x 9,568 BN parameters
+    ("alexnet_bn", 1000, 60_965_224 - 1_376 - 8_192 + 19_136),
+    # Zaremba small: embedding 10000x200, 2 LSTM layers of 4 x (200x200 x 2 + 2 x 200), decoder
+    ("lstm_lm", 10000, 2_000_000 + 2 * 4 * (80_000 + 400) + 2_010_000),
 ])
 def test_parameter_counts(name, classes, params):
     model = build_model(name, num_classes=classes, in_channels=1 if name == "lenet" else 3)
@@ -38,3 +43,19 @@ def test_small_image_models_output_shapes():
     x = torch.randn(3, 1, 28, 28)
     assert build_model("lenet", num_classes=10, in_channels=1)(x).shape == (3, 10)
     assert build_model("cifar_resnet20", num_classes=10, in_channels=1)(x).shape == (3, 10)
+
+
+def test_alexnet_shapes_on_caffe_and_torch_crops():
+    for name in ("alexnet", "alexnet_bn"):
+        model = build_model(name, num_classes=1000).eval()
+        assert model(torch.randn(2, 3, 227, 227)).shape == (2, 1000)  # Caffe's crop
+        assert model(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
+    assert not any(isinstance(m, torch.nn.LocalResponseNorm)
+                   for m in build_model("alexnet_bn", num_classes=10).modules())
+
+
+def test_lstm_language_model_output_and_state():
+    model = build_model("lstm_lm", num_classes=50, size="small")
+    tokens = torch.randint(0, 50, (3, 7))
+    logits, (h, c) = model(tokens)
+    assert logits.shape == (3, 7, 50) and h.shape == c.shape == (2, 3, 200)
