@@ -1,27 +1,75 @@
-"""Optimizer construction: momentum SGD with weight decay kept off BatchNorm and biases."""
+"""Optimizer construction from ``[optim]`` and the per-step schedule hand-off.
+
+Parameters fall into two groups: layer weights (ndim >= 2: convolutions, fully-connected,
+embeddings and LSTM matrices) and BatchNorm parameters / biases (ndim <= 1). By default the
+second group gets no weight decay (``no_decay_bn_bias``) and no LARS/DATE ratio
+(``layerwise_bn_bias = false``), as in You et al.'s and Goyal et al.'s recipes.
+
+| optim.name | optim.date | optimizer |
+|---|---|---|
+| sgd (pytorch momentum) | false | torch.optim.SGD (momentum 0 = plain SGD; nesterov) |
+| sgd (caffe momentum) | false | hpcsgd.momentum.MomentumSGD |
+| lars | false | hpcsgd.lars.LARS |
+| sgd, adagrad, rmsprop, adam | true | hpcsgd.date.DateBounded over the base optimizer |
+| adagrad, rmsprop, adam | false | torch.optim.Adagrad / RMSprop / Adam (L2 weight decay) |
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
 from hpcsgd.config import OptimConfig
+from hpcsgd.date import DateBounded
+from hpcsgd.lars import LARS
+from hpcsgd.momentum import MomentumSGD
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
-    """BN/bias parameters (1-D tensors) get no weight decay when cfg.no_decay_bn_bias."""
-    decay, no_decay = [], []
+    """Weights and BN/bias groups, each with the flags apply_schedule_ and LARS/DATE read:
+    ``decays`` (the schedule sets its weight decay) and ``layerwise`` (gets the per-layer ratio)."""
+    weights, bn_bias = [], []
     for p in model.parameters():
         if p.requires_grad:
-            (no_decay if cfg.no_decay_bn_bias and p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay, "decays": True}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0, "decays": False})
+            (bn_bias if p.ndim <= 1 else weights).append(p)
+    groups = []
+    if weights:
+        groups.append({"params": weights, "name": "weights", "weight_decay": cfg.weight_decay,
+                       "decays": True, "layerwise": True})
+    if bn_bias:
+        decays = not cfg.no_decay_bn_bias
+        groups.append({"params": bn_bias, "name": "bn_bias",
+                       "weight_decay": cfg.weight_decay if decays else 0.0, "decays": decays,
+                       "layerwise": cfg.layerwise_bn_bias})
     return groups
 
 
+def _base_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    if cfg.name == "sgd":
+        return MomentumSGD(groups, lr=cfg.base_lr, momentum=cfg.momentum,
+                           nesterov=cfg.nesterov, style=cfg.momentum_style)
+    if cfg.name == "adagrad":
+        return torch.optim.Adagrad(groups, lr=cfg.base_lr, eps=cfg.eps)
+    if cfg.name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=cfg.base_lr, alpha=cfg.rmsprop_alpha, eps=cfg.eps)
+    if cfg.name == "adam":
+        return torch.optim.Adam(groups, lr=cfg.base_lr, betas=tuple(cfg.adam_betas), eps=cfg.eps)
+    raise ValueError(f"optim.name = {cfg.name!r}: no base optimizer")
+
+
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(param_groups(model, cfg), lr=cfg.base_lr, momentum=cfg.momentum,
-                           nesterov=cfg.nesterov)
+    groups = param_groups(model, cfg)
+    if cfg.name == "lars":
+        return LARS(groups, lr=cfg.base_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                    eta=cfg.lars_eta, eps=cfg.lars_eps, clip=cfg.lars_clip,
+                    style=cfg.momentum_style)
+    if cfg.date:
+        return DateBounded(groups, lambda inner: _base_optimizer(inner, cfg),
+                           lower=cfg.date_lower, upper=cfg.date_upper, lr=cfg.base_lr)
+    if cfg.name == "sgd" and cfg.momentum_style == "pytorch":
+        # the default path: PyTorch's own SGD (fused loops), the same update as MomentumSGD
+        return torch.optim.SGD(groups, lr=cfg.base_lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov)
+    return _base_optimizer(groups, cfg)
 
 
 def apply_schedule_(optimizer: torch.optim.Optimizer, point) -> None:

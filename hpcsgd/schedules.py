@@ -1,49 +1,26 @@
-"""Learning-rate schedules as pure functions of the (fractional) epoch.
+"""The run's schedule plan: LR, weight decay, augmentation mode and snapshots at any iteration.
 
-``lr_at(epoch)``: gradual linear warmup (Goyal et al. 2.2) from ``warmup_start_lr`` to the
-peak ``base_lr`` over ``warmup_epochs``, then a decay over the remaining epochs:
-poly (power 1 = Codreanu et al. IV-D's linear decay, power 2 = You et al.), cosine,
-multistep (Goyal: x0.1 at 30, 60, 80) or constant.
+A pure function of (iteration, iterations per epoch, config): ``plan_at``. The trainer holds a
+``Schedule`` (``build_schedule(cfg, steps_per_epoch)``) and calls ``schedule.at(epoch)`` with
+the fractional epoch ``step / steps_per_epoch`` before every optimizer step.
+
+Composition (every piece in hpcsgd/lr_curves.py, hpcsgd/lr_scaling.py):
+1. peak LR = optim.base_lr, or lr0 scaled from the baseline batch (linear / sqrt rule);
+2. warmup (linear, constant, quadratic) over warmup_epochs, or LEGW's w0 * B/B0;
+3. decay: poly, cosine, multistep, constant, DATE's roller coaster, Codreanu's cycles;
+4. Codreanu's collapse over the last epochs: power-2 poly from where the LR was, weight decay
+   x2, scale/aspect augmentation off (``SchedulePoint.collapse``);
+5. weight decay: optim.weight_decay, stepped at wd_milestones, times the collapse factor.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from hpcsgd.config import Config, ScheduleConfig
+from hpcsgd import lr_curves
+from hpcsgd.config import Config, ConfigError, ScheduleConfig
+from hpcsgd.lr_scaling import legw_warmup_epochs, scaled_lr
 
-
-def linear_warmup(epoch: float, *, warmup_epochs: float, start_lr: float, peak_lr: float) -> float:
-    return start_lr + (peak_lr - start_lr) * min(epoch / warmup_epochs, 1.0)
-
-
-def poly(progress: float, *, power: float, peak_lr: float, end_lr: float = 0.0) -> float:
-    """progress in [0, 1] -> LR falling from peak_lr to end_lr as (1 - progress)^power."""
-    return end_lr + (peak_lr - end_lr) * (1.0 - min(max(progress, 0.0), 1.0)) ** power
-
-
-def cosine(progress: float, *, peak_lr: float, end_lr: float = 0.0) -> float:
-    return end_lr + 0.5 * (peak_lr - end_lr) * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def multistep(epoch: float, *, peak_lr: float, milestones, gamma: float) -> float:
-    return peak_lr * gamma ** sum(epoch >= m for m in milestones)
-
-
-def lr_at(epoch: float, cfg: ScheduleConfig, *, base_lr: float, total_epochs: float) -> float:
-    if epoch < cfg.warmup_epochs:
-        return linear_warmup(epoch, warmup_epochs=cfg.warmup_epochs,
-                             start_lr=cfg.warmup_start_lr, peak_lr=base_lr)
-    progress = (epoch - cfg.warmup_epochs) / (total_epochs - cfg.warmup_epochs)
-    if cfg.decay == "poly":
-        return poly(progress, power=cfg.power, peak_lr=base_lr, end_lr=cfg.end_lr)
-    if cfg.decay == "cosine":
-        return cosine(progress, peak_lr=base_lr, end_lr=cfg.end_lr)
-    if cfg.decay == "multistep":
-        return multistep(epoch, peak_lr=base_lr, milestones=cfg.milestones, gamma=cfg.gamma)
-    if cfg.decay == "constant":
-        return base_lr
-    raise ValueError(f"schedule.decay = {cfg.decay!r}: unknown")
+EPS = 1e-9
 
 
 @dataclass(frozen=True)
@@ -53,19 +30,209 @@ class SchedulePoint:
     weight_decay: float
     collapse: bool = False
     """Codreanu et al. V-B2 collapse phase: the data path turns scale/aspect augmentation off."""
+    snapshot: bool = False
+    """The weights after this many completed iterations are a snapshot (Codreanu VI cycles)."""
+    phase: str = ""
+    """"warmup", "decay", "rewarm" or "collapse" (for logs and plots)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The numbers a schedule config resolves to for one run (batch and epochs known)."""
+    schedule: ScheduleConfig
+    peak_lr: float
+    """Peak LR after the scaling rule."""
+    warmup_epochs: float
+    """Warmup length after LEGW."""
+    total_epochs: float
+    base_weight_decay: float
+    collapse_start: float | None
+    """Epoch at which the final collapse starts (None: no collapse phase)."""
+
+
+# ---------------------------------------------------------------------------- pure pieces
+
+def main_lr(epoch: float, cfg: ScheduleConfig, *, peak_lr: float, warmup_epochs: float,
+            total_epochs: float) -> tuple[float, str]:
+    """Warmup then decay, before any final collapse -> (LR, phase)."""
+    if epoch < warmup_epochs:
+        return lr_curves.warmup(epoch, kind=cfg.warmup, warmup_epochs=warmup_epochs,
+                                start_lr=cfg.warmup_start_lr, peak_lr=peak_lr), "warmup"
+    progress = (epoch - warmup_epochs) / (total_epochs - warmup_epochs)
+    if cfg.decay == "poly":
+        return lr_curves.poly(progress, power=cfg.power, peak_lr=peak_lr, end_lr=cfg.end_lr), "decay"
+    if cfg.decay == "cosine":
+        return lr_curves.cosine(progress, peak_lr=peak_lr, end_lr=cfg.end_lr), "decay"
+    if cfg.decay == "multistep":
+        return lr_curves.multistep(epoch, peak_lr=peak_lr, milestones=cfg.milestones,
+                                   gamma=cfg.gamma), "decay"
+    if cfg.decay == "constant":
+        return peak_lr, "decay"
+    if cfg.decay == "roller_coaster":
+        w = warmup_epochs if cfg.roller_coaster_warmup == "run" else cfg.warmup_epochs
+        return lr_curves.roller_coaster(epoch, total_epochs=total_epochs, formula_warmup=w,
+                                        peak_lr=peak_lr, floor=cfg.roller_coaster_floor), "decay"
+    if cfg.decay == "cyclic":
+        lr, segment = lr_curves.codreanu_cyclic(
+            epoch, peak_lr=peak_lr, warmup_end=warmup_epochs, total_epochs=total_epochs,
+            linear_until=cfg.cyclic_linear_until, start=cfg.cyclic_start,
+            start_ratio=cfg.cyclic_start_ratio, rewarm_epochs=cfg.cyclic_rewarm_epochs,
+            rewarm_factor=cfg.cyclic_rewarm_factor, decay_epochs=cfg.cyclic_decay_epochs,
+            decay_factor=cfg.cyclic_decay_factor, power=cfg.cyclic_power)
+        if segment == "power" and cfg.cyclic_collapse:
+            return lr, "collapse"
+        return lr, "rewarm" if segment == "rewarm" else "decay"
+    raise ValueError(f"schedule.decay = {cfg.decay!r}: unknown")
+
+
+def lr_at(epoch: float, cfg: ScheduleConfig, *, base_lr: float, total_epochs: float,
+          warmup_epochs: float | None = None) -> float:
+    """LR of warmup + decay with peak ``base_lr`` (no scaling rule, no collapse)."""
+    warm = cfg.warmup_epochs if warmup_epochs is None else warmup_epochs
+    return main_lr(epoch, cfg, peak_lr=base_lr, warmup_epochs=warm, total_epochs=total_epochs)[0]
+
+
+def weight_decay_at(epoch: float, *, base: float, milestones, values) -> float:
+    """Multi-step weight decay (Codreanu V-C, Fig. 3): values[k] from milestones[k] on."""
+    wd = base
+    for m, v in zip(milestones, values):
+        if epoch >= m:
+            wd = v
+    return wd
+
+
+def point_at(epoch: float, plan: Plan) -> SchedulePoint:
+    """LR, weight decay, augmentation mode and phase at a fractional epoch (no snapshot flag)."""
+    cfg = plan.schedule
+    lr, phase = main_lr(epoch, cfg, peak_lr=plan.peak_lr, warmup_epochs=plan.warmup_epochs,
+                        total_epochs=plan.total_epochs)
+    if plan.collapse_start is not None and epoch >= plan.collapse_start:
+        # Codreanu V-B2: "starting from the value where it left off", power-2 poly to the end
+        left_off, _ = main_lr(plan.collapse_start, cfg, peak_lr=plan.peak_lr,
+                              warmup_epochs=plan.warmup_epochs, total_epochs=plan.total_epochs)
+        lr = lr_curves.collapse(epoch, start_epoch=plan.collapse_start,
+                                end_epoch=plan.total_epochs, start_lr=left_off,
+                                power=cfg.collapse_power)
+        phase = "collapse"
+    collapsing = phase == "collapse"
+    wd = weight_decay_at(epoch, base=plan.base_weight_decay, milestones=cfg.wd_milestones,
+                         values=cfg.wd_values)
+    if collapsing:
+        wd *= cfg.collapse_wd_factor  # Codreanu V-B2: weight decay doubles, 5e-5 -> 1e-4
+    return SchedulePoint(lr=lr, weight_decay=wd, collapse=collapsing, phase=phase)
+
+
+def snapshot_epochs(plan: Plan) -> list[float]:
+    """Epochs whose weights the schedule asks to keep: the end of each of Codreanu's cycles."""
+    cfg = plan.schedule
+    if cfg.decay != "cyclic":
+        return []
+    ends = lr_curves.cyclic_cycle_ends(
+        start=cfg.cyclic_start, cycle_epochs=cfg.cyclic_rewarm_epochs + cfg.cyclic_decay_epochs,
+        total_epochs=plan.total_epochs)
+    return ([cfg.cyclic_start] if cfg.cyclic_snapshot_start else []) + ends
+
+
+def snapshot_iterations(plan: Plan, iters_per_epoch: float) -> list[int]:
+    """Completed-iteration counts at which the snapshots fall (nearest iteration, >= 1)."""
+    return [max(1, round(e * iters_per_epoch)) for e in snapshot_epochs(plan)]
+
+
+def plan_at(iteration: int, iters_per_epoch: float, plan: Plan | Config) -> SchedulePoint:
+    """The schedule after ``iteration`` completed iterations: LR and weight decay of the next
+    iteration, augmentation mode, and whether the current weights are a snapshot."""
+    if isinstance(plan, Config):
+        plan = resolve_plan(plan)
+    point = point_at(iteration / iters_per_epoch, plan)
+    return replace(point, snapshot=iteration in snapshot_iterations(plan, iters_per_epoch))
+
+
+# ---------------------------------------------------------------------------- resolving
+
+def _refuse(option: str, value, why: str):
+    raise ConfigError(f"{option} = {value!r}: {why}")
+
+
+def resolve_plan(cfg: Config) -> Plan:
+    """Resolve scaling, LEGW and collapse for this run; refuse combinations that cannot run."""
+    s, total, batch = cfg.schedule, cfg.train.epochs, cfg.train.global_batch
+    peak = scaled_lr(cfg.optim.base_lr, batch=batch, base_batch=s.base_batch, rule=s.lr_scaling)
+    warm = legw_warmup_epochs(s.warmup_epochs, batch=batch, base_batch=s.base_batch) \
+        if s.legw else s.warmup_epochs
+    if warm >= total:
+        _refuse("schedule.warmup_epochs", s.warmup_epochs,
+                f"warmup of {warm:g} epochs{' (LEGW x B/B0)' if s.legw else ''} must be "
+                f"shorter than train.epochs = {total}")
+    collapse_epochs = s.collapse_epochs or s.collapse_fraction * total
+    collapse_start = total - collapse_epochs if collapse_epochs else None
+    if collapse_start is not None and collapse_start < warm:
+        _refuse("schedule.collapse_epochs", s.collapse_epochs or s.collapse_fraction,
+                f"the collapse would start at epoch {collapse_start:g}, inside the warmup "
+                f"(ends at epoch {warm:g})")
+    if s.decay == "roller_coaster" and s.roller_coaster_warmup == "baseline" \
+            and s.warmup_epochs >= total:
+        _refuse("schedule.warmup_epochs", s.warmup_epochs, "w0 must be < train.epochs")
+    plan = Plan(schedule=s, peak_lr=peak, warmup_epochs=warm, total_epochs=total,
+                base_weight_decay=cfg.optim.weight_decay, collapse_start=collapse_start)
+    if s.decay == "cyclic":
+        _check_cyclic(plan)
+    return plan
+
+
+def _check_cyclic(plan: Plan) -> None:
+    s, total = plan.schedule, plan.total_epochs
+    if plan.warmup_epochs >= s.cyclic_linear_until:
+        _refuse("schedule.cyclic_linear_until", s.cyclic_linear_until,
+                f"must be after the warmup (ends at epoch {plan.warmup_epochs:g})")
+    if s.cyclic_start >= total:
+        _refuse("schedule.cyclic_start", s.cyclic_start, f"must be < train.epochs = {total}")
+    try:
+        snapshot_epochs(plan)
+    except ValueError as e:
+        _refuse("schedule.cyclic_decay_epochs", s.cyclic_decay_epochs, str(e))
+    left = lr_curves.poly((s.cyclic_linear_until - plan.warmup_epochs)
+                          / (total - plan.warmup_epochs), power=1.0, peak_lr=1.0)
+    if s.cyclic_start_ratio >= left:
+        _refuse("schedule.cyclic_start_ratio", s.cyclic_start_ratio,
+                f"must be below the LR left at epoch {s.cyclic_linear_until:g} "
+                f"({left:.3f} of the peak) for the power decay to decay")
 
 
 class Schedule:
-    """The run's schedule: ``at(epoch)`` for any fractional epoch (a pure function of it)."""
+    """The run's schedule. ``at(epoch)`` for any fractional epoch (a pure function of it);
+    with ``steps_per_epoch`` known it also flags the snapshot iterations."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, steps_per_epoch: float | None = None):
         self.cfg = cfg
+        self.plan = resolve_plan(cfg)
+        self.steps_per_epoch = steps_per_epoch
 
     def at(self, epoch: float) -> SchedulePoint:
-        lr = lr_at(epoch, self.cfg.schedule, base_lr=self.cfg.optim.base_lr,
-                   total_epochs=self.cfg.train.epochs)
-        return SchedulePoint(lr=lr, weight_decay=self.cfg.optim.weight_decay)
+        point = point_at(epoch, self.plan)
+        if self.steps_per_epoch:
+            it = epoch * self.steps_per_epoch
+            if abs(it - round(it)) < 1e-6 and round(it) in self.snapshot_steps():
+                point = replace(point, snapshot=True)
+        return point
+
+    def point(self, iteration: int) -> SchedulePoint:
+        """``plan_at(iteration, steps_per_epoch, plan)``."""
+        return plan_at(iteration, self._spe(), self.plan)
+
+    def snapshot_epochs(self) -> list[float]:
+        return snapshot_epochs(self.plan)
+
+    def snapshot_steps(self) -> list[int]:
+        """Completed-step counts after which the weights are a snapshot (the last may be the
+        final step: save it after the step, not only when ``at`` flags it)."""
+        return snapshot_iterations(self.plan, self._spe())
+
+    def _spe(self) -> float:
+        if not self.steps_per_epoch:
+            raise ValueError("this Schedule was built without steps_per_epoch")
+        return self.steps_per_epoch
 
 
-def build_schedule(cfg: Config) -> Schedule:
-    return Schedule(cfg)
+def build_schedule(cfg: Config, steps_per_epoch: float | None = None) -> Schedule:
+    """Raises ConfigError for a schedule that cannot run with this batch and epoch count."""
+    return Schedule(cfg, steps_per_epoch)

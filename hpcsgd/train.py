@@ -105,7 +105,7 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     broadcast_state_(model, backend)  # every replica starts from rank 0's weights
     torch.manual_seed(cfg.train.seed + 1 + world.rank)  # per-rank randomness (dropout)
     optimizer = build_optimizer(model, cfg.optim)
-    schedule = build_schedule(cfg)
+    schedule = build_schedule(cfg, steps_per_epoch=spe)
     reducer = build_reducer(model, cfg.comm, world)
 
     progress = Progress()
