@@ -1,15 +1,13 @@
-"""Measure this machine's inputs to the scaling model (hpcsgd.scaling) and merge them into JSON.
+""".venv/bin/mpiexec -n 2 .venv/bin/python tools/measure_node.py allreduce
+.venv/bin/python tools/measure_node.py compute [--batches 4 8 16 32] [--threads N]
 
-    /tmp/venvtest/bin/mpiexec -n 2 /tmp/venvtest/bin/python tools/measure_node.py allreduce
-    /tmp/venvtest/bin/python tools/measure_node.py compute
-
-(use the project's own python/mpiexec, e.g. .venv/bin/, where /tmp/venvtest is not there).
-`allreduce` times comm.Allreduce(MPI.IN_PLACE, float32 array) from 4 KB to 100 MB and fits
-the alpha-beta model; `compute` times ResNet-50 training steps (forward + backward + SGD with
-momentum, random 224x224 images) at several local batches, a float32 add (the reduction cost
-gamma) and a STREAM-like triad (the update cost). Both keep CPU time under a minute or so.
-Results go into docs/measurements/this_machine.json (--out), which the scaling model reads;
-the model never imports torch or MPI.
+Measure this machine's inputs to the scaling model (hpcsgd.scaling) and merge them into
+docs/measurements/this_machine.json (--out), which the model reads; the model itself never
+imports torch or MPI. `allreduce` times comm.Allreduce(MPI.IN_PLACE, float32 array) from
+4 KB to 100 MB and fits alpha (small messages) and beta (large ones). `compute` times
+ResNet-50 training steps (forward + backward + SGD with momentum, random 224x224 images) at
+several local batches, a float32 add (the reduction cost gamma) and a STREAM-like triad (the
+update cost). Keep the machine otherwise idle: the load average is recorded with the result.
 """
 from __future__ import annotations
 
@@ -89,8 +87,10 @@ def measure_allreduce(out: Path) -> None:
     alpha, beta_eff = fit_alpha_beta([r["bytes"] for r in rows], [r["median_s"] for r in rows],
                                      steps)
     _merge(out, "allreduce", {
-        "ranks": p, "transport": "shared memory (one node)", "mpi": MPI.Get_library_version()
-        .splitlines()[0], "rows": rows, "fit_model": "t = 2*log2(p)*alpha + n*beta_eff; alpha from <= 256 KB, beta_eff from >= 16 MB",
+        "ranks": p, "transport": "shared memory (one node)",
+        "mpi": MPI.Get_library_version().splitlines()[0], "rows": rows,
+        "fit_model": "t = 2*log2(p)*alpha + n*beta_eff; alpha from <= 256 KB, "
+                     "beta_eff from >= 16 MB",
         "alpha_s": alpha,
         # beta_eff = 2(p-1)/p * beta + (p-1)/p * gamma; the model separates them with gamma
         "beta_eff_s_per_byte": beta_eff,
@@ -98,7 +98,7 @@ def measure_allreduce(out: Path) -> None:
     print(json.dumps({"alpha_us": alpha * 1e6, "GB/s_eff": 1e-9 / beta_eff}))
 
 
-def measure_compute(out: Path, batches: list[int], threads: int) -> None:
+def measure_compute(out: Path, batches: list[int], threads: int, note: str) -> None:
     import torch
 
     from hpcsgd.models.resnet import resnet50  # lazy: the scaling model itself needs no torch
@@ -107,7 +107,7 @@ def measure_compute(out: Path, batches: list[int], threads: int) -> None:
     model = resnet50().to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
-    rows = []
+    rows, load_before = [], os.getloadavg()[0]
     for b in batches:
         x = torch.randn(b, 3, 224, 224).to(memory_format=torch.channels_last)
         y = torch.randint(0, 1000, (b,))
@@ -120,7 +120,7 @@ def measure_compute(out: Path, batches: list[int], threads: int) -> None:
             opt.step()
             if i:
                 times.append(time.perf_counter() - t0)
-        step = float(np.median(times))
+        step = float(np.min(times))  # min: the other steps lost time to other processes
         rows.append({"local_batch": b, "step_s": step, "images_per_s": b / step, "steps": timed})
         print(f"batch {b}: {b / step:.2f} img/s", flush=True)
     n = 25_557_032  # ResNet-50 parameters (hpcsgd.models.resnet docstring)
@@ -136,24 +136,28 @@ def measure_compute(out: Path, batches: list[int], threads: int) -> None:
         np.add(a, c, out=a)  # triad, 2 passes: read 3 arrays, write 2
     triad_s = (time.perf_counter() - t0) / 5
     _merge(out, "compute", {
-        "model": "resnet50 (hpcsgd.models.resnet, caffe variant), fp32, channels_last, SGD+momentum",
+        "model": "resnet50 (hpcsgd.models.resnet, caffe variant), fp32, channels_last, "
+                 "SGD with momentum, random 224x224 inputs",
         "threads": threads, "torch": torch.__version__, "rows": rows,
+        # a 1-minute load average above the thread count means the timings were shared
+        "loadavg_1min_before_after": [load_before, os.getloadavg()[0]], "note": note,
         "gamma_s_per_byte": add_s / (4 * n),
         "stream_GBps": 5 * 4 * n / triad_s / 1e9,
         "date": time.strftime("%Y-%m-%d")})
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description="measure inputs of the scaling model")
     ap.add_argument("mode", choices=["allreduce", "compute"])
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--batches", type=int, nargs="+", default=[4, 8, 16, 32])
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--note", default="", help="conditions of the run, stored with it")
     args = ap.parse_args(argv)
     if args.mode == "allreduce":
         measure_allreduce(args.out)
     else:
-        measure_compute(args.out, args.batches, args.threads)
+        measure_compute(args.out, args.batches, args.threads, args.note)
 
 
 if __name__ == "__main__":
