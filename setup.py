@@ -15,6 +15,9 @@ INSTALL_REQUIRES = [
     "lmdb>=1.4",
     "numpy>=1.26",
     "matplotlib>=3.8",
+    # JPEG decode with DCT scaling (libjpeg-turbo bundled in the wheel; docs/data_path.md)
+    "simplejpeg>=1.8,<2",
+    "pillow>=10",
 ]
 
 setup(
@@ -24,6 +27,6 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["hpcsgd", "hpcsgd.*"]),
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=8"], "mpich": ["mpich>=4.2,<6"]},
+    extras_require={"test": ["pytest>=8", "protobuf>=4"], "mpich": ["mpich>=4.2,<6"]},
     entry_points={"console_scripts": ["hpcsgd-train=hpcsgd.train:main"]},
 )

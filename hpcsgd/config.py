@@ -31,15 +31,60 @@ class DataConfig:
     train_split: str = "train"
     eval_split: str = "test"
     augment: bool = True
-    """Training augmentation (Fashion-MNIST: random flip and 2-pixel shift)."""
+    """Training augmentation (Fashion-MNIST: flip + 2-pixel shift; ImageNet: random-resized
+    crop + flip). Off: training takes the evaluation transform."""
     max_corrupt_fraction: float = 0.001
-    """Corrupt records are counted and skipped; above this fraction of a shard the run stops."""
+    """Bad records are counted and replaced (skipped in evaluation); above this fraction of
+    the records a rank has read the run stops naming the keys."""
+    workers: int = 2
+    """ImageNet decode worker processes per rank (0 = decode in the training process). The
+    28x28 sets always decode in the training process."""
+    prefetch_batches: int = 2
+    """Batches decoded ahead per rank (shared-memory slots; bounds the memory used)."""
+    stage_dir: str = ""
+    """Node-local folder (e.g. "/dev/shm/hpcsgd") to copy the LMDBs into once per node at
+    start (Codreanu V-A1); "" reads them in place."""
+    stage_keep: bool = False
+    """Keep the staged copy after the run (a later run with the same source reuses it)."""
+    crop_size: int = 224
+    """Side of the square training and evaluation crops."""
+    eval_resize: int = 256
+    """Evaluation (and collapse) resize the shorter side to this before the crop."""
+    scale_range: list[float] = field(default_factory=lambda: [0.08, 1.0])
+    """Random-resized crop: range of the crop's area as a fraction of the image."""
+    ratio_range: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
+    """Random-resized crop: range of the crop's aspect ratio (width / height), log-uniform."""
+    mean: list[float] = field(default_factory=list)
+    """Per-channel mean of pixels in [0, 1]; [] = the data set's standard values."""
+    std: list[float] = field(default_factory=list)
+    """Per-channel standard deviation of pixels in [0, 1]; [] = the data set's standard values."""
+    dct_scaling: bool = True
+    """Decode JPEGs at 1/2, 1/4 or 1/8 size when the crop stays at least crop_size."""
+    fast_decode: bool = True
+    """libjpeg-turbo's fast integer IDCT and plain chroma upsampling (tiny loss, faster)."""
 
     def check(self) -> None:
         _require(self.name in ("fashion-mnist", "imagenet"), "data.name", self.name,
                  "must be 'fashion-mnist' or 'imagenet'")
         _require(0.0 <= self.max_corrupt_fraction < 1.0, "data.max_corrupt_fraction",
                  self.max_corrupt_fraction, "must be in [0, 1)")
+        _require(self.workers >= 0, "data.workers", self.workers, "must be >= 0")
+        _require(self.prefetch_batches >= 1, "data.prefetch_batches", self.prefetch_batches,
+                 "must be >= 1")
+        _require(self.crop_size >= 1, "data.crop_size", self.crop_size, "must be >= 1")
+        _require(self.eval_resize >= self.crop_size, "data.eval_resize", self.eval_resize,
+                 f"must be >= data.crop_size = {self.crop_size}")
+        lo, hi = (self.scale_range + [0, 0])[:2]
+        _require(len(self.scale_range) == 2 and 0 < lo <= hi <= 1, "data.scale_range",
+                 self.scale_range, "must be [lo, hi] with 0 < lo <= hi <= 1")
+        lo, hi = (self.ratio_range + [0, 0])[:2]
+        _require(len(self.ratio_range) == 2 and 0 < lo <= hi, "data.ratio_range",
+                 self.ratio_range, "must be [lo, hi] with 0 < lo <= hi")
+        channels = 1 if self.name == "fashion-mnist" else 3
+        for option, values in (("data.mean", self.mean), ("data.std", self.std)):
+            _require(len(values) in (0, channels), option, values,
+                     f"must be [] or {channels} values for data.name = {self.name!r}")
+        _require(all(v > 0 for v in self.std), "data.std", self.std, "must be > 0")
 
 
 @dataclass

@@ -1,15 +1,11 @@
-"""LMDB record stores: write Caffe Datum LMDBs, read them by index.
-
-The reader opens the environment read-only and lock-free with readahead off (random access,
-pages shared through the OS page cache by every process of a node), and lazily in each
-process, because an LMDB environment must not cross a fork.
-"""
+"""LMDB record stores: write Caffe Datum LMDBs, read them by index."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import lmdb
+import numpy as np
 
 from hpcsgd.records import Datum, encode_datum, record_key
 
@@ -42,7 +38,10 @@ class LMDBWriter:
         self._txn = self.env.begin(write=True)
 
     def put(self, datum: Datum, key: bytes | None = None) -> None:
-        value = encode_datum(datum)
+        self.put_bytes(encode_datum(datum), key)
+
+    def put_bytes(self, value: bytes, key: bytes | None = None) -> None:
+        """A record's stored bytes as they are (tests write damaged records this way)."""
         self._txn.put(key if key is not None else record_key(self.count), value)
         self.count += 1
         self.nbytes += len(value)
@@ -69,37 +68,68 @@ class LMDBWriter:
             self.env.close()
 
 
+_ENVS: dict[str, tuple] = {}  # path -> (read-only environment, data.mdb inode), per process
+_ENVS_PID = os.getpid()
+
+
+def open_readonly(path: Path) -> lmdb.Environment:
+    """The process's read-only environment of `path`, shared by every reader of it.
+
+    py-lmdb refuses to open one path twice in a process, and an environment must not cross
+    a fork: a forked child drops (closes) the handles it inherited and opens its own."""
+    global _ENVS_PID
+    if _ENVS_PID != os.getpid():
+        for env, _ in _ENVS.values():
+            env.close()  # unmaps this process's copy of the mapping only
+        _ENVS.clear()
+        _ENVS_PID = os.getpid()
+    key = str(path.resolve())
+    try:
+        inode = os.stat(Path(key) / "data.mdb").st_ino
+    except OSError as e:
+        raise DataPathError(f"LMDB {key!r} cannot be read: {e}") from None
+    if key in _ENVS and _ENVS[key][1] != inode:  # the folder was replaced (a re-conversion)
+        _ENVS.pop(key)[0].close()
+    if key not in _ENVS:
+        _ENVS[key] = (lmdb.open(key, readonly=True, lock=False, readahead=False, meminit=False,
+                                max_readers=512), inode)
+    return _ENVS[key][0]
+
+
 class LMDBReader:
-    """Index-addressed read access to an LMDB of records (keys in their sorted order)."""
+    """Index-addressed read access to an LMDB of records (keys in their sorted order).
+
+    The environment is opened read-only and lock-free with readahead off (random access),
+    lazily in each process; its pages are shared through the OS page cache by every process
+    of a node. Keys live in one fixed-width numpy array, not a list of 1.28M Python objects:
+    forked workers share its pages, and reference counting never copies them.
+    """
 
     def __init__(self, path: str | Path):
         self.path = check_lmdb_path(path)
-        self._env = None
-        self._pid = None
-        with self._open().begin(buffers=False) as txn:
-            self.keys: list[bytes] = list(txn.cursor().iternext(keys=True, values=False))
-        if not self.keys:
+        try:
+            with open_readonly(self.path).begin(buffers=False) as txn:
+                keys = list(txn.cursor().iternext(keys=True, values=False))
+        except lmdb.Error as e:
+            raise DataPathError(f"LMDB {str(self.path)!r} cannot be read: {e}") from None
+        if not keys:
             raise DataPathError(f"LMDB {str(self.path)!r} holds no records")
-
-    def _open(self) -> lmdb.Environment:
-        if self._env is None or self._pid != os.getpid():
-            self._env = lmdb.open(str(self.path), readonly=True, lock=False, readahead=False,
-                                  meminit=False, max_readers=512)
-            self._pid = os.getpid()
-        return self._env
+        if any(k.endswith(b"\0") for k in keys):  # numpy bytes arrays drop trailing NULs
+            raise DataPathError(f"LMDB {str(self.path)!r}: keys ending in NUL are not supported")
+        self.keys = np.array(keys, dtype=np.bytes_)
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def get_many(self, indices) -> list[bytes]:
+    def get_many(self, indices) -> list[bytes | None]:
         """Values of the given record indices, in order, from one read transaction."""
-        with self._open().begin(buffers=False) as txn:
-            return [txn.get(self.keys[i]) for i in indices]
+        with open_readonly(self.path).begin(buffers=False) as txn:
+            return [txn.get(self.keys[i].tobytes()) for i in indices]
 
     def key(self, index: int) -> str:
-        return self.keys[index].decode(errors="replace")
+        return self.keys[index].tobytes().decode(errors="replace")
 
-    def __getstate__(self):  # worker processes reopen the environment themselves
-        state = dict(self.__dict__)
-        state["_env"] = None
-        return state
+    def sidecar(self, name: str) -> Path | None:
+        """A file the converter wrote beside data.mdb (classes.txt, summary.json), if any."""
+        path = self.path / name
+        return path if path.is_file() else None

@@ -45,3 +45,44 @@ def test_raw_pixels_are_chw():
     assert np.array_equal(decode_datum(encode_datum(raw_datum(img, 1))).pixels(), img)
     with pytest.raises(RecordError, match="needs 24"):
         Datum(channels=2, height=3, width=4, data=b"short").pixels()
+
+
+def _protobuf_datum_class():
+    """caffe.Datum built from a descriptor at run time by the protobuf package: an encoder
+    and decoder written independently of ours."""
+    descriptor_pb2 = pytest.importorskip("google.protobuf.descriptor_pb2")
+    from google.protobuf import descriptor_pool, message_factory
+    F = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(name="caffe_datum_test.proto", package="caffe",
+                                               syntax="proto2")
+    msg = proto.message_type.add(name="Datum")
+    for name, number, kind, label in [("channels", 1, F.TYPE_INT32, F.LABEL_OPTIONAL),
+                                      ("height", 2, F.TYPE_INT32, F.LABEL_OPTIONAL),
+                                      ("width", 3, F.TYPE_INT32, F.LABEL_OPTIONAL),
+                                      ("data", 4, F.TYPE_BYTES, F.LABEL_OPTIONAL),
+                                      ("label", 5, F.TYPE_INT32, F.LABEL_OPTIONAL),
+                                      ("float_data", 6, F.TYPE_FLOAT, F.LABEL_REPEATED),
+                                      ("encoded", 7, F.TYPE_BOOL, F.LABEL_OPTIONAL)]:
+        msg.field.add(name=name, number=number, type=kind, label=label)
+    msg.field[-1].default_value = "false"
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("caffe.Datum"))
+
+
+def test_records_written_by_protobuf_decode_and_ours_parse_in_protobuf():
+    Datum_pb = _protobuf_datum_class()
+    jpeg = bytes(range(256)) * 40
+    theirs = Datum_pb(channels=3, height=375, width=500, data=jpeg, label=981, encoded=True,
+                      float_data=[0.5, -1.25])
+    ours = decode_datum(theirs.SerializeToString())
+    assert ours == Datum(channels=3, height=375, width=500, data=jpeg, label=981,
+                         float_data=[0.5, -1.25], encoded=True)
+    back = Datum_pb.FromString(encode_datum(ours))
+    assert (back.channels, back.height, back.width, back.label, back.encoded) == \
+        (3, 375, 500, 981, True)
+    assert back.data == jpeg and list(back.float_data) == [0.5, -1.25]
+    # a raw record and a negative label, both directions
+    raw = Datum_pb(channels=1, height=2, width=2, data=b"\x00\x01\x02\x03", label=-7)
+    assert decode_datum(raw.SerializeToString()).pixels().tolist() == [[[0, 1], [2, 3]]]
+    assert Datum_pb.FromString(encode_datum(Datum(label=-7))).label == -7

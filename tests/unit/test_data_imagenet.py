@@ -1,0 +1,135 @@
+"""The ImageNet path on real JPEG records: workers, determinism, bad input, shutdown."""
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from hpcsgd.config import Config
+from hpcsgd.data import TrainLoader, WorkerError, build_sources, eval_batches
+from hpcsgd.lmdb_store import DataPathError, LMDBWriter
+from hpcsgd.records import Datum, raw_datum
+from imagenet_helpers import encoded, png_bytes, sample_jpegs, write_jpeg_lmdb
+
+
+def _cfg(workers, **data):
+    cfg = Config()
+    cfg.data.name, cfg.data.workers, cfg.model.num_classes = "imagenet", workers, 20
+    cfg.data.crop_size, cfg.data.eval_resize = 64, 73  # small crops keep the tests quick
+    for k, v in data.items():
+        setattr(cfg.data, k, v)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def jpeg_db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("imagenet") / "train"
+    write_jpeg_lmdb(path, sample_jpegs(24, seed=1))
+    return path
+
+
+def _loader(cfg, source, local_batch=6):
+    return TrainLoader(source, seed=3, rank=0, size=1, local_batch=local_batch, accumulation=1,
+                       augment=True, prefetch=cfg.data.prefetch_batches)
+
+
+def test_workers_deliver_exactly_what_in_process_decoding_does(jpeg_db):
+    (inproc,) = build_sources(_cfg(0), [jpeg_db], local_batch=6)
+    (pooled,) = build_sources(_cfg(2), [jpeg_db], local_batch=6)
+    try:
+        a, b = list(_loader(_cfg(0), inproc).epoch(1)), list(_loader(_cfg(2), pooled).epoch(1))
+        assert len(a) == len(b) == 4
+        for (sa, _, xa, ya), (sb, _, xb, yb) in zip(a, b):
+            assert sa == sb and torch.equal(ya, yb) and torch.equal(xa, xb)
+        assert xb.shape == (6, 3, 64, 64) and xb.is_contiguous(memory_format=torch.channels_last)
+        # a resumed epoch repeats the same samples and the same crops
+        resumed = list(_loader(_cfg(2), pooled).epoch(1, start_step=2))
+        assert all(torch.equal(x[2], y[2]) for x, y in zip(b[2:], resumed))
+        # the collapse mode changes the crops, not the samples
+        collapsed = next(_loader(_cfg(2), pooled).epoch(1, collapse=True))
+        assert torch.equal(collapsed[3], b[0][3]) and not torch.equal(collapsed[2], b[0][2])
+        # evaluation through the pool in pieces no larger than a slot, whatever the batch
+        ev = [y for _, y in eval_batches(pooled, rank=0, size=1, batch=10)]
+        assert [len(y) for y in ev] == [10, 10, 4]
+    finally:
+        pooled.pool.close()
+
+
+def test_an_epoch_closed_early_frees_its_slots(jpeg_db):
+    (src,) = build_sources(_cfg(1, prefetch_batches=2), [jpeg_db], local_batch=4)
+    try:
+        loader = _loader(_cfg(1), src, local_batch=4)
+        for _ in range(3):  # the trainer stops mid-epoch, then starts the next one
+            it = loader.epoch(0)
+            next(it)
+            it.close()
+        assert len(list(loader.epoch(1))) == loader.steps_per_epoch
+    finally:
+        src.pool.close()
+
+
+def test_bad_jpegs_and_labels_are_replaced_counted_and_named(tmp_path):
+    items = sample_jpegs(12, seed=2)
+    truncated = encoded(items[0][0][:3000], 0)
+    garbage = encoded(b"\xff\xd8\xff\xe0 not really a jpeg", 1)
+    bad_label = encoded(items[1][0], 99)
+    write_jpeg_lmdb(tmp_path / "db", items, bad={2: truncated, 5: garbage, 7: bad_label,
+                                                  9: b"\x22\x7f not a datum"})
+    (src,) = build_sources(_cfg(0, max_corrupt_fraction=0.01), [tmp_path / "db"], local_batch=12)
+    _, _, images, labels = next(TrainLoader(src, seed=0, rank=0, size=1, local_batch=12,
+                                            accumulation=1, augment=True).epoch(0))
+    assert images.shape[0] == 12 and src.stats.corrupt == 4
+    assert sorted(src.stats.corrupt_keys) == ["00000002_bad2", "00000005_bad5",
+                                              "00000007_bad7", "00000009_bad9"]
+    n = sum(len(y) for _, y in eval_batches(src, rank=0, size=1, batch=12))
+    assert n == 8 and src.stats.corrupt == 8  # evaluation leaves them out
+
+
+def test_png_and_raw_bgr_records_decode_to_rgb(tmp_path):
+    with LMDBWriter(tmp_path / "db", map_size=1 << 26) as w:
+        w.put(Datum(data=png_bytes(80, 90), label=1, encoded=True))
+        bgr = np.zeros((3, 80, 80), np.uint8)
+        bgr[0] = 200  # blue in Caffe's BGR order
+        w.put(raw_datum(bgr, 2))
+    (src,) = build_sources(_cfg(0), [tmp_path / "db"], local_batch=2)
+    out = np.empty((2, 64, 64, 3), np.uint8)
+    result = src.fill(out, [0, 1], mode="eval", seed_key=(0, 0))
+    assert result.labels == [1, 2] and not result.corrupt
+    assert (out[0] == 128).all()
+    assert (out[1][..., 2] == 200).all() and (out[1][..., :2] == 0).all()  # blue is channel 2
+
+
+def test_class_count_of_the_lmdb_must_match_the_model(jpeg_db, tmp_path):
+    import shutil
+    db = tmp_path / "db"
+    shutil.copytree(jpeg_db, db)
+    (db / "classes.txt").write_text("\n".join(f"n{i:08d}" for i in range(5)) + "\n")
+    with pytest.raises(DataPathError, match=r"lists 5 classes but model.num_classes = 20"):
+        build_sources(_cfg(0), [db], local_batch=4)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is gone for our purposes
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_workers_stop_on_close_and_a_dead_worker_is_reported(jpeg_db):
+    (src,) = build_sources(_cfg(2), [jpeg_db], local_batch=4)
+    pids = src.pool.pids
+    assert all(_alive(p) for p in pids)
+    src.pool.set_affinity([sorted(os.sched_getaffinity(0))[:1]])
+    assert all(os.sched_getaffinity(p) == set(sorted(os.sched_getaffinity(0))[:1]) for p in pids)
+    os.kill(pids[0], signal.SIGKILL)
+    time.sleep(0.2)
+    loader = _loader(_cfg(2), src, local_batch=4)
+    with pytest.raises(WorkerError, match=r"hpcsgd-decode-0 .* died with exit code -9"):
+        for _ in loader.epoch(0):
+            pass
+    src.pool.close()
+    assert not any(_alive(p) for p in pids)

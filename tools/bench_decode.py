@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Images/s per decode core: our training and evaluation transforms against plain Pillow.
+
+    flock /tmp/hpcsgd-bench.lock .venv/bin/python tools/bench_decode.py [--images 200] [--rounds 5]
+
+Input: realistic ImageNet-sized JPEGs (about 500x375, quality 90) cut from the 20 ILSVRC2012
+photographs of the foolbox wheel (tools/imagenet_samples.py), stored as Caffe Datum records
+in a temporary LMDB. One process, one thread: the numbers are per decode core. Every pipeline
+reads the record from the LMDB and parses the Datum, then:
+
+- pillow (the usual torchvision pipeline): Image.open, convert RGB, random-resized crop with
+  resize (bilinear, box=), flip, ToTensor (float /255, CHW) and Normalize; eval: resize the
+  shorter side to 256, centre crop 224, ToTensor, Normalize.
+- ours: what a decode worker runs (hpcsgd.data.sources.ImageNetSource.fill: simplejpeg with
+  DCT scaling and fast IDCT, torch's uint8 antialiased resize of the crop box, flip into the
+  uint8 batch) plus the training process's share (normalize_batch to float channels_last),
+  charged per image.
+
+Pipelines are timed in interleaved rounds (so machine load hits all alike) and the median
+round is reported, with the ratio to the Pillow baseline measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+import numpy as np  # noqa: E402
+import simplejpeg  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import imagenet_samples  # noqa: E402
+from hpcsgd.config import DataConfig  # noqa: E402
+from hpcsgd.data.sources import ImageNetSource  # noqa: E402
+from hpcsgd.data.transforms import IMAGENET_MEAN, IMAGENET_STD, random_resized_crop_box  # noqa: E402
+from hpcsgd.lmdb_store import LMDBWriter  # noqa: E402
+from hpcsgd.records import Datum, decode_datum  # noqa: E402
+
+BATCH = 32
+MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+
+def _to_tensor_normalize(im: Image.Image) -> torch.Tensor:
+    """torchvision's ToTensor + Normalize, written out."""
+    t = torch.from_numpy(np.array(im)).permute(2, 0, 1).float().div_(255)
+    return (t - MEAN) / STD
+
+
+def pillow_train(raw: bytes, rng: np.random.Generator) -> torch.Tensor:
+    im = Image.open(io.BytesIO(decode_datum(raw).data)).convert("RGB")
+    box = random_resized_crop_box(im.height, im.width, rng, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3))
+    im = im.resize((224, 224), Image.BILINEAR, box=(box.x, box.y, box.x + box.w, box.y + box.h))
+    if rng.random() < 0.5:
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return _to_tensor_normalize(im)
+
+
+def pillow_eval(raw: bytes, rng) -> torch.Tensor:
+    im = Image.open(io.BytesIO(decode_datum(raw).data)).convert("RGB")
+    k = 256 / min(im.size)
+    im = im.resize((round(im.width * k), round(im.height * k)), Image.BILINEAR)
+    x, y = (im.width - 224) // 2, (im.height - 224) // 2
+    return _to_tensor_normalize(im.crop((x, y, x + 224, y + 224)))
+
+
+def pillow_decode(raw: bytes, rng) -> None:
+    Image.open(io.BytesIO(decode_datum(raw).data)).convert("RGB").load()
+
+
+def simplejpeg_decode(raw: bytes, rng) -> None:
+    simplejpeg.decode_jpeg(decode_datum(raw).data)
+
+
+def build_lmdb(path: Path, n: int) -> None:
+    rng = np.random.default_rng(0)
+    photos = imagenet_samples.fetch()
+    with LMDBWriter(path, map_size=1 << 30) as w:
+        for i in range(n):
+            data = next(imagenet_samples.variants(photos[i % len(photos)][0], 1, rng))
+            w.put(Datum(channels=3, data=data, label=i % 20, encoded=True))
+
+
+def per_image(reader, fn):
+    """A function timing one pass of `fn(raw, rng)` over all records; returns img/s."""
+    def run() -> float:
+        raws = reader.get_many(range(len(reader)))
+        rng = np.random.default_rng(1)
+        t = time.perf_counter()
+        for raw in raws:
+            fn(raw, rng)
+        return len(raws) / (time.perf_counter() - t)
+    return run
+
+
+def ours(source, mode: str):
+    """Worker fill in batches of 32 + the training process's normalisation, img/s."""
+    def run() -> float:
+        n = len(source)
+        out = np.empty((BATCH, *source.sample_shape), np.uint8)
+        t = time.perf_counter()
+        for start in range(0, n, BATCH):
+            idx = list(range(start, min(start + BATCH, n)))
+            source.fill(out[:len(idx)], idx, mode=mode, seed_key=(0, 0))
+            source.normalize(out[:len(idx)])
+        return n / (time.perf_counter() - t)
+    return run
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--rounds", type=int, default=5)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)  # per decode core
+    with tempfile.TemporaryDirectory() as tmp:
+        build_lmdb(Path(tmp) / "db", args.images)
+
+        def source(**kw):
+            return ImageNetSource(DataConfig(name="imagenet", **kw), Path(tmp) / "db", 20)
+
+        src = source()
+        sizes = [decode_datum(r).data for r in src.reader.get_many(range(len(src)))]
+        dims = [simplejpeg.decode_jpeg_header(d)[:2] for d in sizes]
+        pipelines = {
+            "pillow train (torchvision-style)": per_image(src.reader, pillow_train),
+            "ours train": ours(src, "train"),
+            "ours train, no DCT scaling": ours(source(dct_scaling=False), "train"),
+            "ours train, accurate IDCT": ours(source(fast_decode=False), "train"),
+            "ours collapse": ours(src, "collapse"),
+            "pillow eval (resize 256, crop 224)": per_image(src.reader, pillow_eval),
+            "ours eval": ours(src, "eval"),
+            "decode only: pillow": per_image(src.reader, pillow_decode),
+            "decode only: simplejpeg": per_image(src.reader, simplejpeg_decode),
+        }
+        for run in pipelines.values():  # warm-up: page cache, lazy imports
+            run()
+        rates = {name: [] for name in pipelines}
+        for _ in range(args.rounds):
+            for name, run in pipelines.items():
+                rates[name].append(run())
+    median = {name: statistics.median(r) for name, r in rates.items()}
+    print(f"{args.images} JPEGs, median {statistics.median(len(d) for d in sizes) / 1024:.0f} KiB, "
+          f"median size {int(statistics.median(w for _, w in dims))}x"
+          f"{int(statistics.median(h for h, _ in dims))}, quality 90; 1 thread; "
+          f"median of {args.rounds} interleaved rounds")
+    print(f"{'pipeline':38s} {'img/s/core':>10s} {'ms/img':>7s}")
+    for name, rate in median.items():
+        print(f"{name:38s} {rate:10.0f} {1e3 / rate:7.2f}")
+    train = median["ours train"] / median["pillow train (torchvision-style)"]
+    evals = median["ours eval"] / median["pillow eval (resize 256, crop 224)"]
+    print(f"ratio ours / pillow: train {train:.2f}x, eval {evals:.2f}x "
+          f"(goal >= 2x for train){'' if train >= 2 else '  GOAL NOT MET'}")
+    return 0 if math.isfinite(train) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
