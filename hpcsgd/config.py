@@ -306,6 +306,9 @@ class TrainConfig:
     log_every_steps: int = 20
     target_top1: float = 0.0
     """If > 0, the time at which eval top-1 first reaches it is logged (time to accuracy)."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (benchmarks, smoke runs); 0 = train.epochs decides.
+    The schedule is still the one of train.epochs."""
 
     def check(self) -> None:
         _require(self.epochs > 0, "train.epochs", self.epochs, "must be > 0")
@@ -317,6 +320,7 @@ class TrainConfig:
                  "must be >= 1")
         _require(0.0 <= self.target_top1 <= 1.0, "train.target_top1", self.target_top1,
                  "is a fraction in [0, 1]")
+        _require(self.max_steps >= 0, "train.max_steps", self.max_steps, "must be >= 0")
 
 
 @dataclass
@@ -325,9 +329,15 @@ class ComputeConfig:
     """OpenMP compute threads per rank; 0 = this rank's cores / ranks on this node."""
     channels_last: bool = True
     """NHWC activations: oneDNN's native convolution layout on CPU (measured faster)."""
+    precision: str = "fp32"
+    """"fp32" or "bf16" (autocast: bf16 convolutions/matmuls, fp32 weights and optimizer)."""
+    compile: bool = False
+    """torch.compile the model (Inductor C++ code generation; first steps pay compile time)."""
 
     def check(self) -> None:
         _require(self.threads >= 0, "compute.threads", self.threads, "must be >= 0 (0 = automatic)")
+        _require(self.precision in ("fp32", "bf16"), "compute.precision", self.precision,
+                 "must be 'fp32' or 'bf16'")
 
 
 @dataclass

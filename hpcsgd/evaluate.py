@@ -1,17 +1,21 @@
 """Exact top-k accuracy over a whole split, each rank evaluating its own contiguous block."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn as nn
 from mpi4py import MPI
 
+from hpcsgd.compute import autocast, to_layout
+from hpcsgd.config import ComputeConfig
 from hpcsgd.data import eval_batches
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, source, world, *, batch: int = 500, topk=(1, 5),
-             channels_last: bool = False) -> dict:
+def evaluate(model: nn.Module, source, world, compute: ComputeConfig | None = None, *,
+             batch: int = 500, topk=(1, 5)) -> dict:
     """Returns {"top1": ..., "top5": ..., "count": N}; counts summed over ranks, so every
     sample is counted exactly once (sharding.eval_shard) and corrupt ones are excluded."""
     was_training = model.training
@@ -19,9 +23,10 @@ def evaluate(model: nn.Module, source, world, *, batch: int = 500, topk=(1, 5),
     # counts[0] = samples seen, counts[1 + i] = correct within top-k[i]
     counts = np.zeros(1 + len(topk), np.int64)
     for images, labels in eval_batches(source, rank=world.rank, size=world.size, batch=batch):
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        logits = model(images)
+        if compute is not None:
+            images = to_layout(images, compute)
+        with autocast(compute) if compute is not None else contextlib.nullcontext():
+            logits = model(images).float()
         k = min(max(topk), logits.shape[1])
         ranked = logits.topk(k, dim=1).indices
         hit = ranked == labels[:, None]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import sys
 import time
@@ -30,24 +31,18 @@ from hpcsgd.checkpoint import (CheckpointError, capture_state, checkpoint_path, 
                                prune_checkpoints, restore_state_, save_checkpoint)
 from hpcsgd.comm import build_backend, build_reducer
 from hpcsgd.comm.reducer import average_buffers_, broadcast_state_, check_replicas
+from hpcsgd.compute import autocast, compute_threads, prepare_model, to_layout
 from hpcsgd.data import build_loaders
 from hpcsgd.evaluate import evaluate
 from hpcsgd.lmdb_store import DataPathError, check_lmdb_path
 from hpcsgd.metrics import MetricsLog, Timer
-from hpcsgd.models import build_model
+from hpcsgd.models import build_from_config
 from hpcsgd.optim import apply_schedule_, build_optimizer
 from hpcsgd.schedules import build_schedule
 from hpcsgd.stop import EXIT_REQUEUE, StopRequest
 from hpcsgd.world import Refused, World, agree, expected_world_size, init_world, run_or_abort
 
 EXIT_CONFIG_ERROR = 2
-IN_CHANNELS = {"fashion-mnist": 1, "imagenet": 3}
-
-
-def compute_threads(cfg: config_mod.ComputeConfig, world: World) -> int:
-    if cfg.threads:
-        return cfg.threads
-    return max(1, len(os.sched_getaffinity(0)) // world.local_size)
 
 
 def check_inputs(cfg: config_mod.Config, world: World) -> None:
@@ -77,7 +72,7 @@ class Progress:
 def train(cfg: config_mod.Config, world: World) -> dict:
     """Run the configured training; returns the summary (final top-1, throughput, ...)."""
     t0 = time.time()
-    torch.set_num_threads(compute_threads(cfg.compute, world))
+    torch.set_num_threads(compute_threads(cfg.compute, world.local_size))
     torch.manual_seed(cfg.train.seed)
     run_dir = cfg.run_dir
     if world.is_root:
@@ -92,15 +87,13 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     train_source = loader.source
     spe = loader.steps_per_epoch
     total_steps = max(1, round(cfg.train.epochs * spe))
+    if cfg.train.max_steps:
+        total_steps = min(total_steps, cfg.train.max_steps)
     eval_every = max(1, round(cfg.train.eval_every_epochs * spe))
     ckpt_every = round(cfg.checkpoint.every_epochs * spe)
 
-    model = build_model(cfg.model.name, num_classes=cfg.model.num_classes,
-                        in_channels=IN_CHANNELS[cfg.data.name], bn_momentum=cfg.model.bn_momentum,
-                        zero_init_last_bn=cfg.model.zero_init_last_bn)
-    channels_last = cfg.compute.channels_last
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = build_from_config(cfg)
+    forward = prepare_model(model, cfg.compute)  # layout in place; maybe a compiled wrapper
     backend = build_backend(cfg.comm.backend, world)
     broadcast_state_(model, backend)  # every replica starts from rank 0's weights
     torch.manual_seed(cfg.train.seed + 1 + world.rank)  # per-rank randomness (dropout)
@@ -132,7 +125,8 @@ def train(cfg: config_mod.Config, world: World) -> dict:
                 prune_checkpoints(ckpt_dir, cfg.checkpoint.keep)
         world.comm.Barrier()  # sync point: the checkpoint is on disk for every rank
 
-    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir, snap_dir = run_dir / "checkpoints", run_dir / "snapshots"
+    snapshot_steps = set(schedule.snapshot_steps())  # Codreanu VI: ends of the cyclic phases
     if world.is_root:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     stop = StopRequest()
@@ -142,11 +136,11 @@ def train(cfg: config_mod.Config, world: World) -> dict:
         epoch, start = divmod(progress.step, spe)
         collapse = schedule.at(epoch).collapse
         for step_in_epoch, micro, images, labels in loader.epoch(epoch, start, collapse):
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            images = to_layout(images, cfg.compute)
             timer.mark("data")
             last_micro = micro == cfg.train.accumulation - 1
-            loss = F.cross_entropy(model(images), labels)
+            with autocast(cfg.compute):
+                loss = F.cross_entropy(forward(images), labels)
             with contextlib.nullcontext() if last_micro else reducer.no_sync():
                 (loss / cfg.train.accumulation).backward()
             loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
@@ -173,6 +167,7 @@ def train(cfg: config_mod.Config, world: World) -> dict:
                 rate = steps_since_log * cfg.train.global_batch / elapsed
                 log.write("train", step=step, epoch=round(step / spe, 4), loss=mean_loss,
                           lr=optimizer.param_groups[0]["lr"], img_per_s=rate,
+                          max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                           **{f"{k}_s": v for k, v in phases.items()})
                 log.print(f"epoch {step / spe:6.2f}  step {step:6d}/{total_steps}  "
                           f"loss {mean_loss:.4f}  lr {optimizer.param_groups[0]['lr']:.4g}  "
@@ -181,8 +176,7 @@ def train(cfg: config_mod.Config, world: World) -> dict:
                 loss_sum, loss_n, steps_since_log = 0.0, 0, 0
             if step % eval_every == 0 or step == total_steps:
                 average_buffers_(model, backend, world.size)
-                progress.last_eval = evaluate(model, eval_source, world,
-                                              channels_last=channels_last)
+                progress.last_eval = evaluate(forward, eval_source, world, cfg.compute)
                 if cfg.train.target_top1 and progress.time_to_target is None \
                         and progress.last_eval["top1"] >= cfg.train.target_top1:
                     progress.time_to_target = wall_time()
@@ -191,6 +185,16 @@ def train(cfg: config_mod.Config, world: World) -> dict:
                           f"  top-5 {progress.last_eval['top5']:.2%}  "
                           f"({progress.last_eval['count']} images)")
                 timer.mark("eval")
+            if step in snapshot_steps:
+                average_buffers_(model, backend, world.size)  # one consistent model
+                path = snap_dir / f"snapshot_{step:08d}.pt"
+                if world.is_root:
+                    snap_dir.mkdir(exist_ok=True)
+                    save_checkpoint(path, {"model": model.state_dict(), "step": step,
+                                           "epoch": step / spe}, config_mod.to_toml(cfg))
+                world.comm.Barrier()  # sync point: the snapshot is on disk
+                log.write("snapshot", step=step, epoch=round(step / spe, 4), path=str(path))
+                timer.mark("checkpoint")
             if ckpt_every and step % ckpt_every == 0 and step < total_steps:
                 save(checkpoint_path(ckpt_dir, step))
                 timer.mark("checkpoint")

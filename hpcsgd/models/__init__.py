@@ -24,3 +24,14 @@ def build_model(name: str, *, num_classes: int, in_channels: int = 3, **options)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r} (known: {', '.join(sorted(MODELS))})")
     return MODELS[name](num_classes=num_classes, in_channels=in_channels, **options)
+
+
+# Input channels of each data set's images.
+IN_CHANNELS = {"fashion-mnist": 1, "imagenet": 3}
+
+
+def build_from_config(cfg):
+    """The model a run's config describes ([model] section; input channels from [data])."""
+    return build_model(cfg.model.name, num_classes=cfg.model.num_classes,
+                       in_channels=IN_CHANNELS[cfg.data.name], bn_momentum=cfg.model.bn_momentum,
+                       zero_init_last_bn=cfg.model.zero_init_last_bn)

@@ -1,0 +1,46 @@
+"""The compute path of one rank: threads, memory layout, precision and compilation.
+
+PyTorch's oneDNN kernels do the work (Intel Extension for PyTorch is archived). Options,
+each measured on ResNet-50 by tools/bench_compute.py (docs/compute.md):
+- channels_last: NHWC activations, oneDNN's native convolution layout;
+- precision "bf16": autocast to bfloat16 for convolutions and matrix products, fp32 master
+  weights, optimizer and loss (needs AVX512-BF16 or AMX for speed);
+- compile: torch.compile (Inductor, C++ codegen) of the model.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+import torch.nn as nn
+
+from hpcsgd.config import ComputeConfig
+
+
+def compute_threads(cfg: ComputeConfig, local_size: int) -> int:
+    """Configured threads, or this rank's cores shared by the ranks of this node."""
+    if cfg.threads:
+        return cfg.threads
+    return max(1, len(os.sched_getaffinity(0)) // local_size)
+
+
+def prepare_model(model: nn.Module, cfg: ComputeConfig) -> nn.Module:
+    """Layout (in place) and, if asked, the compiled module that runs the forward pass. The
+    returned module shares parameters with `model`: optimizers and reducers use `model`."""
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if cfg.compile else model
+
+
+def to_layout(images: torch.Tensor, cfg: ComputeConfig) -> torch.Tensor:
+    if cfg.channels_last and images.dim() == 4:
+        return images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def autocast(cfg: ComputeConfig):
+    """Context for forward passes (and the loss) in the configured precision."""
+    if cfg.precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

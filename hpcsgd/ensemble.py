@@ -1,0 +1,109 @@
+"""Collapsed ensembles (Codreanu et al. VI, Table XI): evaluate snapshots and their average.
+
+    mpiexec -n 4 .venv/bin/python -m hpcsgd.ensemble CONFIG.toml [--section.key=value ...] \
+        [--snapshots a.pt b.pt ...]
+
+The snapshots are the weights the cyclic schedule marks at the end of each cycle (the trainer
+writes them to <run dir>/snapshots/). The ensemble's prediction is the mean of the snapshots'
+softmax outputs. The evaluation split is shared by the ranks exactly as in training-time
+evaluation (every image once); the data are decoded once and fed to every snapshot.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from mpi4py import MPI
+
+from hpcsgd import config as config_mod
+from hpcsgd.checkpoint import CheckpointError, load_checkpoint
+from hpcsgd.compute import autocast, compute_threads, prepare_model, to_layout
+from hpcsgd.data import build_loaders, eval_batches
+from hpcsgd.models import build_from_config
+from hpcsgd.world import Refused, agree, init_world, run_or_abort
+
+TOPK = (1, 5)
+
+
+def snapshot_paths(run_dir: Path) -> list[Path]:
+    return sorted((Path(run_dir) / "snapshots").glob("snapshot_*.pt"))
+
+
+@torch.no_grad()
+def evaluate_ensemble(models: list, source, world, compute, *, batch: int = 250) -> dict:
+    """Top-k of each model and of the mean of their softmax outputs, summed over ranks."""
+    for m in models:
+        m.eval()
+    # counts[i] for model i (the last row: the ensemble); column 0 = samples, 1.. = top-k hits
+    counts = np.zeros((len(models) + 1, 1 + len(TOPK)), np.int64)
+    for images, labels in eval_batches(source, rank=world.rank, size=world.size, batch=batch):
+        images = to_layout(images, compute)
+        mean_probs = None
+        for i, model in enumerate(models):
+            with autocast(compute):
+                probs = model(images).float().softmax(dim=1)
+            _count(counts[i], probs, labels)
+            mean_probs = probs if mean_probs is None else mean_probs + probs
+        _count(counts[-1], mean_probs / len(models), labels)
+    world.comm.Allreduce(MPI.IN_PLACE, counts, op=MPI.SUM)
+    return [{"count": int(c[0]), **{f"top{k}": float(c[1 + j] / c[0]) for j, k in enumerate(TOPK)}}
+            for c in counts]
+
+
+def _count(row: np.ndarray, probs: torch.Tensor, labels: torch.Tensor) -> None:
+    ranked = probs.topk(min(max(TOPK), probs.shape[1]), dim=1).indices
+    hit = ranked == labels[:, None]
+    row[0] += len(labels)
+    for j, k in enumerate(TOPK):
+        row[1 + j] += int(hit[:, :k].any(dim=1).sum())
+
+
+def run(cfg: config_mod.Config, world, paths: list[Path]) -> dict:
+    torch.set_num_threads(compute_threads(cfg.compute, world.local_size))
+    _, eval_source = build_loaders(cfg, world, config_mod.local_batch(cfg, world.size))
+    models = []
+    for path in paths:
+        state = agree(world, lambda p=path: load_checkpoint(p), CheckpointError)
+        model = build_from_config(cfg)
+        model.load_state_dict(state["model"])
+        models.append(prepare_model(model, cfg.compute))
+    results = evaluate_ensemble(models, eval_source, world, cfg.compute)
+    report = {"snapshots": [{"path": str(p), **r} for p, r in zip(paths, results)],
+              "ensemble": results[-1]}
+    if world.is_root:
+        for p, r in zip(paths, results):
+            print(f"{p.name:28s} top-1 {r['top1']:.2%}  top-5 {r['top5']:.2%}  ({r['count']})")
+        e = results[-1]
+        print(f"{'ensemble of ' + str(len(paths)):28s} top-1 {e['top1']:.2%}  top-5 {e['top5']:.2%}"
+              f"  ({e['count']})")
+        (cfg.run_dir / "ensemble.json").write_text(json.dumps(report, indent=2))
+    world.comm.Barrier()  # sync point: ensemble.json written
+    return report
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("config")
+    p.add_argument("--snapshots", nargs="*", type=Path)
+    args, overrides = p.parse_known_args(argv)
+    world = init_world()
+    try:
+        cfg = agree(world, lambda: config_mod.load_config(args.config, overrides),
+                    config_mod.ConfigError)
+        paths = args.snapshots or snapshot_paths(cfg.run_dir)
+        if not paths:
+            raise Refused(f"no snapshots given and none in {cfg.run_dir / 'snapshots'}")
+        run_or_abort(world, run, cfg, world, paths)
+    except Refused as e:
+        if world.is_root:
+            print(f"hpcsgd.ensemble: refused: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
