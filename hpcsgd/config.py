@@ -343,9 +343,19 @@ class ComputeConfig:
 @dataclass
 class CommConfig:
     backend: str = "mpi"
-    """Gradient allreduce backend: "mpi" (mpi4py buffer API); oneCCL/gloo plug into the same seam."""
+    """Allreduce backend: "mpi" (mpi4py buffer API), "gloo" (torch.distributed), "ccl" (oneCCL)."""
     bucket_mb: float = 25.0
     """Gradients are fused into flat buckets of about this size for the allreduce."""
+    overlap: bool = True
+    """Allreduce each bucket on the communication thread during backward (false: after it)."""
+    wire_dtype: str = "float32"
+    """"bfloat16" sends half the bytes (fp32 accumulation; error <= ~2^-7 of sum |g|)."""
+    hierarchical: bool = False
+    """Node-local shared-memory reduce, leaders' allreduce across nodes, node-local broadcast."""
+    comm_cores: list[int] = field(default_factory=list)
+    """CPU cores of the communication thread and watchdog (empty = not pinned)."""
+    stall_timeout_s: float = 600.0
+    """A collective unfinished after this long names the missing ranks and aborts (0 = off)."""
     consistency_check_steps: int = 0
     """Every N steps compare a checksum of the weights across ranks (0 = only at the end)."""
 
@@ -353,7 +363,21 @@ class CommConfig:
         from hpcsgd.comm import BACKENDS
         _require(self.backend in BACKENDS, "comm.backend", self.backend,
                  f"unknown backend (available: {', '.join(sorted(BACKENDS))})")
+        if self.backend == "ccl":
+            from hpcsgd.comm.torchdist import CCL_MODULE, ccl_available
+            _require(ccl_available(), "comm.backend", self.backend,
+                     f"needs the module {CCL_MODULE!r} (oneCCL bindings), not installed")
         _require(self.bucket_mb > 0, "comm.bucket_mb", self.bucket_mb, "must be > 0")
+        _require(self.wire_dtype in ("float32", "bfloat16"), "comm.wire_dtype", self.wire_dtype,
+                 "must be 'float32' or 'bfloat16'")
+        _require(not self.hierarchical or self.backend == "mpi", "comm.hierarchical",
+                 self.hierarchical, f"needs comm.backend = 'mpi' (got {self.backend!r})")
+        _require(all(c >= 0 for c in self.comm_cores), "comm.comm_cores", self.comm_cores,
+                 "core ids must be >= 0")
+        _require(len(set(self.comm_cores)) == len(self.comm_cores), "comm.comm_cores",
+                 self.comm_cores, "lists a core twice")
+        _require(self.stall_timeout_s >= 0, "comm.stall_timeout_s", self.stall_timeout_s,
+                 "must be >= 0 (0 = no watchdog)")
         _require(self.consistency_check_steps >= 0, "comm.consistency_check_steps",
                  self.consistency_check_steps, "must be >= 0")
 

@@ -30,7 +30,8 @@ from hpcsgd import config as config_mod
 from hpcsgd.checkpoint import (CheckpointError, capture_state, checkpoint_path, latest_checkpoint, load_checkpoint,
                                prune_checkpoints, restore_state_, save_checkpoint)
 from hpcsgd.comm import build_backend, build_reducer
-from hpcsgd.comm.reducer import average_buffers_, broadcast_state_, check_replicas
+from hpcsgd.comm.reducer import (average_buffers_, broadcast_state_, check_consistency,
+                                  check_replicas)
 from hpcsgd.compute import autocast, compute_threads, prepare_model, to_layout
 from hpcsgd.data import build_loaders
 from hpcsgd.evaluate import evaluate
@@ -156,6 +157,8 @@ def train(cfg: config_mod.Config, world: World) -> dict:
             progress.step += 1
             progress.images_done += cfg.train.global_batch
             step, steps_since_log = progress.step, steps_since_log + 1
+            if cfg.comm.consistency_check_steps and step % cfg.comm.consistency_check_steps == 0:
+                check_consistency(model, world, step)  # cheap checksum: replicas identical
 
             if step % cfg.train.log_every_steps == 0 or step == total_steps:
                 phases = timer.reset()
@@ -211,6 +214,7 @@ def train(cfg: config_mod.Config, world: World) -> dict:
                 break
     stop.restore()
 
+    reducer.close()  # stops the communication thread and the watchdog (collective)
     check_replicas(model, world)  # every rank must hold the same parameters
     save(run_dir / "final.pt")
     corrupt = world.comm.allreduce(train_source.stats.corrupt + eval_source.stats.corrupt)

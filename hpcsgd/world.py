@@ -11,7 +11,13 @@ import sys
 import traceback
 from dataclasses import dataclass
 
-from mpi4py import MPI
+import mpi4py
+
+# The communication thread and the stall watchdog (hpcsgd/comm) call MPI while the main thread
+# may too: ask for MPI_THREAD_MULTIPLE before MPI is initialised (no effect if something
+# imported mpi4py.MPI earlier); hpcsgd.comm.build_reducer checks what the library granted.
+mpi4py.rc.thread_level = "multiple"
+from mpi4py import MPI  # noqa: E402
 
 
 @dataclass
@@ -65,7 +71,7 @@ def agree(world: "World", fn, *errors: type[BaseException]):
 def init_world(comm: MPI.Comm | None = None) -> World:
     comm = comm if comm is not None else MPI.COMM_WORLD
     provided = MPI.Query_thread()
-    # The communication thread (comm engine) calls MPI while the main thread may too.
+    # hpcsgd.comm.build_reducer refuses to start its threads below MPI_THREAD_MULTIPLE
     if provided < MPI.THREAD_SERIALIZED:
         raise RuntimeError(f"MPI granted thread level {provided}; hpcsgd needs at least "
                            "MPI_THREAD_SERIALIZED (set mpi4py.rc.thread_level)")

@@ -1,24 +1,91 @@
 """Collective communication: backends behind one interface, and the gradient reducer.
 
-A backend sums contiguous float tensors in place across the ranks of a world and broadcasts
-from a root. ``mpi`` (mpi4py's buffer API) is the default and the one always present; gloo
-and oneCCL plug in here by adding a constructor to BACKENDS.
+A backend sums contiguous tensors in place across the ranks of a world, broadcasts from a
+root, and moves raw chunks (alltoall, allgather) for the bf16 wire:
+- ``mpi``  mpi4py's buffer API (default; hpcsgd/comm/mpi.py);
+- ``gloo`` torch.distributed's gloo, rendezvous agreed over MPI (hpcsgd/comm/torchdist.py);
+- ``ccl``  oneCCL's torch bindings, the seam for a site that has them.
+On top of a backend: bf16 on the wire with fp32 accumulation (wire.py), hierarchical
+node-local/leaders allreduce (hierarchical.py), the communication thread on the configured
+communication cores (engine.py), the stall watchdog (watchdog.py) and the bucketed gradient
+reducer that overlaps the backward pass (reducer.py).
 """
 from __future__ import annotations
 
+from mpi4py import MPI
+
+from hpcsgd.comm.engine import CommEngine, Progress
 from hpcsgd.comm.mpi import MPIBackend
+from hpcsgd.comm.torchdist import ccl_backend, gloo_backend
 
-BACKENDS = {"mpi": MPIBackend}
+BACKENDS = {
+    "mpi": lambda world, private: MPIBackend(world, dup=private),
+    "gloo": lambda world, private: gloo_backend(world),  # every gloo backend owns a new group
+    "ccl": lambda world, private: ccl_backend(world),
+}
 
 
-def build_backend(name: str, world):
+def build_backend(name: str, world, *, private: bool = False):
+    """The backend `name` over `world` (collective). private: on communicators of its own,
+    so its collectives never interleave with other users of the world's communicator."""
     if name not in BACKENDS:
         raise ValueError(f"comm.backend = {name!r}: unknown (available: {', '.join(BACKENDS)})")
-    return BACKENDS[name](world)
+    return BACKENDS[name](world, private)
+
+
+def build_allreduce(cfg, world):
+    """The in-place fp32 sum used for gradient buckets, as the [comm] section `cfg` asks:
+    returns (allreduce_, objects to close). Collective."""
+    from hpcsgd.comm.hierarchical import HierarchicalAllreduce
+    from hpcsgd.comm.wire import BF16Wire
+
+    def over(backend):
+        return BF16Wire(backend) if cfg.wire_dtype == "bfloat16" else backend
+
+    if cfg.hierarchical:
+        # the leaders' communicator is freed by h.close()
+        h = HierarchicalAllreduce(world.comm, world.node_comm,
+                                  lambda leaders: over(MPIBackend(leaders)))
+        return h.allreduce_sum_, [h]
+    backend = build_backend(cfg.backend, world, private=True)
+    return over(backend).allreduce_sum_, [backend]
+
+
+def require_thread_multiple() -> None:
+    """The communication thread and the watchdog call MPI while the main thread may too."""
+    provided = MPI.Query_thread()
+    if provided < MPI.THREAD_MULTIPLE:
+        names = {MPI.THREAD_SINGLE: "SINGLE", MPI.THREAD_FUNNELED: "FUNNELED",
+                 MPI.THREAD_SERIALIZED: "SERIALIZED"}
+        raise RuntimeError(
+            f"the MPI library granted MPI_THREAD_{names.get(provided, provided)}, but the "
+            "communication thread and the stall watchdog need MPI_THREAD_MULTIPLE "
+            f"({MPI.Get_library_version().splitlines()[0]}); use an MPI built with thread "
+            "support, or run with comm.overlap = false and comm.stall_timeout_s = 0")
 
 
 def build_reducer(model, cfg, world):
-    """The gradient reducer for `model` as configured in the [comm] section `cfg`."""
-    from hpcsgd.comm.reducer import BlockingReducer
-    return BlockingReducer(model, build_backend(cfg.backend, world), world_size=world.size,
-                           bucket_mb=cfg.bucket_mb)
+    """The gradient reducer for `model` as configured in the [comm] section `cfg`
+    (collective: every rank builds it at the same point)."""
+    from hpcsgd.comm.reducer import GradientReducer
+    from hpcsgd.comm.watchdog import Watchdog
+
+    bucket_bytes = int(cfg.bucket_mb * 2**20)
+    use_watchdog = cfg.stall_timeout_s > 0 and world.size > 1
+    if cfg.overlap or use_watchdog:
+        require_thread_multiple()
+    engine, progress = None, Progress()
+    if cfg.overlap:
+        engine = CommEngine(cfg.comm_cores)
+        progress = engine.progress
+        # built on the communication thread: threads a library starts inherit its cores
+        allreduce_, closers = engine.call(build_allreduce, cfg, world, label="build backend")
+    else:
+        allreduce_, closers = build_allreduce(cfg, world)
+    if use_watchdog:
+        closers.insert(0, Watchdog(world.comm, progress, timeout_s=cfg.stall_timeout_s,
+                                   cores=cfg.comm_cores))
+    if engine is not None:
+        closers.append(engine)
+    return GradientReducer(model, allreduce_, world_size=world.size, bucket_bytes=bucket_bytes,
+                           engine=engine, progress=progress, closers=closers)

@@ -1,31 +1,44 @@
-"""The MPI backend: mpi4py's uppercase (buffer) calls on contiguous arrays, no pickling."""
+"""The MPI backend: mpi4py's uppercase (buffer) calls on contiguous arrays, no pickling.
+
+bf16 tensors travel as raw 16-bit words (alltoall, allgather, broadcast); MPI's built-in
+reduction operators do not know bf16, so sums in bf16 go through hpcsgd.comm.wire instead.
+"""
 from __future__ import annotations
 
 import numpy as np
 import torch
 from mpi4py import MPI
 
+from hpcsgd.comm.buckets import flat_view
+
+_REDUCIBLE = {torch.float32, torch.float64, torch.int32, torch.int64}
+
 
 def _buffer(t: torch.Tensor) -> np.ndarray:
-    """A flat array over t's memory. Dense layouts (contiguous or channels_last) are sent as
-    raw memory: every rank holds the same layout, so elements line up."""
+    """A flat numpy array over t's memory (dense layouts only; bf16 as int16 words)."""
     if t.device.type != "cpu":
         raise ValueError(f"MPI collectives need a CPU tensor, got {t.device}")
-    if t.is_contiguous():
-        return t.view(-1).numpy()
-    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
-        return torch.as_strided(t, (t.numel(),), (1,), t.storage_offset()).numpy()
-    raise ValueError(f"MPI collectives need a dense tensor, got strides {t.stride()}")
+    flat = flat_view(t)
+    if flat.dtype == torch.bfloat16:
+        flat = flat.view(torch.int16)
+    return flat.numpy()
 
 
 class MPIBackend:
     name = "mpi"
 
-    def __init__(self, world):
-        self.comm = world.comm
-        self.size = world.size
+    def __init__(self, world, *, dup: bool = False):
+        """dup: use a private duplicate of world.comm (collective), so that collectives on
+        the communication thread can never interleave with the main thread's."""
+        self.comm = world.comm.Dup() if dup else world.comm
+        self._owned = dup
+        self.size = self.comm.size
+        self.rank = self.comm.rank
 
     def allreduce_sum_(self, t: torch.Tensor) -> torch.Tensor:
+        if t.dtype not in _REDUCIBLE:
+            raise TypeError(f"MPI's built-in SUM cannot reduce {t.dtype} tensors "
+                            "(bf16: use comm.wire_dtype = 'bfloat16', hpcsgd/comm/wire.py)")
         if self.size > 1:
             self.comm.Allreduce(MPI.IN_PLACE, _buffer(t), op=MPI.SUM)
         return t
@@ -34,3 +47,18 @@ class MPIBackend:
         if self.size > 1:
             self.comm.Bcast(_buffer(t), root=root)
         return t
+
+    def alltoall_(self, send: torch.Tensor, recv: torch.Tensor) -> torch.Tensor:
+        """recv[j-th chunk] = rank j's send[my chunk]; equal chunks of numel/size."""
+        self.comm.Alltoall(_buffer(send), _buffer(recv))
+        return recv
+
+    def allgather_(self, send: torch.Tensor, recv: torch.Tensor) -> torch.Tensor:
+        """recv[j-th chunk] = rank j's send."""
+        self.comm.Allgather(_buffer(send), _buffer(recv))
+        return recv
+
+    def close(self) -> None:
+        if self._owned:
+            self.comm.Free()
+            self._owned = False

@@ -1,98 +1,153 @@
-"""Gradient averaging across ranks on flat buckets, and replica-consistency helpers.
+"""Gradient averaging across ranks on flat buckets.
 
-``BlockingReducer`` runs after the last micro-batch's backward: it copies the gradients into
-flat buckets of about ``bucket_mb`` each, sums every bucket with one allreduce, divides by
-the world size and copies back. The overlapped engine (allreduce during backward, on the
-communication cores) replaces it behind the same ``synchronize()`` call.
+``GradientReducer`` (the default, comm.overlap = true) packs every gradient into its bucket
+the moment backward has produced it (a post-accumulate-grad hook), and hands each full bucket
+to the communication thread (hpcsgd/comm/engine.py), which allreduces it while backward goes
+on with the earlier layers, as Intel ML-SL did (Codreanu et al. II, IV-E). ``synchronize()``
+is the one sync point before the optimizer step: it waits for every bucket, after which each
+``p.grad`` is a view of its averaged bucket slot (no copy back).
+
+Without an engine (``BlockingReducer``, comm.overlap = false) the same buckets are packed and
+allreduced one after the other on the calling thread inside ``synchronize()``: the baseline
+that the benchmarks compare against.
+
+Rules: buckets are launched strictly in bucket order on every rank, so all ranks issue the
+same collectives in the same order even if a gradient arrives out of order; under
+``no_sync()`` (all micro-batches but the last, Caffe's iter_size) gradients accumulate locally
+and nothing is sent; a gradient reported twice before ``synchronize()`` (two backward passes
+without ``no_sync``) is an error, not a silent double count.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import time
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-
-def make_buckets(params: list[nn.Parameter], bucket_bytes: int) -> list[list[nn.Parameter]]:
-    """Consecutive parameters grouped so each bucket holds about bucket_bytes (at least one)."""
-    buckets, current, size = [], [], 0
-    for p in params:
-        current.append(p)
-        size += p.numel() * p.element_size()
-        if size >= bucket_bytes:
-            buckets.append(current)
-            current, size = [], 0
-    if current:
-        buckets.append(current)
-    return buckets
+from hpcsgd.comm.buckets import Bucket, make_buckets
+from hpcsgd.comm.engine import Progress
+from hpcsgd.comm.replicas import (average_buffers_, broadcast_state_, check_consistency,  # noqa: F401
+                                  check_replicas, parameter_digest, weight_checksums)
 
 
-class BlockingReducer:
-    def __init__(self, model: nn.Module, backend, *, world_size: int, bucket_mb: float):
-        params = [p for p in model.parameters() if p.requires_grad]
-        # backward produces gradients roughly in reverse order of definition
-        self.buckets = make_buckets(params[::-1], int(bucket_mb * 2**20))
-        self.flat = [torch.empty(sum(p.numel() for p in b), dtype=torch.float32)
-                     for b in self.buckets]
-        self.backend = backend
+class GradientReducer:
+    def __init__(self, model: nn.Module, allreduce_, *, world_size: int, bucket_bytes: int,
+                 engine=None, progress: Progress | None = None, closers=()):
+        """allreduce_(flat fp32 tensor): in-place sum over the ranks (a backend, the bf16
+        wire or the hierarchical allreduce). engine: the communication thread; None = run
+        the allreduces on the caller's thread in synchronize() (blocking). closers: objects
+        whose close() is called by close() (backends, watchdog, engine)."""
+        self.model = model
+        self.allreduce_ = allreduce_
         self.world_size = world_size
+        self.engine = engine
+        self.progress = engine.progress if engine is not None else (progress or Progress())
+        self._closers = list(closers)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self._names = {p: n for n, p in model.named_parameters()}
+        # backward produces gradients roughly in reverse order of definition
+        self.buckets = [Bucket(i, ps) for i, ps in
+                        enumerate(make_buckets(params[::-1], bucket_bytes))]
+        self._slot = {p: (b, j) for b in self.buckets for j, p in enumerate(b.params)}
+        self._sync = True
+        self._next = 0  # first bucket not yet launched
+        self.steps = 0
+        self.wait_s = 0.0
+        """Time the last synchronize() took: the communication left exposed after backward."""
+        self._hooks = []
+        if engine is not None:
+            self._hooks = [p.register_post_accumulate_grad_hook(self._grad_ready)
+                           for p in params]
 
+    # ------------------------------------------------------------------ during backward
+
+    def _grad_ready(self, p: nn.Parameter) -> None:
+        """The post-accumulate-grad hook: p.grad is final for this step. Public as
+        grad_ready for tools that produce gradients without a backward pass."""
+        if not self._sync:
+            return
+        bucket, j = self._slot[p]
+        if bucket.ready[j]:
+            raise RuntimeError(
+                f"gradient of {self._names.get(p, 'a parameter')!r} was produced twice before "
+                "synchronize(): run backward once per step, or wrap the earlier micro-batches "
+                "in reducer.no_sync()")
+        bucket.fill_(j, p.grad, self.world_size)
+        if bucket.complete:
+            self._launch_ready()
+
+    grad_ready = _grad_ready
+
+    def _launch_ready(self) -> None:
+        # strictly in bucket order: every rank issues the same collectives in the same order
+        while self._next < len(self.buckets) and self.buckets[self._next].complete:
+            self._launch(self.buckets[self._next])
+            self._next += 1
+
+    def _launch(self, bucket: Bucket) -> None:
+        label = (f"step {self.steps} bucket {bucket.index + 1}/{len(self.buckets)} "
+                 f"({bucket.nbytes / 2**20:.1f} MiB)")
+        if self.engine is not None:
+            bucket.handle = self.engine.submit(self.allreduce_, bucket.flat, label=label)
+        else:
+            self.progress.enter(label)
+            try:
+                self.allreduce_(bucket.flat)
+            finally:
+                self.progress.leave()
+
+    # ------------------------------------------------------------------ the sync point
+
+    @contextlib.contextmanager
     def no_sync(self):
-        """Context for the backward passes of all micro-batches but the last (accumulation):
+        """For the backward passes of all micro-batches but the last (accumulation):
         gradients accumulate locally and are reduced once, after the last one."""
-        return contextlib.nullcontext()
+        previous, self._sync = self._sync, False
+        try:
+            yield
+        finally:
+            self._sync = previous
 
     def synchronize(self) -> None:
-        """Average every gradient over the ranks (sync point: waits for all allreduces)."""
-        for bucket, flat in zip(self.buckets, self.flat):
-            offset = 0
-            for p in bucket:
-                n = p.numel()
-                if p.grad is None:  # unused this step: contributes zeros, as DDP does
-                    flat[offset:offset + n].zero_()
-                else:
-                    flat[offset:offset + n].copy_(p.grad.reshape(-1))
-                offset += n
-            self.backend.allreduce_sum_(flat)
-            flat.div_(self.world_size)
-            offset = 0
-            for p in bucket:
-                n = p.numel()
-                if p.grad is None:
-                    p.grad = torch.empty_like(p)
-                p.grad.copy_(flat[offset:offset + n].view_as(p))
-                offset += n
+        """Average every gradient over the ranks. Gradients backward did not report (unused
+        parameters, or accumulated under no_sync only) are packed now; None counts as 0."""
+        if not self._sync:
+            raise RuntimeError("synchronize() called inside no_sync()")
+        t0 = time.perf_counter()
+        for bucket in self.buckets[self._next:]:
+            for j, p in enumerate(bucket.params):
+                if not bucket.ready[j]:
+                    bucket.fill_(j, p.grad, self.world_size)
+        self._launch_ready()  # blocking reducer: every allreduce runs here
+        for bucket in self.buckets:  # waits for every bucket's allreduce (sync point)
+            if bucket.handle is not None:
+                bucket.handle.wait()
+        self.wait_s = time.perf_counter() - t0
+        for bucket in self.buckets:
+            bucket.publish_()
+            bucket.reset()
+        self._next = 0
+        self.steps += 1
+
+    @property
+    def bucket_sizes(self) -> list[int]:
+        return [b.nbytes for b in self.buckets]
+
+    def close(self) -> None:
+        """Remove the hooks and stop the communication thread and watchdog (collective)."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        for c in self._closers:
+            c.close()
+        self._closers = []
 
 
-@torch.no_grad()
-def broadcast_state_(model: nn.Module, backend, root: int = 0) -> None:
-    """Every rank starts from rank root's parameters and buffers."""
-    for t in list(model.parameters()) + list(model.buffers()):
-        backend.broadcast_(t.data, root)
+class BlockingReducer(GradientReducer):
+    """Pack and allreduce every bucket inside synchronize(), on the calling thread."""
 
-
-@torch.no_grad()
-def average_buffers_(model: nn.Module, backend, world_size: int) -> None:
-    """Average floating buffers (BatchNorm running statistics, computed per rank from the
-    rank's own batches) so that evaluation and checkpoints use one consistent model."""
-    for b in model.buffers():
-        if b.is_floating_point():
-            backend.allreduce_sum_(b.data).div_(world_size)
-
-
-def parameter_digest(model: nn.Module) -> str:
-    """Hash of every parameter's exact bytes: equal digests mean bitwise-identical replicas."""
-    h = hashlib.sha1()
-    for p in model.parameters():
-        h.update(np.ascontiguousarray(p.detach().numpy()).tobytes())
-    return h.hexdigest()[:16]
-
-
-def check_replicas(model: nn.Module, world) -> None:
-    """Raise naming the ranks whose parameters differ from rank 0's (collective)."""
-    digests = world.comm.allgather(parameter_digest(model))
-    bad = [r for r, d in enumerate(digests) if d != digests[0]]
-    if bad:
-        raise RuntimeError(f"replicas diverged: parameters of ranks {bad} differ from rank 0's")
+    def __init__(self, model: nn.Module, backend, *, world_size: int, bucket_mb: float,
+                 progress: Progress | None = None):
+        super().__init__(model, backend.allreduce_sum_, world_size=world_size,
+                         bucket_bytes=int(bucket_mb * 2**20), progress=progress)

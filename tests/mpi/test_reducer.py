@@ -1,12 +1,16 @@
-"""The blocking reducer and the replica helpers, checked against exact arithmetic."""
-import numpy as np
+"""The gradient reducers and the replica helpers, checked against exact arithmetic at any
+world size (plain pytest = 1 rank; tools/test.sh runs them again under mpiexec -n 4)."""
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from hpcsgd.comm import build_backend
+from hpcsgd.comm import build_backend, build_reducer
 from hpcsgd.comm.reducer import (BlockingReducer, average_buffers_, broadcast_state_,
-                                 check_replicas, make_buckets)
+                                 check_consistency, check_replicas)
+from hpcsgd.config import CommConfig
+
+EPS32 = 2.0 ** -24
 
 
 def _model():
@@ -14,40 +18,169 @@ def _model():
                          nn.Linear(8 * 6 * 6, 5)).to(memory_format=torch.channels_last)
 
 
-def test_make_buckets_respects_size_and_order():
-    params = [nn.Parameter(torch.zeros(n)) for n in (10, 10, 30, 5, 1)]
-    buckets = make_buckets(params, bucket_bytes=80)  # 20 floats
-    assert [[p.numel() for p in b] for b in buckets] == [[10, 10], [30], [5, 1]]
+def _reducer(model, world, **options):
+    options.setdefault("stall_timeout_s", 60.0)
+    return build_reducer(model, CommConfig(**options), world)
 
 
-@pytest.mark.parametrize("bucket_mb", [1e-4, 25.0])  # many small buckets, one big bucket
-def test_reduced_gradients_are_the_exact_average(world, bucket_mb):
+def _rank_grads(model, rank):
+    g = torch.Generator().manual_seed(1000 + rank)
+    return [torch.randn(p.shape, generator=g) * 10.0 ** (i % 3 - 1)
+            for i, p in enumerate(model.parameters())]
+
+
+def _assert_average(model, world, all_grads, tol_factor):
+    for i, p in enumerate(model.parameters()):
+        stack = torch.stack([g[i].double() for g in all_grads])
+        mean, mean_abs = stack.mean(0), stack.abs().mean(0)
+        err = (p.grad.double() - mean).abs()
+        assert torch.all(err <= tol_factor * mean_abs + 1e-30), \
+            f"parameter {i}: error {err.max():.3g} above the bound"
+
+
+@pytest.mark.parametrize("options", [
+    {"bucket_mb": 1e-4}, {"bucket_mb": 25.0}, {"bucket_mb": 1e-4, "overlap": False},
+    {"bucket_mb": 1e-3, "hierarchical": True}, {"bucket_mb": 1e-3, "backend": "gloo"},
+], ids=["small-buckets", "one-bucket", "blocking", "hierarchical", "gloo"])
+def test_reduced_gradients_are_the_average(world, options):
     torch.manual_seed(0)
     model = _model()
-    backend = build_backend("mpi", world)
-    broadcast_state_(model, backend)
-    # rank r's gradient = (r + 1) * g0, so the average is g0 * (size + 1) / 2 exactly in fp32
+    broadcast_state_(model, build_backend("mpi", world))
+    reducer = _reducer(model, world, **options)
+    all_grads = [_rank_grads(model, r) for r in range(world.size)]
+    for p, g in zip(model.parameters(), all_grads[world.rank]):
+        p.grad = g.clone().contiguous(memory_format=torch.preserve_format)
+    reducer.synchronize()
+    # each rank adds g_r / N (correctly rounded) in fp32: |error| <= N * 2^-24 * mean|g_r|
+    _assert_average(model, world, all_grads, (world.size + 1) * EPS32)
+    check_replicas(model, world)  # and every rank holds the same bits
+    reducer.close()
+
+
+def test_power_of_two_world_with_small_integers_is_exact(world):
+    # rank r's gradient = (r + 1) * g0: the average is g0 * (N + 1) / 2, exact in fp32 when
+    # dividing by N is exact
+    model = _model()
+    reducer = _reducer(model, world, bucket_mb=1e-4)
     g0 = [torch.randint(-8, 8, p.shape).float() for p in model.parameters()]
+    g0 = [world.comm.bcast(g, root=0) for g in g0]
     for p, g in zip(model.parameters(), g0):
-        p.grad = (g * (world.rank + 1)).contiguous(memory_format=torch.preserve_format)
-    BlockingReducer(model, backend, world_size=world.size, bucket_mb=bucket_mb).synchronize()
-    for p, g in zip(model.parameters(), g0):
-        torch.testing.assert_close(p.grad, g * (world.size + 1) / 2, rtol=0, atol=0)
+        p.grad = g * (world.rank + 1)
+    reducer.synchronize()
+    if world.size & (world.size - 1) == 0:
+        for p, g in zip(model.parameters(), g0):
+            torch.testing.assert_close(p.grad, g * (world.size + 1) / 2, rtol=0, atol=0)
+    reducer.close()
 
 
-def test_broadcast_makes_replicas_identical_and_check_names_a_diverged_rank(world):
+def test_overlapped_reduction_during_backward_matches_the_blocking_one(world):
+    torch.manual_seed(0)
+    a, b = _model(), _model()
+    b.load_state_dict(a.state_dict())
+    overlapped, blocking = _reducer(a, world, bucket_mb=1e-3), \
+        BlockingReducer(b, build_backend("mpi", world), world_size=world.size, bucket_mb=1e-3)
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(world.rank))
+    for model, reducer in ((a, overlapped), (b, blocking)):
+        F.cross_entropy(model(x), torch.arange(4) % 5).backward()
+        reducer.synchronize()
+    assert overlapped.steps == 1 and len(overlapped.buckets) > 1
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=0, atol=0)
+    overlapped.close()
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_accumulation_equals_one_large_batch(world, overlap):
+    """iter_size micro-batches under no_sync, reduced once, equal the gradient of the whole
+    global batch computed on one rank."""
+    accum, local = 3, 2
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 7), nn.Tanh(), nn.Linear(7, 3))
+    reference = nn.Sequential(nn.Linear(6, 7), nn.Tanh(), nn.Linear(7, 3))
+    reference.load_state_dict(model.state_dict())
+    g = torch.Generator().manual_seed(7)
+    n = world.size * accum * local
+    x, y = torch.randn(n, 6, generator=g), torch.randint(0, 3, (n,), generator=g)
+    reducer = _reducer(model, world, bucket_mb=1e-4, overlap=overlap)
+    for step in range(2):  # the second step checks that state is reset between steps
+        mine = torch.arange(n).view(world.size, accum, local)[world.rank]
+        for micro in range(accum):
+            last = micro == accum - 1
+            idx = mine[micro]
+            loss = F.cross_entropy(model(x[idx]), y[idx]) / accum
+            if last:
+                loss.backward()
+            else:
+                with reducer.no_sync():
+                    loss.backward()
+        reducer.synchronize()
+        F.cross_entropy(reference(x), y).backward()  # mean over the global batch
+        for p, q in zip(model.parameters(), reference.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7)
+        model.zero_grad(set_to_none=step == 0)  # both ways of clearing gradients
+        reference.zero_grad()
+    reducer.close()
+
+
+def test_bf16_wire_stays_within_its_documented_error(world):
+    from hpcsgd.comm.wire import BF16_UNIT_ROUNDOFF as u
+    model = _model()
+    reducer = _reducer(model, world, bucket_mb=1e-3, wire_dtype="bfloat16")
+    all_grads = [_rank_grads(model, r) for r in range(world.size)]
+    for p, g in zip(model.parameters(), all_grads[world.rank]):
+        p.grad = g.clone()
+    reducer.synchronize()
+    # hpcsgd/comm/wire.py: (2u + u^2 + N 2^-24 (1+u)^2) relative to sum|x_r|, x_r = g_r / N
+    # (itself rounded once more: + 2^-24)
+    _assert_average(model, world, all_grads,
+                    2 * u + u * u + (world.size + 1) * EPS32 * (1 + u) ** 2)
+    if world.size > 1:  # on the wire the values were rounded to bf16: low 16 bits are zero
+        for p in model.parameters():
+            assert torch.all(p.grad.contiguous().view(torch.int32) & 0xFFFF == 0)
+    check_replicas(model, world)
+    reducer.close()
+
+
+def test_misuse_fails_loudly(world):
+    model = nn.Linear(3, 2)
+    reducer = _reducer(model, world, bucket_mb=1e-4)
+    model(torch.ones(1, 3)).sum().backward()
+    with pytest.raises(RuntimeError, match="produced twice before synchronize"):
+        model(torch.ones(1, 3)).sum().backward()
+    reducer.synchronize()
+    with pytest.raises(RuntimeError, match="inside no_sync"):
+        with reducer.no_sync():
+            reducer.synchronize()
+    reducer.close()
+
+
+def test_unused_parameters_count_as_zero_on_every_rank(world):
+    model = nn.ModuleDict({"used": nn.Linear(3, 2), "unused": nn.Linear(3, 2)})
+    reducer = _reducer(model, world, bucket_mb=1e-4)
+    model["used"](torch.ones(1, 3)).sum().backward()
+    reducer.synchronize()
+    assert torch.all(model["unused"].weight.grad == 0)
+    torch.testing.assert_close(model["used"].weight.grad, torch.ones(2, 3))
+    reducer.close()
+
+
+def test_broadcast_makes_replicas_identical_and_checks_name_a_diverged_rank(world):
     torch.manual_seed(world.rank)  # different initial weights on every rank
     model = _model()
     backend = build_backend("mpi", world)
     broadcast_state_(model, backend)
     check_replicas(model, world)  # identical now: must not raise
+    check_consistency(model, world, step=0)
     if world.size > 1:
         culprit = world.size - 1
         if world.rank == culprit:
             with torch.no_grad():
-                next(model.parameters())[0].add_(1e-6)
+                model[3].bias[0].add_(1e-6)
         with pytest.raises(RuntimeError, match=rf"ranks \[{culprit}\] differ"):
             check_replicas(model, world)
+        with pytest.raises(RuntimeError, match=rf"at step 5: weights of ranks \[{culprit}\] "
+                                               r"differ .*first differing parameter: 3.bias"):
+            check_consistency(model, world, step=5)
 
 
 def test_average_buffers_averages_batchnorm_statistics(world):

@@ -1,0 +1,99 @@
+"""Gradient fusion buckets: which parameters share one allreduce, and the flat fp32 buffer
+their gradients are packed into.
+
+Parameters are taken in the order backward produces their gradients (about the reverse of
+definition order) so that the first bucket is complete, and its allreduce can start, while
+backward still works on the earlier layers (Codreanu et al. II: ML-SL overlaps the backward
+pass with communication).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+def make_buckets(params: list[nn.Parameter], bucket_bytes: int) -> list[list[nn.Parameter]]:
+    """Consecutive parameters grouped so each bucket holds about bucket_bytes (at least one)."""
+    buckets, current, size = [], [], 0
+    for p in params:
+        current.append(p)
+        size += p.numel() * p.element_size()
+        if size >= bucket_bytes:
+            buckets.append(current)
+            current, size = [], 0
+    if current:
+        buckets.append(current)
+    return buckets
+
+
+def is_dense(t: torch.Tensor) -> bool:
+    """Contiguous or channels_last: the elements fill exactly numel() consecutive slots."""
+    return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))
+
+
+def flat_view(t: torch.Tensor) -> torch.Tensor:
+    """A 1-D view of a dense tensor's memory, in memory order. Every rank holds the same
+    layout, so raw memory lines up element by element across ranks."""
+    if t.is_contiguous():
+        return t.view(-1)
+    if is_dense(t):
+        return torch.as_strided(t, (t.numel(),), (1,), t.storage_offset())
+    raise ValueError(f"collectives need a dense tensor, got shape {tuple(t.shape)} "
+                     f"strides {t.stride()}")
+
+
+class Bucket:
+    """The gradients of `params`, each pre-divided by the world size, packed into one flat
+    fp32 tensor; `views[j]` is params[j]'s slot, shaped and strided like the parameter so
+    that the averaged gradient can become ``p.grad`` without a copy."""
+
+    def __init__(self, index: int, params: list[nn.Parameter]):
+        self.index = index
+        self.params = params
+        self.numel = sum(p.numel() for p in params)
+        self.flat = torch.empty(self.numel, dtype=torch.float32)
+        self.views, offset = [], 0
+        for p in params:
+            stride = p.stride() if is_dense(p) else torch.empty(p.shape).stride()
+            self.views.append(self.flat.as_strided(p.shape, stride, offset))
+            offset += p.numel()
+        self.ready = [False] * len(params)
+        self.n_ready = 0
+        self.handle = None
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * 4
+
+    @property
+    def complete(self) -> bool:
+        return self.n_ready == len(self.params)
+
+    def fill_(self, j: int, grad: torch.Tensor | None, world_size: int) -> None:
+        """Pack one gradient (divided by the world size) into its slot and mark it ready.
+        Averaging before the sum, as PyTorch DDP does: the result is the mean up to fp32
+        summation rounding, and exact when world_size is a power of two."""
+        view = self.views[j]
+        if grad is None:  # unused this step: contributes zeros, as DDP does
+            view.zero_()
+        elif grad.data_ptr() == view.data_ptr() and grad.stride() == view.stride():
+            view.div_(world_size)  # p.grad is still this slot (zero_grad(set_to_none=False))
+        else:
+            torch.div(grad, world_size, out=view)
+        self.ready[j] = True
+        self.n_ready += 1
+
+    def publish_(self) -> None:
+        """Make every parameter's .grad the averaged slot (no copy when dtypes agree)."""
+        for p, view in zip(self.params, self.views):
+            if p.dtype == view.dtype:
+                p.grad = view
+            elif p.grad is None:
+                p.grad = view.to(p.dtype)
+            else:
+                p.grad.copy_(view)
+
+    def reset(self) -> None:
+        self.ready = [False] * len(self.params)
+        self.n_ready = 0
+        self.handle = None

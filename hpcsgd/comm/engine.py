@@ -1,0 +1,159 @@
+"""The communication thread: the one place where gradient collectives are called.
+
+Codreanu et al. (IV-E) ran Intel ML-SL's endpoint servers on the last cores of each node
+(KNL: 64 OpenMP cores + 4 communication cores) so that the allreduce of one layer's gradients
+went on while the backward pass of the earlier layers kept the compute cores busy. Here one
+Python thread per rank plays that part: it is pinned to the configured communication cores,
+takes jobs (one per gradient bucket) in order, and blocks inside the MPI/gloo call with the GIL
+released, so the compute threads are never interrupted by communication. MPI libraries make no
+asynchronous progress on their own (an Iallreduce left alone only completes in Wait), which is
+why a thread that sits in the blocking call is needed.
+
+Every job passes through a ``Progress`` record (sequence number, label, start time) that the
+stall watchdog reads (hpcsgd/comm/watchdog.py). All ranks submit the same jobs in the same
+order, so sequence numbers compare across ranks.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import threading
+import time
+import weakref
+
+
+def pin_current_thread(cores: list[int]) -> None:
+    """Restrict the calling thread to `cores` (Linux: sched_setaffinity on a thread id; pid 0
+    is the calling thread, not the process). Threads it creates later inherit the mask."""
+    if not cores:
+        return
+    # the mask may leave the creating thread's cores, but not the job's cpuset (cgroup)
+    try:
+        os.sched_setaffinity(0, set(cores))
+    except OSError as e:
+        raise ValueError(f"comm.comm_cores = {list(cores)}: cannot run there ({e.strerror}; "
+                         f"{os.cpu_count()} CPUs on this host)") from None
+    missing = sorted(set(cores) - os.sched_getaffinity(0))
+    if missing:
+        raise ValueError(f"comm.comm_cores = {list(cores)}: cores {missing} are outside this "
+                         "job's CPU set")
+
+
+class Progress:
+    """What this rank's collectives are doing, for the watchdog: the sequence number of the
+    last collective entered, its label, whether it is still in flight and since when."""
+
+    def __init__(self):
+        # one tuple, replaced atomically: (entered, label, busy, since)
+        self.state = (0, "nothing yet", False, time.monotonic())
+
+    def enter(self, label: str) -> int:
+        seq = self.state[0] + 1
+        self.state = (seq, label, True, time.monotonic())
+        return seq
+
+    def leave(self) -> None:
+        seq, label, _, _ = self.state
+        self.state = (seq, label, False, time.monotonic())
+
+
+class Handle:
+    """Completion of one job; ``wait()`` returns its result or re-raises its exception."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self._done = threading.Event()
+        self._result = None
+        self._error: BaseException | None = None
+
+    def _finish(self, result=None, error: BaseException | None = None) -> None:
+        self._result, self._error = result, error
+        self._done.set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self):
+        self._done.wait()
+        if self._error is not None:
+            raise RuntimeError(f"communication job {self.label!r} failed: "
+                               f"{type(self._error).__name__}: {self._error}") from self._error
+        return self._result
+
+
+_STOP = object()
+_live_engines: "weakref.WeakSet[CommEngine]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    # registered after mpi4py's own atexit finalizer, so it runs first: no thread may still
+    # be inside MPI when MPI_Finalize is called
+    for engine in list(_live_engines):
+        engine.close(timeout=10.0)
+
+
+class CommEngine:
+    """One communication thread pinned to `cores`, running submitted jobs in order."""
+
+    def __init__(self, cores: list[int] | None = None, name: str = "hpcsgd-comm"):
+        self.cores = list(cores or [])
+        self.progress = Progress()
+        self.native_id: int | None = None
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            raise self._start_error
+        _live_engines.add(self)
+
+    def _run(self) -> None:
+        try:
+            pin_current_thread(self.cores)
+            self.native_id = threading.get_native_id()
+        except BaseException as e:  # noqa: BLE001 - reported to the constructor
+            self._start_error = e
+            self._started.set()
+            return
+        self._started.set()
+        while True:
+            job = self._jobs.get()
+            if job is _STOP:
+                return
+            handle, fn, args, tracked = job
+            if tracked:
+                self.progress.enter(handle.label)
+            try:
+                result = fn(*args)
+            except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+                handle._finish(error=e)
+            else:
+                handle._finish(result)
+            finally:
+                if tracked:
+                    self.progress.leave()
+
+    def submit(self, fn, *args, label: str = "job", tracked: bool = True) -> Handle:
+        """Queue fn(*args) on the communication thread. `tracked` jobs are collectives the
+        watchdog watches (every rank must submit the same tracked jobs in the same order)."""
+        if not self._thread.is_alive():
+            raise RuntimeError("the communication thread is not running (engine closed?)")
+        handle = Handle(label)
+        self._jobs.put((handle, fn, args, tracked))
+        return handle
+
+    def call(self, fn, *args, label: str = "call", tracked: bool = False):
+        """Run fn(*args) on the communication thread and return its result (blocking)."""
+        return self.submit(fn, *args, label=label, tracked=tracked).wait()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the thread after the jobs already queued (a thread stuck in a collective is
+        left behind after `timeout` seconds; the watchdog deals with stuck collectives)."""
+        if self._thread.is_alive():
+            self._jobs.put(_STOP)
+            self._thread.join(timeout)
+        _live_engines.discard(self)
