@@ -17,6 +17,8 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.8",
     # JPEG decode with DCT scaling (libjpeg-turbo bundled in the wheel; docs/data_path.md)
     "simplejpeg>=1.8,<2",
+    # only for the libturbojpeg 3.0 its wheel bundles: region decode (hpcsgd/data/turbo.py)
+    "turbojpeg==0.0.2",
     "pillow>=10",
 ]
 

@@ -197,11 +197,11 @@ class ImageNetSource(_RecordSource):
         flip = mode != "eval" and bool(rng.random() < 0.5)
         if datum.encoded:
             factor = transforms.dct_factor(box, cfg.crop_size) if cfg.dct_scaling else 1
-            image = jpeg.decode(datum.data, factor=factor, fast=cfg.fast_decode)
+            image, region = jpeg.decode_box(datum.data, box, (height, width), factor=factor,
+                                            fast=cfg.fast_decode)
         else:
             image = _raw_rgb(datum)
-        region = transforms.scaled_box(box, image.shape[1] / width, image.shape[0] / height,
-                                       image.shape[1], image.shape[0])
+            region = transforms.scaled_box(box, 1.0, 1.0, width, height)
         transforms.resize_crop(image, region, cfg.crop_size, out, flip=flip)
         return datum.label
 

@@ -19,9 +19,12 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 MODES = ("train", "collapse", "eval")
+
+# F.interpolate(mode="bilinear", antialias=True, align_corners=False) without its Python
+# argument handling, which costs as much as the kernel on one 224 x 224 crop
+_bilinear_aa = torch.ops.aten._upsample_bilinear2d_aa.default
 
 # ImageNet channel statistics of pixel values in [0, 1] (RGB order), the common reference.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -43,8 +46,9 @@ def random_resized_crop_box(height: int, width: int, rng: np.random.Generator, *
     area = height * width
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
     for _ in range(10):
-        target = area * rng.uniform(scale[0], scale[1])
-        aspect = math.exp(rng.uniform(log_lo, log_hi))
+        # Python floats: numpy scalars make the rounding below ~20x slower
+        target = area * float(rng.uniform(scale[0], scale[1]))
+        aspect = math.exp(float(rng.uniform(log_lo, log_hi)))
         w = int(round(math.sqrt(target * aspect)))
         h = int(round(math.sqrt(target / aspect)))
         if 0 < w <= width and 0 < h <= height:
@@ -107,20 +111,27 @@ def resize_crop(image: np.ndarray, region: tuple[int, int, int, int], size: int,
     if (y1 - y0, x1 - x0) == (size, size):
         resized = chw
     else:  # torch's uint8 antialiased bilinear kernel: the fastest resampler we have (measured)
-        resized = F.interpolate(chw.contiguous(memory_format=torch.channels_last),
-                                size=(size, size), mode="bilinear", antialias=True,
-                                align_corners=False)
-    hwc = resized[0].permute(1, 2, 0).numpy()
-    out[...] = hwc[:, ::-1] if flip else hwc
+        resized = _bilinear_aa(chw.contiguous(memory_format=torch.channels_last), [size, size],
+                               False)
+    hwc = resized[0].permute(1, 2, 0)
+    # torch's flip copy: 15x faster than numpy's negative-stride copy of 3-byte pixels
+    torch.from_numpy(out).copy_(hwc.flip(1) if flip else hwc)
 
 
 def normalize_batch(pixels_nhwc: np.ndarray, mean: tuple[float, ...],
                     std: tuple[float, ...]) -> torch.Tensor:
     """uint8 NHWC -> float32 (x/255 - mean)/std as an NCHW tensor in channels_last memory
     (NHWC underneath: oneDNN's layout, so the trainer's .contiguous(channels_last) is free).
-    One vectorised pass over the batch in the training process; the result owns its memory."""
-    nchw = torch.from_numpy(pixels_nhwc).permute(0, 3, 1, 2)
-    images = nchw.to(torch.float32)  # preserve_format: keeps the NHWC strides
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0
-    return images.sub_(m).div_(s)
+    One pass over the batch in the training process; the result owns its memory.
+
+    The per-channel constants are tiled along a whole image row (W x C values), so the fused
+    multiply-add runs over long contiguous rows: 7x faster than broadcasting a size-C last
+    dimension (measured, docs/data_path.md)."""
+    n, h, w, c = pixels_nhwc.shape
+    images = torch.from_numpy(pixels_nhwc).to(torch.float32)
+    rows = images.view(n * h, w * c)
+    std_px = torch.tensor(std, dtype=torch.float32) * 255.0
+    scale = (1.0 / std_px).repeat(w)
+    shift = (-torch.tensor(mean, dtype=torch.float32) * 255.0 / std_px).repeat(w)
+    torch.addcmul(shift, rows, scale, out=rows)
+    return images.permute(0, 3, 1, 2)

@@ -1,0 +1,50 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hpcsgd.data import jpeg, turbo
+from hpcsgd.data.transforms import Box
+from imagenet_helpers import sample_jpegs
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return sample_jpegs(1, seed=9)[0][0]
+
+
+@pytest.mark.skipif(not turbo.available(), reason="no TurboJPEG 3 library (turbojpeg wheel)")
+@pytest.mark.parametrize("factor", [1, 2])
+def test_region_decode_equals_the_same_region_of_a_whole_decode(photo, factor, monkeypatch):
+    h, w = jpeg.image_size(photo)
+    box = Box(37.4, 21.0, 300.0, 250.0)  # left edge not on an MCU boundary
+    region_img, region = jpeg.decode_box(photo, box, (h, w), factor=factor, fast=False)
+    region_img = region_img.copy()
+    monkeypatch.setattr(jpeg, "REGION_DECODE", False)
+    whole, whole_region = jpeg.decode_box(photo, box, (h, w), factor=factor, fast=False)
+    x0, y0, x1, y1 = region
+    wx0, wy0, wx1, wy1 = whole_region
+    assert (x1 - x0, y1 - y0) == (wx1 - wx0, wy1 - wy0)
+    a = region_img[y0:y1, x0:x1].astype(int)
+    b = whole[wy0:wy1, wx0:wx1].astype(int)
+    assert np.abs(a - b).mean() < 0.5  # same pixels (libjpeg-turbo builds may differ by 1)
+
+
+def test_truncated_and_garbage_bytes_raise_a_decode_error(photo):
+    h, w = jpeg.image_size(photo)
+    for bad in (photo[: len(photo) // 3], b"\xff\xd8\xff" + bytes(200)):
+        with pytest.raises(jpeg.ImageDecodeError):
+            size = jpeg.image_size(bad)
+            jpeg.decode_box(bad, Box(0, 0, 100, 100), size)
+
+
+def test_cmyk_and_grey_jpegs_decode_to_rgb(photo):
+    im = Image.open(io.BytesIO(photo))
+    for mode in ("CMYK", "L"):
+        buf = io.BytesIO()
+        im.convert(mode).save(buf, "JPEG", quality=90)
+        data = buf.getvalue()
+        size = jpeg.image_size(data)
+        image, (x0, y0, x1, y1) = jpeg.decode_box(data, Box(10, 10, 200, 150), size)
+        assert image.shape[2] == 3 and (x1 - x0, y1 - y0) == (200, 150)
