@@ -72,6 +72,9 @@ def mean_of(cells, key) -> float:
 
 def verdict_goyal(base: float, goyal: dict[int, float], tol: float = TOL) -> tuple[str, str]:
     """Claim: linear scaling + warmup holds up to some batch and breaks down beyond it."""
+    goyal = {b: v for b, v in goyal.items() if not math.isnan(v)}
+    if math.isnan(base) or not goyal:
+        return "not measured", "the baseline or every large-batch run is missing"
     held = [b for b, v in sorted(goyal.items()) if v >= base - tol]
     broke = [b for b, v in sorted(goyal.items()) if v < base - tol]
     if broke and held and max(held) < min(broke):
@@ -88,6 +91,8 @@ def verdict_keeps(base: float, method: dict[int, float], batches, tol: float = T
                   what: str = "") -> tuple[str, str]:
     """Claim: `method` stays within tol of the baseline at every batch in `batches`."""
     missing = [b for b in batches if b not in method or math.isnan(method[b])]
+    if math.isnan(base):
+        return "not measured", "no finished baseline run"
     if missing:
         return "not measured", f"no finished run at batch {missing}"
     worst = min(batches, key=lambda b: method[b] - base)
