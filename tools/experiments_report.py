@@ -144,13 +144,15 @@ def verdict_lm(base: float, date: float, tol: float = LM_TOL) -> tuple[str, str]
 def provenance() -> str:
     """Commit and any uncommitted change to the code the runs used."""
     def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = git("status", "--short", "--", "hpcsgd", "tools/experiments.py",
-                "tools/experiments_report.py", "jobs/experiments")
-    text = f"commit `{git('rev-parse', '--short', 'HEAD')}`"
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+    # porcelain lines are "XY path": the status letters, a space, the path
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "hpcsgd", "tools/experiments.py",
+                                      "tools/experiments_report.py", "tools/experiments_plots.py",
+                                      "jobs/experiments").splitlines() if line.strip()]
+    text = f"commit `{git('rev-parse', '--short', 'HEAD').strip()}`"
     if dirty:
         text += (" with uncommitted changes in the shared checkout at run time: "
-                 + ", ".join(f"`{line[3:]}`" for line in dirty.splitlines()))
+                 + ", ".join(f"`{path}`" for path in dirty))
     return text
 
 

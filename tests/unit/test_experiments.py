@@ -155,3 +155,10 @@ def test_runner_runs_a_real_cyclic_job_and_its_ensemble(tmp_path):
     assert result["ranks"] == 4 and result["eval_images"] == 200
     assert len(result["ensemble"]["snapshots"]) == 3
     assert result["ensemble"]["ensemble"]["count"] == 200
+
+
+def test_provenance_names_the_commit_and_whole_paths():
+    text = rep.provenance()
+    assert text.startswith("commit `")
+    for path in text.split("`")[3::2]:  # the paths after the commit hash
+        assert path.split("/")[0] in ("hpcsgd", "tools", "jobs"), text
