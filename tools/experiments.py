@@ -182,8 +182,9 @@ def best_of_sweep(runs: list[Run], results: dict, key: str) -> float | None:
 def large_batch_rule(model: str) -> str:
     """LR rule of the collapse and cyclic runs, which test weight decay and cycles, not LR
     scaling: Goyal's linear rule for the BatchNorm ResNet; none for LeNet (no BatchNorm), whose
-    loss became NaN at batch 1024 with the linear (0.4) and the sqrt (0.141) rule, and with
-    0.1, while 0.07 trained (measured here with this short warmup)."""
+    loss became NaN at batch 1024 with the linear (0.4) and the sqrt (0.141) rule, and even at
+    lr0 = 0.05 when the warmup started at lr0 rather than 0 (measured here). Both warm up
+    gradually from 0."""
     return "linear" if model == "cifar_resnet20" else "none"
 
 
@@ -197,7 +198,7 @@ def collapse_runs(mode: Mode) -> list[Run]:
     common = [f"--train.epochs={e}", f"--train.global_batch={batch}",
               f"--schedule.lr_scaling={large_batch_rule(mode.collapse_model)}",
               f"--schedule.base_batch={B0}", f"--optim.base_lr={lr0}",
-              f"--schedule.warmup_epochs={goyal_warmup(e)}", f"--schedule.warmup_start_lr={lr0}"]
+              f"--schedule.warmup_epochs={goyal_warmup(e)}", "--schedule.warmup_start_lr=0.0"]
     variants = {"wd_full": [f"--optim.weight_decay={wd}"],
                 "wd_half": [f"--optim.weight_decay={wd / 2}"],
                 "wd_half_collapse": [f"--optim.weight_decay={wd / 2}",
@@ -218,7 +219,7 @@ def cyclic_runs(mode: Mode) -> list[Run]:
     over = [f"--train.epochs={e}", f"--train.global_batch={mode.cyclic_batch}",
             f"--schedule.lr_scaling={large_batch_rule('lenet')}", f"--schedule.base_batch={B0}",
             f"--optim.base_lr={LR0}", f"--schedule.warmup_epochs={goyal_warmup(e)}",
-            f"--schedule.warmup_start_lr={LR0}", "--schedule.decay=cyclic", f"--schedule.cyclic_linear_until={30 * s:g}",
+            "--schedule.warmup_start_lr=0.0", "--schedule.decay=cyclic", f"--schedule.cyclic_linear_until={30 * s:g}",
             f"--schedule.cyclic_start={45 * s:g}", f"--schedule.cyclic_rewarm_epochs={3 * s:g}",
             f"--schedule.cyclic_decay_epochs={12 * s:g}", "--schedule.cyclic_snapshot_start=true",
             f"--train.eval_every_epochs={15 * s:g}", "--train.seed=0"]
