@@ -13,6 +13,7 @@ processes is at most its size, while the Rss sum counts it once per process.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -47,14 +48,18 @@ def rollup_pss_kib(pid: int) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--lmdb", default=str(ROOT / "data/imagenet-bench"), help="folder with train/, val/")
+    p.add_argument("--epochs", type=int, default=3)
+    args = p.parse_args(argv)
     world = init_world(MPI.COMM_WORLD)
     cfg = Config()
-    cfg.data.name, cfg.data.path, cfg.data.eval_split = "imagenet", str(ROOT / "data/imagenet-bench"), "val"
+    cfg.data.name, cfg.data.path, cfg.data.eval_split = "imagenet", args.lmdb, "val"
     cfg.data.workers, cfg.data.stage_dir = 2, "/dev/shm/hpcsgd-memory"
     cfg.model.num_classes = len((Path(cfg.data.path) / "train/classes.txt").read_text().split())
     loader, eval_source = build_loaders(cfg, world, local_batch=32)
-    for epoch in range(3):
+    for epoch in range(args.epochs):
         for _ in loader.epoch(epoch):
             pass
     for _ in eval_batches(eval_source, rank=world.rank, size=world.size, batch=32):

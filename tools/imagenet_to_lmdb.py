@@ -106,8 +106,8 @@ class Progress:
 
     def update(self, done: int, force: bool = False) -> None:
         now = time.time()
-        if not force and now - self.shown < 0.5:
-            return
+        if not force and (now - self.shown < 0.5 or done == self.total):
+            return  # the last state is drawn once, by the forced call
         self.shown = now
         rate = done / max(now - self.t0, 1e-9)
         eta = (self.total - done) / rate if rate else 0
