@@ -62,6 +62,9 @@ class DataConfig:
     """Decode JPEGs at 1/2, 1/4 or 1/8 size when the crop stays at least crop_size."""
     fast_decode: bool = True
     """libjpeg-turbo's fast integer IDCT and plain chroma upsampling (tiny loss, faster)."""
+    region_decode: bool = False
+    """Decode only the crop box (TurboJPEG 3 from the turbojpeg wheel; ~14% faster). Off by
+    default: its bundled libturbojpeg 3.0.0 crashed twice in benchmarks (docs/data_path.md)."""
 
     def check(self) -> None:
         _require(self.name in ("fashion-mnist", "imagenet"), "data.name", self.name,

@@ -13,11 +13,12 @@ reads the record from the LMDB and parses the Datum, then:
   RandomHorizontalFlip: transpose; ToTensor: copy, CHW contiguous, float /255; Normalize:
   clone, sub_, div_); eval: Resize(256) of the shorter side, CenterCrop(224), ToTensor,
   Normalize. Same crop boxes as ours (same random generator and box function).
-- ours: what a decode worker runs (hpcsgd.data.sources.ImageNetSource.fill: TurboJPEG 3
-  decode of the crop box only, DCT scaling where the crop allows, fast IDCT, torch's uint8
-  antialiased resize, flip into the uint8 batch) plus the training process's share
-  (normalize_batch to float channels_last), charged per image. Ablations: whole-image
-  decode (simplejpeg), no DCT scaling (never triggers for a random-resized crop of a
+- ours: what a decode worker runs with the default configuration
+  (hpcsgd.data.sources.ImageNetSource.fill: simplejpeg decode with DCT scaling where the crop
+  allows and the fast IDCT, torch's uint8 antialiased resize of the crop box, flip into the
+  uint8 batch) plus the training process's share (normalize_batch to float channels_last),
+  charged per image. Variants: region decode (data.region_decode, TurboJPEG 3 decoding only
+  the crop box; opt-in), no DCT scaling (never triggers for a random-resized crop of a
   500x375 image: the crop would need 448 pixels both ways), accurate IDCT.
 
 Pipelines are timed in interleaved rounds (so machine load hits all alike) and the median
@@ -45,7 +46,7 @@ from PIL import Image  # noqa: E402
 
 import imagenet_samples  # noqa: E402
 from hpcsgd.config import DataConfig  # noqa: E402
-from hpcsgd.data import jpeg, turbo  # noqa: E402
+from hpcsgd.data import turbo  # noqa: E402
 from hpcsgd.data.sources import ImageNetSource  # noqa: E402
 from hpcsgd.data.transforms import IMAGENET_MEAN, IMAGENET_STD, random_resized_crop_box  # noqa: E402
 from hpcsgd.lmdb_store import LMDBWriter  # noqa: E402
@@ -113,10 +114,9 @@ def per_image(reader, fn):
     return run
 
 
-def ours(source, mode: str, *, region_decode: bool = True):
+def ours(source, mode: str):
     """Worker fill in batches of 32 + the training process's normalisation, img/s."""
     def run() -> float:
-        jpeg.REGION_DECODE = region_decode and turbo.available()
         n = len(source)
         out = np.empty((BATCH, *source.sample_shape), np.uint8)
         t = time.perf_counter()
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
         pipelines = {
             "pillow train (torchvision-style)": per_image(src.reader, pillow_train),
             "ours train": ours(src, "train"),
-            "ours train, whole-image decode": ours(src, "train", region_decode=False),
+            "ours train, region decode (opt-in)": ours(source(region_decode=True), "train"),
             "ours train, no DCT scaling": ours(source(dct_scaling=False), "train"),
             "ours train, accurate IDCT": ours(source(fast_decode=False), "train"),
             "ours collapse": ours(src, "collapse"),

@@ -75,15 +75,16 @@ def _decode_pillow(data: bytes, factor: int) -> np.ndarray:
 
 
 def decode_box(data: bytes, box, size: tuple[int, int], *, factor: int = 1,
-               fast: bool = True) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+               fast: bool = True, region: bool = True) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Decode what crop `box` (hpcsgd.data.transforms.Box, original pixels) needs, at
     1/factor scale, for an image of `size` = (height, width). Returns (HWC uint8 RGB image,
-    the box in its pixels as (x0, y0, x1, y1)). The image may be a reused buffer's view."""
+    the box in its pixels as (x0, y0, x1, y1)). The image may be a reused buffer's view.
+    `region`: use TurboJPEG's region decode when available (data.region_decode)."""
     from hpcsgd.data.transforms import scaled_box
     h, w = size
     # a region decode never reads the rows below the box, so it would not notice a truncated
     # file: only JPEGs that end with their EOI marker take it, the rest a strict whole decode
-    if REGION_DECODE and data.endswith(b"\xff\xd9"):
+    if region and REGION_DECODE and data.endswith(b"\xff\xd9"):
         head = turbo.header(data)
         if head is not None and head[:2] == (h, w):
             sh, sw = -(-h // factor), -(-w // factor)  # TurboJPEG's scaled size (rounded up)

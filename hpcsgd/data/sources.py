@@ -198,7 +198,7 @@ class ImageNetSource(_RecordSource):
         if datum.encoded:
             factor = transforms.dct_factor(box, cfg.crop_size) if cfg.dct_scaling else 1
             image, region = jpeg.decode_box(datum.data, box, (height, width), factor=factor,
-                                            fast=cfg.fast_decode)
+                                            fast=cfg.fast_decode, region=cfg.region_decode)
         else:
             image = _raw_rgb(datum)
             region = transforms.scaled_box(box, 1.0, 1.0, width, height)

@@ -21,8 +21,8 @@ def test_region_decode_equals_the_same_region_of_a_whole_decode(photo, factor, m
     box = Box(37.4, 21.0, 300.0, 250.0)  # left edge not on an MCU boundary
     region_img, region = jpeg.decode_box(photo, box, (h, w), factor=factor, fast=False)
     region_img = region_img.copy()
-    monkeypatch.setattr(jpeg, "REGION_DECODE", False)
-    whole, whole_region = jpeg.decode_box(photo, box, (h, w), factor=factor, fast=False)
+    whole, whole_region = jpeg.decode_box(photo, box, (h, w), factor=factor, fast=False,
+                                          region=False)
     x0, y0, x1, y1 = region
     wx0, wy0, wx1, wy1 = whole_region
     assert (x1 - x0, y1 - y0) == (wx1 - wx0, wy1 - wy0)
