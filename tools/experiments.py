@@ -212,8 +212,8 @@ def collapse_runs(mode: Mode) -> list[Run]:
 
 def cyclic_runs(mode: Mode) -> list[Run]:
     """Codreanu VI's cyclic schedule compressed from 120 to `cyclic_epochs` epochs (same
-    proportions: linear decay to 1/4, power decay to 3/8, then cycles of 1/40 re-warm + 1/10
-    decay), snapshots at the cycle ends and at the start of the cycles."""
+    proportions: linear decay to 1/4, power decay to 3/8, then 5 cycles of 1/40 re-warm +
+    1/10 decay); the snapshots are the 5 cycle ends, the models Table XI ensembles (2c-6c)."""
     e = mode.cyclic_epochs
     s = e / 120.0
     over = [f"--train.epochs={e}", f"--train.global_batch={mode.cyclic_batch}",
@@ -221,7 +221,7 @@ def cyclic_runs(mode: Mode) -> list[Run]:
             f"--optim.base_lr={LR0}", f"--schedule.warmup_epochs={goyal_warmup(e)}",
             "--schedule.warmup_start_lr=0.0", "--schedule.decay=cyclic", f"--schedule.cyclic_linear_until={30 * s:g}",
             f"--schedule.cyclic_start={45 * s:g}", f"--schedule.cyclic_rewarm_epochs={3 * s:g}",
-            f"--schedule.cyclic_decay_epochs={12 * s:g}", "--schedule.cyclic_snapshot_start=true",
+            f"--schedule.cyclic_decay_epochs={12 * s:g}", "--schedule.cyclic_snapshot_start=false",
             f"--train.eval_every_epochs={15 * s:g}", "--train.seed=0"]
     return [Run("cyclic-s0", "cyclic", "cyclic", mode.cyclic_batch, 0, LENET, tuple(over),
                 ensemble=True, estimate_s=_estimate("lenet", e) + 15)]

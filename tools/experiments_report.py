@@ -223,7 +223,7 @@ def write_report(mode, runs, results: dict, out_dir: Path, docs: Path) -> Path:
                 ("5b", "a final collapse adds accuracy on top (Codreanu Table VIII)", *c2)]
     body += ["## Claim 5: half weight decay and the final collapse (Codreanu Table VIII)", "",
              f"{mode.collapse_model} at batch {mode.collapse_batch}, {mode.collapse_epochs:g} "
-             f"epochs, {_rule(runs, 'collapse')} LR scaling + warmup. Collapse: the last 7% of "
+             f"epochs, {_rule(runs, 'collapse')}, gradual warmup from 0. Collapse: the last 7% of "
              "training with a power-2 "
              "LR decay from where it was and the weight decay doubled back to the standard value "
              "(Fashion-MNIST has no scale/aspect augmentation to switch off).", "",
@@ -239,15 +239,16 @@ def write_report(mode, runs, results: dict, out_dir: Path, docs: Path) -> Path:
         snaps = res["ensemble"]["snapshots"]
         e = verdict_ensemble([s["top1"] for s in snaps], res["ensemble"]["ensemble"]["top1"])
         plot_cyclic(out_dir, cyc.name, res, docs / "results_cyclic.png")
-        table = [f"| `{Path(s['path']).name}` (epoch {snapshot_epoch(out_dir, cyc.name, s['path']):g}) "
+        table = [f"| `{Path(s['path']).name}` (epoch {snapshot_epoch(out_dir, cyc.name, s['path']):.2f}) "
                  f"| {s['top1']:.2%} |" for s in snaps]
         table.append(f"| **ensemble of {len(snaps)}** (mean softmax) | "
                      f"**{res['ensemble']['ensemble']['top1']:.2%}** |")
         body += ["## Claim 6: collapsed ensembles (Codreanu Table XI)", "",
-                 f"LeNet at batch {cyc.batch} ({_rule(runs, 'cyclic')} LR scaling), Codreanu's "
-                 "120-epoch cyclic schedule compressed to "
-                 f"{mode.cyclic_epochs:g} epochs; one run, each snapshot and their ensemble "
-                 "evaluated on the whole test split (`python -m hpcsgd.ensemble`).", "",
+                 f"LeNet at batch {cyc.batch} ({_rule(runs, 'cyclic')}), Codreanu's 120-epoch "
+                 "cyclic schedule compressed to "
+                 f"{mode.cyclic_epochs:g} epochs; one run; the snapshots are the ends of the 5 "
+                 "cycles (Table XI's 2c-6c); each snapshot and their ensemble evaluated on the "
+                 "whole test split (`python -m hpcsgd.ensemble`).", "",
                  "| model | test top-1 |", "|---|---|", *table, "",
                  "![cyclic](results_cyclic.png)", "", f"- **Claim 6:** {e[0]}: {e[1]}.", ""]
     else:
@@ -298,8 +299,9 @@ def write_report(mode, runs, results: dict, out_dir: Path, docs: Path) -> Path:
 
 def _rule(runs, experiment) -> str:
     """The LR scaling rule the runs of an experiment used (from their command lines)."""
-    return next((o.split("=", 1)[1] for r in runs if r.experiment == experiment
-                 for o in r.overrides if o.startswith("--schedule.lr_scaling=")), "no")
+    rule = next((o.split("=", 1)[1] for r in runs if r.experiment == experiment
+                 for o in r.overrides if o.startswith("--schedule.lr_scaling=")), "none")
+    return "no LR scaling (lr0)" if rule == "none" else f"{rule} LR scaling"
 
 
 def _pick(runs, experiment, method, batch, results=None) -> str:
@@ -320,7 +322,9 @@ def _header(mode, runs, results) -> list[str]:
         lines += ["> **QUICK MODE.** These numbers come from `tools/experiments.py --quick`: few "
                   "epochs, one seed, a small LSTM on a fifth of PTB. They check the pipeline and "
                   "show tendencies; verdicts marked 'one seed' cannot separate small differences. "
-                  "The full set is `.venv/bin/python tools/experiments.py` (several hours).", ""]
+                  "The full set is `.venv/bin/python tools/experiments.py` (3 seeds, 20 epochs, "
+                  "batches to 8192, ResNet-20 for claim 5, the PTB-small LSTM on all of PTB at "
+                  "32 x B0: about 5 h on an idle 2-core machine; `--plan` lists its runs).", ""]
     lines += [f"Produced by `.venv/bin/python tools/experiments.py{flag}` on "
               f"{time.strftime('%Y-%m-%d')}: {len(results)} runs of `mpiexec -n 4` on the 2-core "
               f"development machine, {wall / 60:.0f} min of run wall time in total.",
@@ -336,7 +340,8 @@ def _caveats(mode) -> list[str]:
             "mechanism, not for the papers' ImageNet numbers; one that does not may still hold "
             "at ImageNet scale.",
             "- LeNet has no BatchNorm; AlexNet's failure in You et al. was partly fixed by BN. "
-            "The collapse experiment uses " + mode.collapse_model + ".",
+            f"The collapse experiment uses `{mode.collapse_model}`; LeNet could not take a "
+            "scaled LR at batch 1024 (NaN loss), so its collapse and cyclic runs keep lr0.",
             "- DATE publishes neither its ratio bounds nor how they move; ours are constants "
             "[0.1, 10] (docs/schedules.md). Its eta0 rule (lr0 / 10) is ours too.",
             "- Fashion-MNIST has no validation split: every number is test top-1 after the last "
