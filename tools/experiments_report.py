@@ -222,7 +222,7 @@ def write_report(mode, runs, results: dict, out_dir: Path, docs: Path) -> Path:
     summary += [("5a", "half weight decay beats the standard one (Codreanu Table VIII)", *c1),
                 ("5b", "a final collapse adds accuracy on top (Codreanu Table VIII)", *c2)]
     body += ["## Claim 5: half weight decay and the final collapse (Codreanu Table VIII)", "",
-             f"{mode.collapse_model} at batch {mode.collapse_batch}, {mode.collapse_epochs:g} "
+             f"`{mode.collapse_model}` at batch {mode.collapse_batch}, {mode.collapse_epochs:g} "
              f"epochs, {_rule(runs, 'collapse')}, gradual warmup from 0. Collapse: the last 7% of "
              "training with a power-2 "
              "LR decay from where it was and the weight decay doubled back to the standard value "
@@ -316,7 +316,14 @@ def _pick(runs, experiment, method, batch, results=None) -> str:
 def _header(mode, runs, results) -> list[str]:
     flag = " --quick" if mode.name == "quick" else ""
     wall = sum(results[r.name]["wall_time_s"] for r in runs if r.name in results)
-    prov = sorted({results[r.name].get("provenance", "") for r in runs if r.name in results} - {""})
+    # group the runs' commits by the uncommitted changes they ran with
+    by_changes: dict[str, list[str]] = {}
+    for text in sorted({results[r.name].get("provenance", "") for r in runs if r.name in results}):
+        if text:
+            commit, _, changes = text.partition(" with ")
+            by_changes.setdefault(changes, []).append(commit.removeprefix("commit "))
+    prov = [("commits " if len(c) > 1 else "commit ") + ", ".join(c) + (f" with {ch}" if ch else "")
+            for ch, c in by_changes.items()]
     lines = ["# Results: the papers' large-batch claims on Fashion-MNIST and the Penn Treebank", ""]
     if mode.name == "quick":
         lines += ["> **QUICK MODE.** These numbers come from `tools/experiments.py --quick`: few "
@@ -328,7 +335,8 @@ def _header(mode, runs, results) -> list[str]:
     lines += [f"Produced by `.venv/bin/python tools/experiments.py{flag}` on "
               f"{time.strftime('%Y-%m-%d')}: {len(results)} runs of `mpiexec -n 4` on the 2-core "
               f"development machine, {wall / 60:.0f} min of run wall time in total.",
-              "Code: " + ("; ".join(prov) if prov else "unknown") + ".", ""]
+              "Code: " + ("; ".join(prov) if prov else "unknown") + " (the set resumes: runs "
+              "whose command did not change are kept from earlier commits).", ""]
     return lines
 
 
