@@ -3,14 +3,15 @@
 the bound set by this machine's measured matrix-multiply rate.
 
     flock /tmp/hpcsgd-bench.lock .venv/bin/python tools/bench_compute.py \
-        [--batch 32] [--threads 2] [--steps 3] [--data data/imagenet-bench] [--out docs/compute.md]
+        [--batch 32] [--threads 2] [--steps 3] [--compile] [--out docs/compute.md]
 
 For each compute variant (fp32, fp32 + channels_last, bf16 + channels_last, and optionally
 torch.compile) it runs, each in a fresh process so that peak resident memory is its own:
 - "plain": the textbook loop (model(x), cross_entropy, backward, SGD step) on random tensors;
 - "ours": hpcsgd's compute path (hpcsgd.compute + hpcsgd.optim + the gradient reducer);
-- "trainer" (with --data, an ImageNet LMDB): the whole trainer, `python -m hpcsgd.train`, with
-  real JPEG decoding, communication and metrics, throughput read from its metrics log.
+- "trainer": the whole trainer, `python -m hpcsgd.train`, on an ImageNet-style LMDB of real
+  JPEGs (tools/bench_data_wait.py builds it once), with decoding, communication and metrics;
+  throughput read from its metrics log.
 The bound is GEMM FLOP/s / 24.6 GFLOP per ResNet-50 training image (3 x 8.2 GFLOP forward
 + backward at 224x224), in the precision of the variant.
 """
@@ -111,22 +112,50 @@ def worker(kind: str, variant: str, batch: int, threads: int, steps: int, compil
 
 
 def trainer_run(variant: str, args) -> dict:
-    """The real trainer, 1 rank, on an ImageNet LMDB; img/s from its metrics after warm-up."""
-    opts = VARIANTS[variant]
-    name = f"bench_compute_{variant.replace('+', '_')}"
-    steps = args.steps + 2
-    cmd = [sys.executable, "-m", "hpcsgd.train", str(ROOT / "jobs/local/imagenet_bench.toml"),
-           f"--data.path={args.data}", f"--train.global_batch={args.batch}",
-           f"--compute.threads={args.threads}", f"--compute.precision={opts['precision']}",
-           f"--compute.channels_last={str(opts['channels_last']).lower()}",
-           f"--run.name={name}", "--run.out_dir=runs", "--train.log_every_steps=1",
-           f"--train.max_steps={steps}"]
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+    """The real trainer, 1 rank, on the ImageNet-style bench LMDB (real JPEGs, decode workers,
+    metrics); img/s from its metrics log after the warm-up steps."""
+    import tempfile
+    sys.path.insert(0, str(ROOT / "tools"))
+    from bench_data_wait import ensure_lmdb
     from hpcsgd.metrics import read_metrics
-    records = read_metrics(ROOT / "runs" / name / "metrics.jsonl", "train")[-args.steps:]
+    data = ensure_lmdb(per_photo=50)
+    classes = len((data / "train" / "classes.txt").read_text().split())
+    opts = VARIANTS[variant]
+    with tempfile.TemporaryDirectory() as tmp:
+        job = Path(tmp) / "job.toml"
+        job.write_text(f"""
+[data]
+name = "imagenet"
+path = "{data}"
+eval_split = "val"
+workers = 1
+[model]
+name = "resnet50"
+num_classes = {classes}
+[train]
+epochs = 100.0
+max_steps = {args.steps + 2}
+global_batch = {args.batch}
+eval_every_epochs = 100.0
+log_every_steps = 1
+[compute]
+threads = {args.threads}
+precision = "{opts['precision']}"
+channels_last = {str(opts['channels_last']).lower()}
+[optim]
+base_lr = 0.01
+weight_decay = 1e-4
+[run]
+name = "bench"
+out_dir = "{tmp}/runs"
+""")
+        subprocess.run([sys.executable, "-m", "hpcsgd.train", str(job)], cwd=ROOT, check=True,
+                       capture_output=True, text=True)
+        records = read_metrics(Path(tmp) / "runs/bench/metrics.jsonl", "train")[-args.steps:]
     seconds = sum(sum(v for k, v in r.items() if k.endswith("_s")) for r in records)
-    data = sum(r.get("data_s", 0.0) for r in records)
-    return {"img_per_s": args.batch * len(records) / seconds, "data_wait_fraction": data / seconds,
+    data_wait = sum(r.get("data_s", 0.0) for r in records)
+    return {"img_per_s": args.batch * len(records) / seconds,
+            "data_wait_fraction": data_wait / seconds,
             "peak_rss_mb": max(r.get("max_rss_mb", 0.0) for r in records)}
 
 
@@ -144,7 +173,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--data", help="ImageNet-style LMDB folder for the whole-trainer runs")
+    p.add_argument("--no-trainer", action="store_true",
+                   help="skip the whole-trainer runs (they build data/imagenet-bench once)")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--out", help="write the table as markdown here")
@@ -167,7 +197,7 @@ def main(argv=None) -> int:
             plain = _spawn("plain", variant, args)
             ours = _spawn("ours", variant, args, compile_)
             row = {"variant": label, "plain": plain, "ours": ours, "bound": bound}
-            if args.data and not compile_:
+            if not args.no_trainer and not compile_:
                 row["trainer"] = trainer_run(variant, args)
             rows.append(row)
             print(_format_row(row), flush=True)
