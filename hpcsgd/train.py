@@ -51,6 +51,10 @@ def check_inputs(cfg: config_mod.Config, world: World) -> None:
     config_mod.validate(cfg, world_size=world.size)
     for split in (cfg.data.train_split, cfg.data.eval_split):
         check_lmdb_path(f"{cfg.data.path}/{split}")
+    build_schedule(cfg)  # schedule plans checked with batch and epochs known (ConfigError)
+    if cfg.model.name == "lstm_lm":
+        raise config_mod.ConfigError("model.name = 'lstm_lm': a language model, trained by "
+                                     "python -m hpcsgd.lm.train, not by the image trainer")
     resume = cfg.checkpoint.resume
     if resume not in ("", "auto") and not Path(resume).is_file():
         raise config_mod.ConfigError(f"checkpoint.resume = {resume!r}: no such checkpoint file")

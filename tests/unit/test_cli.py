@@ -40,6 +40,9 @@ def job(tmp_path):
     ("--train.global_batch=66", "train.global_batch = 66: must be divisible by ranks x "
                                 "accumulation = 4 x 1"),
     ("--data.path=/no/such/folder", "data path '/no/such/folder/train' does not exist"),
+    # a schedule plan that only fails with the epochs known: refused before work too
+    ("--schedule.decay=cyclic", "schedule.cyclic_start = 45.0: must be < train.epochs = 1.0"),
+    ("--model.name=lstm_lm", "model.name = 'lstm_lm': a language model"),
 ])
 def test_bad_input_is_refused_by_every_rank_with_one_message(job, override, message):
     res = _launch(job, "job.toml", override)
