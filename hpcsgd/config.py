@@ -347,16 +347,24 @@ class ComputeConfig:
 class CommConfig:
     backend: str = "mpi"
     """Allreduce backend: "mpi" (mpi4py buffer API), "gloo" (torch.distributed), "ccl" (oneCCL)."""
-    bucket_mb: float = 25.0
-    """Gradients are fused into flat buckets of about this size for the allreduce."""
+    bucket_mb: float = 8.0
+    """Gradients are fused into flat buckets of about this size, one allreduce each (the last
+    bucket's allreduce is what backward cannot hide: docs/comm.md)."""
     overlap: bool = True
     """Allreduce each bucket on the communication thread during backward (false: after it)."""
     wire_dtype: str = "float32"
     """"bfloat16" sends half the bytes (fp32 accumulation; error <= ~2^-7 of sum |g|)."""
-    hierarchical: bool = False
-    """Node-local shared-memory reduce, leaders' allreduce across nodes, node-local broadcast."""
+    hierarchical: str = "auto"
+    """"on": node-local shared-memory reduce, leaders' allreduce, node-local broadcast; "off";
+    "auto": on for backend "mpi" when some node runs several ranks."""
     comm_cores: list[int] = field(default_factory=list)
     """CPU cores of the communication thread and watchdog (empty = not pinned)."""
+    arrival_poll_us: float = 200.0
+    """mpi: wait for late ranks by sleeping polls of this period, not in MPI's spin (0 = spin)."""
+    message_mb: float = 16.0
+    """mpi: a bucket's allreduce is split into MPI messages of at most this size (0 = one)."""
+    priority_boost: int = 0
+    """Nice levels the communication thread runs above compute, for nodes without spare cores."""
     stall_timeout_s: float = 600.0
     """A collective unfinished after this long names the missing ranks and aborts (0 = off)."""
     consistency_check_steps: int = 0
@@ -373,7 +381,9 @@ class CommConfig:
         _require(self.bucket_mb > 0, "comm.bucket_mb", self.bucket_mb, "must be > 0")
         _require(self.wire_dtype in ("float32", "bfloat16"), "comm.wire_dtype", self.wire_dtype,
                  "must be 'float32' or 'bfloat16'")
-        _require(not self.hierarchical or self.backend == "mpi", "comm.hierarchical",
+        _require(self.hierarchical in ("auto", "on", "off"), "comm.hierarchical",
+                 self.hierarchical, "must be 'auto', 'on' or 'off'")
+        _require(self.hierarchical != "on" or self.backend == "mpi", "comm.hierarchical",
                  self.hierarchical, f"needs comm.backend = 'mpi' (got {self.backend!r})")
         _require(all(c >= 0 for c in self.comm_cores), "comm.comm_cores", self.comm_cores,
                  "core ids must be >= 0")
@@ -381,6 +391,12 @@ class CommConfig:
                  self.comm_cores, "lists a core twice")
         _require(self.stall_timeout_s >= 0, "comm.stall_timeout_s", self.stall_timeout_s,
                  "must be >= 0 (0 = no watchdog)")
+        _require(self.arrival_poll_us >= 0, "comm.arrival_poll_us", self.arrival_poll_us,
+                 "must be >= 0 (0 = spin inside MPI)")
+        _require(self.message_mb >= 0, "comm.message_mb", self.message_mb,
+                 "must be >= 0 (0 = one message per bucket)")
+        _require(0 <= self.priority_boost <= 39, "comm.priority_boost", self.priority_boost,
+                 "must be in [0, 39] (nice levels)")
         _require(self.consistency_check_steps >= 0, "comm.consistency_check_steps",
                  self.consistency_check_steps, "must be >= 0")
 

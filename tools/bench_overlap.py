@@ -1,4 +1,4 @@
-"""flock /tmp/hpcsgd-bench.lock .venv/bin/mpiexec -n 2 .venv/bin/python tools/bench_overlap.py [--layout shared|dedicated] [--batch 2] [--steps 3] [--bucket-mb 25]
+"""flock /tmp/hpcsgd-bench.lock nice -n -20 .venv/bin/mpiexec -n 2 .venv/bin/python tools/bench_overlap.py [--layout shared|dedicated] [--batch 2] [--steps 3] [--bucket-mb 8]
 
 How much of the gradient allreduce the overlapped reducer hides behind the backward pass:
 ResNet-50 training steps (forward, backward, gradient averaging, SGD with momentum; random
@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2, help="local batch per rank")
     ap.add_argument("--image", type=int, default=224)
     ap.add_argument("--steps", type=int, default=3, help="timed steps per mode")
-    ap.add_argument("--bucket-mb", type=float, default=25.0)
+    ap.add_argument("--bucket-mb", type=float, default=CommConfig().bucket_mb)
     args = ap.parse_args()
 
     world = init_world()
@@ -116,7 +116,8 @@ def main() -> None:
               f"{sorted(compute_cores)}, comm cores {comm_cores or 'not pinned'}, "
               f"{torch.get_num_threads()} compute threads/rank), local batch {args.batch}, "
               f"{args.image}px, {nbytes / 1e6:.1f} MB gradients in {len(reducer.buckets)} "
-              f"buckets of {args.bucket_mb:g} MB, median of {args.steps} steps")
+              f"buckets of {args.bucket_mb:g} MB, median of {args.steps} steps, load average "
+              f"{os.getloadavg()[0]:.1f}")
         print("| mode | step s | exposed s | wait s | steps s |")
         print("|---|---|---|---|---|")
         for m in modes:

@@ -19,36 +19,53 @@ from hpcsgd.comm.mpi import MPIBackend
 from hpcsgd.comm.torchdist import ccl_backend, gloo_backend
 
 BACKENDS = {
-    "mpi": lambda world, private: MPIBackend(world, dup=private),
-    "gloo": lambda world, private: gloo_backend(world),  # every gloo backend owns a new group
-    "ccl": lambda world, private: ccl_backend(world),
+    "mpi": lambda world, private, poll, message: MPIBackend(
+        world, dup=private, arrival_poll_s=poll, message_bytes=message),
+    # every gloo/ccl backend owns a new group; their waits block in the kernel, no polling
+    "gloo": lambda world, private, poll, message: gloo_backend(world),
+    "ccl": lambda world, private, poll, message: ccl_backend(world),
 }
 
 
-def build_backend(name: str, world, *, private: bool = False):
+def build_backend(name: str, world, *, private: bool = False, arrival_poll_s: float = 0.0,
+                  message_bytes: int = 0):
     """The backend `name` over `world` (collective). private: on communicators of its own,
-    so its collectives never interleave with other users of the world's communicator."""
+    so its collectives never interleave with other users of the world's communicator.
+    arrival_poll_s, message_bytes: mpi only (waiting for late ranks with sleeps instead of
+    spinning; the largest single Allreduce), see hpcsgd/comm/mpi.py."""
     if name not in BACKENDS:
         raise ValueError(f"comm.backend = {name!r}: unknown (available: {', '.join(BACKENDS)})")
-    return BACKENDS[name](world, private)
+    return BACKENDS[name](world, private, arrival_poll_s, message_bytes)
+
+
+def use_hierarchical(cfg, world) -> bool:
+    """comm.hierarchical, with "auto" resolved the same way on every rank (collective)."""
+    if cfg.hierarchical != "auto":
+        return cfg.hierarchical == "on"
+    most_per_node = world.comm.allreduce(world.local_size, op=MPI.MAX)
+    return cfg.backend == "mpi" and most_per_node > 1
 
 
 def build_allreduce(cfg, world):
     """The in-place fp32 sum used for gradient buckets, as the [comm] section `cfg` asks:
-    returns (allreduce_, objects to close). Collective."""
+    returns (allreduce_, buffers or None, objects to close). Collective."""
     from hpcsgd.comm.hierarchical import HierarchicalAllreduce
     from hpcsgd.comm.wire import BF16Wire
 
     def over(backend):
         return BF16Wire(backend) if cfg.wire_dtype == "bfloat16" else backend
 
-    if cfg.hierarchical:
+    poll, message = cfg.arrival_poll_us * 1e-6, int(cfg.message_mb * 2**20)
+    if use_hierarchical(cfg, world):
         # the leaders' communicator is freed by h.close()
-        h = HierarchicalAllreduce(world.comm, world.node_comm,
-                                  lambda leaders: over(MPIBackend(leaders)))
-        return h.allreduce_sum_, [h]
-    backend = build_backend(cfg.backend, world, private=True)
-    return over(backend).allreduce_sum_, [backend]
+        h = HierarchicalAllreduce(
+            world.comm, world.node_comm,
+            lambda leaders: over(MPIBackend(leaders, arrival_poll_s=poll, message_bytes=message)),
+            arrival_poll_s=poll)
+        return h.allreduce_sum_, h.buffers, [h]
+    backend = build_backend(cfg.backend, world, private=True, arrival_poll_s=poll,
+                            message_bytes=message)
+    return over(backend).allreduce_sum_, None, [backend]
 
 
 def require_thread_multiple() -> None:
@@ -76,16 +93,17 @@ def build_reducer(model, cfg, world):
         require_thread_multiple()
     engine, progress = None, Progress()
     if cfg.overlap:
-        engine = CommEngine(cfg.comm_cores)
+        engine = CommEngine(cfg.comm_cores, priority_boost=cfg.priority_boost)
         progress = engine.progress
         # built on the communication thread: threads a library starts inherit its cores
-        allreduce_, closers = engine.call(build_allreduce, cfg, world, label="build backend")
+        allreduce_, buffers, closers = engine.call(build_allreduce, cfg, world,
+                                                   label="build backend")
     else:
-        allreduce_, closers = build_allreduce(cfg, world)
+        allreduce_, buffers, closers = build_allreduce(cfg, world)
     if use_watchdog:
         closers.insert(0, Watchdog(world.comm, progress, timeout_s=cfg.stall_timeout_s,
                                    cores=cfg.comm_cores))
     if engine is not None:
         closers.append(engine)
     return GradientReducer(model, allreduce_, world_size=world.size, bucket_bytes=bucket_bytes,
-                           engine=engine, progress=progress, closers=closers)
+                           engine=engine, progress=progress, closers=closers, buffers=buffers)

@@ -47,11 +47,16 @@ class Bucket:
     fp32 tensor; `views[j]` is params[j]'s slot, shaped and strided like the parameter so
     that the averaged gradient can become ``p.grad`` without a copy."""
 
-    def __init__(self, index: int, params: list[nn.Parameter]):
+    def __init__(self, index: int, params: list[nn.Parameter], flat: torch.Tensor | None = None):
+        """flat: the bucket's memory when the allreduce provides it (shared memory);
+        default a private tensor."""
         self.index = index
         self.params = params
         self.numel = sum(p.numel() for p in params)
-        self.flat = torch.empty(self.numel, dtype=torch.float32)
+        self.flat = torch.empty(self.numel, dtype=torch.float32) if flat is None else flat
+        if self.flat.numel() != self.numel or self.flat.dtype != torch.float32:
+            raise ValueError(f"bucket {index}: needs {self.numel} fp32 values, got "
+                             f"{self.flat.numel()} {self.flat.dtype}")
         self.views, offset = [], 0
         for p in params:
             stride = p.stride() if is_dense(p) else torch.empty(p.shape).stride()
@@ -92,6 +97,13 @@ class Bucket:
                 p.grad = view.to(p.dtype)
             else:
                 p.grad.copy_(view)
+
+    def release_(self) -> None:
+        """Give every parameter whose .grad is a slot of this bucket a private copy (before
+        the bucket's memory goes away)."""
+        for p, view in zip(self.params, self.views):
+            if p.grad is not None and p.grad.data_ptr() == view.data_ptr():
+                p.grad = p.grad.clone()
 
     def reset(self) -> None:
         self.ready = [False] * len(self.params)

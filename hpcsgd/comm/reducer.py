@@ -33,11 +33,12 @@ from hpcsgd.comm.replicas import (average_buffers_, broadcast_state_, check_cons
 
 class GradientReducer:
     def __init__(self, model: nn.Module, allreduce_, *, world_size: int, bucket_bytes: int,
-                 engine=None, progress: Progress | None = None, closers=()):
+                 engine=None, progress: Progress | None = None, closers=(), buffers=None):
         """allreduce_(flat fp32 tensor): in-place sum over the ranks (a backend, the bf16
         wire or the hierarchical allreduce). engine: the communication thread; None = run
         the allreduces on the caller's thread in synchronize() (blocking). closers: objects
-        whose close() is called by close() (backends, watchdog, engine)."""
+        whose close() is called by close() (backends, watchdog, engine). buffers(sizes):
+        the allreduce's own memory for the buckets (collective), e.g. shared memory."""
         self.model = model
         self.allreduce_ = allreduce_
         self.world_size = world_size
@@ -47,8 +48,10 @@ class GradientReducer:
         params = [p for p in model.parameters() if p.requires_grad]
         self._names = {p: n for n, p in model.named_parameters()}
         # backward produces gradients roughly in reverse order of definition
-        self.buckets = [Bucket(i, ps) for i, ps in
-                        enumerate(make_buckets(params[::-1], bucket_bytes))]
+        groups = make_buckets(params[::-1], bucket_bytes)
+        flats = buffers([sum(p.numel() for p in g) for g in groups]) if buffers else \
+            [None] * len(groups)
+        self.buckets = [Bucket(i, ps, flat) for i, (ps, flat) in enumerate(zip(groups, flats))]
         self._slot = {p: (b, j) for b in self.buckets for j, p in enumerate(b.params)}
         self._sync = True
         self._next = 0  # first bucket not yet launched
@@ -139,6 +142,8 @@ class GradientReducer:
         for h in self._hooks:
             h.remove()
         self._hooks = []
+        for bucket in self.buckets:  # the gradients outlive the buckets' (shared) memory
+            bucket.release_()
         for c in self._closers:
             c.close()
         self._closers = []

@@ -39,9 +39,10 @@ def _assert_average(model, world, all_grads, tol_factor):
 
 
 @pytest.mark.parametrize("options", [
-    {"bucket_mb": 1e-4}, {"bucket_mb": 25.0}, {"bucket_mb": 1e-4, "overlap": False},
-    {"bucket_mb": 1e-3, "hierarchical": True}, {"bucket_mb": 1e-3, "backend": "gloo"},
-], ids=["small-buckets", "one-bucket", "blocking", "hierarchical", "gloo"])
+    {"bucket_mb": 1e-4, "hierarchical": "off"}, {"bucket_mb": 25.0},
+    {"bucket_mb": 1e-4, "overlap": False}, {"bucket_mb": 1e-3, "hierarchical": "on"},
+    {"bucket_mb": 1e-3, "backend": "gloo"},
+], ids=["flat-small-buckets", "one-bucket", "blocking", "hierarchical", "gloo"])
 def test_reduced_gradients_are_the_average(world, options):
     torch.manual_seed(0)
     model = _model()
@@ -77,7 +78,7 @@ def test_overlapped_reduction_during_backward_matches_the_blocking_one(world):
     torch.manual_seed(0)
     a, b = _model(), _model()
     b.load_state_dict(a.state_dict())
-    overlapped, blocking = _reducer(a, world, bucket_mb=1e-3), \
+    overlapped, blocking = _reducer(a, world, bucket_mb=1e-3, hierarchical="off"), \
         BlockingReducer(b, build_backend("mpi", world), world_size=world.size, bucket_mb=1e-3)
     x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(world.rank))
     for model, reducer in ((a, overlapped), (b, blocking)):
@@ -125,7 +126,8 @@ def test_accumulation_equals_one_large_batch(world, overlap):
 def test_bf16_wire_stays_within_its_documented_error(world):
     from hpcsgd.comm.wire import BF16_UNIT_ROUNDOFF as u
     model = _model()
-    reducer = _reducer(model, world, bucket_mb=1e-3, wire_dtype="bfloat16")
+    # flat: with comm.hierarchical on, bf16 only travels between nodes (none on one machine)
+    reducer = _reducer(model, world, bucket_mb=1e-3, wire_dtype="bfloat16", hierarchical="off")
     all_grads = [_rank_grads(model, r) for r in range(world.size)]
     for p, g in zip(model.parameters(), all_grads[world.rank]):
         p.grad = g.clone()

@@ -119,7 +119,8 @@ def test_engine_refuses_cores_outside_the_machine():
 
 @pytest.mark.parametrize("options, message", [
     ({"wire_dtype": "float16"}, "comm.wire_dtype = 'float16'"),
-    ({"hierarchical": True, "backend": "gloo"}, "comm.hierarchical = True: needs comm.backend"),
+    ({"hierarchical": "on", "backend": "gloo"}, "comm.hierarchical = 'on': needs comm.backend"),
+    ({"hierarchical": "yes"}, "comm.hierarchical = 'yes': must be 'auto', 'on' or 'off'"),
     ({"comm_cores": [3, 3]}, "lists a core twice"),
     ({"stall_timeout_s": -1.0}, "comm.stall_timeout_s = -1.0"),
     ({"backend": "nccl"}, "comm.backend = 'nccl': unknown backend"),
@@ -145,3 +146,17 @@ def test_a_library_without_thread_multiple_is_refused_clearly(monkeypatch):
     monkeypatch.setattr(MPI, "Query_thread", lambda: MPI.THREAD_SERIALIZED)
     with pytest.raises(RuntimeError, match="granted MPI_THREAD_SERIALIZED.*comm.overlap = false"):
         require_thread_multiple()
+
+
+def test_engine_priority_boost_lowers_only_the_communication_threads_nice_value():
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        engine = CommEngine(priority_boost=3)
+    except ValueError as e:  # not permitted here: refused with the option named
+        assert "comm.priority_boost = 3" in str(e)
+        return
+    try:
+        assert os.getpriority(os.PRIO_PROCESS, engine.native_id) == max(-20, base - 3)
+        assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the caller keeps its own
+    finally:
+        engine.close()

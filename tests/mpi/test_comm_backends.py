@@ -1,0 +1,99 @@
+"""The backends and allreduce variants at any world size: mpi and gloo sums and broadcasts,
+the bf16 wire over both, the hierarchical allreduce with several ranks per "node" (the world
+split into nodes of two ranks, so that the leaders' inter-node step runs even on one
+machine), and waiting for a late rank without spinning."""
+import time
+
+import pytest
+import torch
+from mpi4py import MPI
+
+from hpcsgd.comm import build_backend
+from hpcsgd.comm.hierarchical import HierarchicalAllreduce
+from hpcsgd.comm.mpi import MPIBackend
+from hpcsgd.comm.wire import BF16Wire, bf16_sum_error_bound
+
+
+def _rank_values(world, n=1001):
+    """Every rank's contribution (all ranks can compute all of them) and their exact sum."""
+    xs = [torch.randn(n, generator=torch.Generator().manual_seed(r)) * 4.0 ** (r % 3)
+          for r in range(world.size)]
+    return xs, sum(x.double() for x in xs), sum(x.abs().double() for x in xs)
+
+
+@pytest.mark.parametrize("name", ["mpi", "gloo"])
+def test_backend_sums_and_broadcasts(world, name):
+    backend = build_backend(name, world, private=True)
+    xs, exact, abs_sum = _rank_values(world)
+    t = xs[world.rank].clone()
+    backend.allreduce_sum_(t)
+    assert torch.all((t.double() - exact).abs() <= world.size * 2.0 ** -24 * abs_sum)
+    b = torch.full((7,), float(world.rank)).bfloat16()  # raw 16-bit words travel too
+    backend.broadcast_(b, root=world.size - 1)
+    assert torch.all(b == world.size - 1)
+    backend.close()
+
+
+@pytest.mark.parametrize("name", ["mpi", "gloo"])
+def test_bf16_wire_sum_is_within_its_bound_and_identical_on_every_rank(world, name):
+    backend = build_backend(name, world, private=True)
+    xs, exact, abs_sum = _rank_values(world)
+    t = xs[world.rank].clone()
+    BF16Wire(backend).allreduce_sum_(t)
+    assert torch.all((t.double() - exact).abs() <= bf16_sum_error_bound(abs_sum, world.size))
+    everyone = world.comm.allgather(t.numpy().tobytes())
+    assert all(e == everyone[0] for e in everyone)
+    backend.close()
+
+
+@pytest.mark.parametrize("wire", ["float32", "bfloat16"])
+def test_hierarchical_allreduce_over_nodes_of_two_ranks(world, wire):
+    node = world.comm.Split(world.rank // 2, key=world.rank)  # "nodes" {0,1}, {2,3}, ...
+
+    def inter(leaders):
+        backend = MPIBackend(leaders, arrival_poll_s=1e-4)
+        return BF16Wire(backend) if wire == "bfloat16" else backend
+
+    h = HierarchicalAllreduce(world.comm, node, inter, capacity=10, arrival_poll_s=1e-4)
+    xs, exact, abs_sum = _rank_values(world)
+    for _ in range(2):  # the second call reuses the window; the first grows it past capacity
+        t = xs[world.rank].clone()
+        h.allreduce_sum_(t)
+        nodes = (world.size + 1) // 2
+        bound = world.size * 2.0 ** -24 * abs_sum if wire == "float32" else \
+            bf16_sum_error_bound(abs_sum, nodes) * (1 + 2.0 ** -20)
+        assert torch.all((t.double() - exact).abs() <= bound)
+    assert h.capacity == 1001
+    everyone = world.comm.allgather(t.numpy().tobytes())
+    assert all(e == everyone[0] for e in everyone)  # node-local broadcast: same bits everywhere
+    h.close()
+    node.Free()
+
+
+def test_waiting_for_a_late_rank_sleeps_instead_of_spinning(world):
+    backend = MPIBackend(world, dup=True, arrival_poll_s=2e-4)
+    late = world.size - 1
+    t = torch.ones(16)
+    world.comm.Barrier()
+    if world.rank == late:
+        time.sleep(1.0)
+    wall, cpu = time.perf_counter(), time.thread_time()
+    backend.allreduce_sum_(t)
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    assert torch.all(t == world.size)
+    if world.rank != late:  # waited about a second for the late rank, nearly without CPU
+        assert wall > 0.5 and cpu < 0.25 * wall, (wall, cpu)
+    backend.close()
+
+
+def test_mpi_allreduce_in_small_messages_is_the_same_sum(world):
+    xs, exact, abs_sum = _rank_values(world)
+    t = xs[world.rank].clone()
+    MPIBackend(world, message_bytes=100).allreduce_sum_(t)  # 11 messages of 25 floats
+    assert torch.all((t.double() - exact).abs() <= world.size * 2.0 ** -24 * abs_sum)
+
+
+def test_mpi_refuses_to_sum_bf16_with_its_builtin_operator(world):
+    with pytest.raises(TypeError, match="cannot reduce torch.bfloat16"):
+        MPIBackend(world).allreduce_sum_(torch.ones(4, dtype=torch.bfloat16))
+    assert MPI.Query_thread() == MPI.THREAD_MULTIPLE  # what hpcsgd.world asked for
