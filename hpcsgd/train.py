@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from hpcsgd import config as config_mod
+from hpcsgd.affinity.apply import apply_plan
 from hpcsgd.checkpoint import (CheckpointError, capture_state, checkpoint_path, latest_checkpoint, load_checkpoint,
                                prune_checkpoints, restore_state_, save_checkpoint)
 from hpcsgd.comm import build_backend, build_reducer
@@ -78,6 +79,8 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     """Run the configured training; returns the summary (final top-1, throughput, ...)."""
     t0 = time.time()
     torch.set_num_threads(compute_threads(cfg.compute, world.local_size))
+    # cores of the compute threads, communication thread and decode workers (collective)
+    placement = apply_plan(cfg, world)
     torch.manual_seed(cfg.train.seed)
     run_dir = cfg.run_dir
     if world.is_root:
@@ -86,9 +89,11 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     log = MetricsLog(run_dir / "metrics.jsonl" if world.is_root else None)
     log.print(f"hpcsgd: {world.size} ranks on {world.num_nodes} node(s), "
               f"{torch.get_num_threads()} compute threads per rank\n" + config_mod.to_toml(cfg))
+    log.print(placement.table)
 
     local_batch = config_mod.local_batch(cfg, world.size)
     loader, eval_source = build_loaders(cfg, world, local_batch)
+    placement.pin_workers(loader)
     train_source = loader.source
     spe = loader.steps_per_epoch
     total_steps = max(1, round(cfg.train.epochs * spe))
@@ -104,7 +109,7 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     torch.manual_seed(cfg.train.seed + 1 + world.rank)  # per-rank randomness (dropout)
     optimizer = build_optimizer(model, cfg.optim)
     schedule = build_schedule(cfg, steps_per_epoch=spe)
-    reducer = build_reducer(model, cfg.comm, world)
+    reducer = build_reducer(model, placement.comm(cfg.comm), world)  # on the plan's comm cores
 
     progress = Progress()
     resume_from = _resume_path(cfg)

@@ -1,0 +1,91 @@
+"""Launcher binding for a node plan: each rank bound to its block of cores before it starts.
+
+hpcsgd places its own threads inside the rank (hpcsgd/affinity/apply.py), so a launcher only
+has to give every rank its block (compute + communication + data cores, all their hardware
+threads). Pure functions of the plan: the flags and variables of Slurm's srun, MPICH's Hydra
+mpiexec, Open MPI's mpirun and Intel MPI, and of Intel Caffe + ML-SL (the paper's stack).
+"""
+from __future__ import annotations
+
+from hpcsgd.affinity.planner import NodePlan, RankPlan, openmp_env
+
+
+def cpu_mask(cpus) -> str:
+    """CPU ids -> hexadecimal bit mask without 0x (Intel MPI); srun takes it with 0x."""
+    value = 0
+    for cpu in cpus:
+        value |= 1 << cpu
+    return f"{value:x}"
+
+
+def _contiguous_equal_blocks(plan: NodePlan) -> int | None:
+    """Cores per rank when every rank owns an equal block of whole cores with no sharing (the
+    case Open MPI's ppr:N:node:PE=k mapping can express), else None."""
+    sizes = {len(r.compute) + len(r.comm) + len(r.data) for r in plan.ranks}
+    if len(sizes) == 1 and not plan.ranks[0].shared:
+        return sizes.pop()
+    return None
+
+
+def launcher_flags(plan: NodePlan, *, nodes: int, program: str) -> dict[str, str]:
+    """The launch command for `nodes` nodes of this plan, per launcher."""
+    n = len(plan.ranks)
+    total = nodes * n
+    masks = ",".join("0x" + cpu_mask(r.mask) for r in plan.ranks)
+    hydra = ",".join("+".join(map(str, r.mask)) for r in plan.ranks)
+    cpus_per_task = max(len(r.mask) for r in plan.ranks)
+    out = {
+        "srun": f"srun --nodes={nodes} --ntasks-per-node={n} --cpus-per-task={cpus_per_task} "
+                f"--cpu-bind=verbose,mask_cpu:{masks} {program}",
+        "mpich": f"mpiexec -n {total} -ppn {n} -bind-to user:{hydra} {program}",
+        "intelmpi": f"mpirun -n {total} -ppn {n} -genv I_MPI_PIN=1 "
+                    f"-genv I_MPI_PIN_DOMAIN=[{','.join(cpu_mask(r.mask) for r in plan.ranks)}] "
+                    f"{program}",
+    }
+    per = _contiguous_equal_blocks(plan)
+    if per is not None:
+        out["openmpi"] = (f"mpirun -n {total} --map-by ppr:{n}:node:PE={per} --bind-to core "
+                          f"{program}")
+    return out
+
+
+def launcher_env(plan: NodePlan) -> dict[str, dict[str, str]]:
+    """The same binding as environment variables a batch script can export, per launcher,
+    plus the per-node OpenMP variables when every rank has the same thread count."""
+    n = len(plan.ranks)
+    out = {
+        "srun": {"SLURM_CPU_BIND": "mask_cpu:" + ",".join("0x" + cpu_mask(r.mask)
+                                                          for r in plan.ranks)},
+        "mpich": {"HYDRA_BINDING": "user:" + ",".join("+".join(map(str, r.mask))
+                                                      for r in plan.ranks)},
+        "intelmpi": {"I_MPI_PIN": "1",
+                     "I_MPI_PIN_DOMAIN": "[" + ",".join(cpu_mask(r.mask) for r in plan.ranks)
+                                         + "]"},
+    }
+    per = _contiguous_equal_blocks(plan)
+    if per is not None:
+        out["openmpi"] = {"OMPI_MCA_rmaps_base_mapping_policy": f"ppr:{n}:node:PE={per}",
+                          "OMPI_MCA_hwloc_base_binding_policy": "core"}
+    servers = {len(r.comm) for r in plan.ranks}
+    if len(servers) == 1 and servers != {0}:
+        # Intel Caffe's ML-SL endpoint servers per process, and the node's server cores
+        out["mlsl"] = {"MLSL_NUM_SERVERS": str(servers.pop()),
+                       "MLSL_SERVER_AFFINITY": ",".join(str(c) for r in plan.ranks
+                                                        for c in r.comm)}
+    threads = {r.threads for r in plan.ranks}
+    compute_first = all(max(r.compute) < min(r.comm + r.data, default=1 << 30)
+                        for r in plan.ranks)
+    if n == 1:
+        out["openmp"] = rank_env(plan.ranks[0])  # exact: one rank, one team
+    elif len(threads) == 1 and compute_first:
+        # inside each rank's block: compact placement on the first cores, the last ones
+        # stay free for the communication and data cores the plan put at the block's end
+        out["openmp"] = {"OMP_NUM_THREADS": str(threads.pop()),
+                         "KMP_AFFINITY": "granularity=fine,compact,1,0", "KMP_BLOCKTIME": "1"}
+    return out
+
+
+def rank_env(rank: RankPlan) -> dict[str, str]:
+    """The exact per-rank OpenMP placement (both runtimes), for a wrapper that sets it before
+    the rank's process starts."""
+    return {**openmp_env(rank, "gnu"), **openmp_env(rank, "intel")}

@@ -1,0 +1,22 @@
+#!/bin/bash
+# jobs/mpirun.sh JOB.toml [--section.key=value ...]
+#   e.g. inside an allocation: jobs/mpirun.sh jobs/stampede2/tableii_row1_b8192_n256_e90.toml
+# runs: mpirun -n NODES*RANKS_PER_NODE -ppn RANKS_PER_NODE .venv/bin/python -m hpcsgd.train JOB.toml --checkpoint.resume=auto
+# with NODES and RANKS_PER_NODE from the job's [cluster] section (1 and 1 when absent). The
+# generic launch for any MPI (the site's mpirun must be the one mpi4py was built against;
+# README, "On a cluster"). hpcsgd pins its threads inside each rank, so no binding flags are
+# needed; `tools/affinity.py plan --config JOB.toml` prints them for MPICH, Intel MPI and Open MPI.
+# Environment: MPIRUN (default mpirun), PPN_FLAG (default -ppn; Open MPI: --npernode),
+# HPCSGD_PYTHON (default .venv/bin/python). Exit 3: stopped by SIGUSR1/SIGTERM after a
+# checkpoint; the same command resumes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+job=${1:?usage: jobs/mpirun.sh JOB.toml [--section.key=value ...]}
+shift
+python=${HPCSGD_PYTHON:-.venv/bin/python}
+read -r nodes ranks_per_node < <("$python" -c '
+import sys, tomllib
+cluster = tomllib.load(open(sys.argv[1], "rb")).get("cluster", {})
+print(cluster.get("nodes") or 1, cluster.get("ranks_per_node") or 1)' "$job")
+exec ${MPIRUN:-mpirun} -n $((nodes * ranks_per_node)) ${PPN_FLAG:--ppn} "$ranks_per_node" \
+    "$python" -m hpcsgd.train "$job" --checkpoint.resume=auto "$@"
