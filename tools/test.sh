@@ -14,9 +14,5 @@ $py -m pytest tests -q "$@"
 echo "== MPI tests under mpiexec -n 4 =="
 # A failing rank aborts the job (tests/mpi/conftest.py); the timeout is a last resort.
 HPCSGD_EXPECT_WORLD=4 timeout 900 .venv/bin/mpiexec -n 4 \
-    $py -m pytest tests/mpi -q -p no:cacheprovider --ignore=tests/mpi/test_comm_watchdog.py "$@"
-# The watchdog test leaves its (recorded, not executed) abort notices in flight: it runs in a
-# job of its own so no later test's collective can receive them.
-HPCSGD_EXPECT_WORLD=4 timeout 300 .venv/bin/mpiexec -n 4 \
-    $py -m pytest tests/mpi/test_comm_watchdog.py -q -p no:cacheprovider "$@"
+    $py -m pytest tests/mpi -q -p no:cacheprovider "$@"
 echo "== all tests passed =="

@@ -77,6 +77,12 @@ class Watchdog:
         self._aborted = threading.Event()
         self._defer_until = 0.0
         self._sends: list[MPI.Request] = []  # pending isends keep their pickled buffers alive
+        # messages sent to / received from each rank, so that close() can drain the side
+        # channel: a communicator freed with messages still queued hands them to the next
+        # communicator that reuses its context id (seen as "Message truncated" in a later
+        # collective of the test suite after an injected abort)
+        self._sent = [0] * self.size
+        self._received = [0] * self.size
         self.report: str | None = None
         self._thread = threading.Thread(target=self._run, name="hpcsgd-watchdog", daemon=True)
         self._thread.start()
@@ -102,6 +108,7 @@ class Watchdog:
                 self.comm.iprobe(MPI.ANY_SOURCE, MPI.ANY_TAG, status):
             source, tag = status.source, status.tag
             msg = self.comm.recv(source=source, tag=tag)
+            self._received[source] += 1
             if tag == TAG_QUERY:
                 seq, label, busy, since = self.progress.state
                 self._send((seq, label, busy, time.monotonic() - since), source, TAG_REPLY)
@@ -116,6 +123,7 @@ class Watchdog:
     def _send(self, msg, dest: int, tag: int) -> None:
         self._sends = [r for r in self._sends if not r.Test()]
         self._sends.append(self.comm.isend(msg, dest, tag))
+        self._sent[dest] += 1
 
     def _diagnose(self, seq: int, label: str, age: float) -> None:
         # if even the side channel blocks (the library is wedged), still end this process
@@ -175,10 +183,20 @@ class Watchdog:
         return self._aborted.is_set()
 
     def close(self) -> None:
-        """Stop the thread (collective: frees the side-channel communicator)."""
+        """Stop the thread (collective: frees the side-channel communicator).
+
+        Before the free, every message any rank's watchdog sent on the side channel is
+        received (the counts are exchanged) and every send of this rank has completed."""
         self._stop.set()
         self._thread.join()
         _live.discard(self)
+        expected = self.comm.alltoall(self._sent)  # expected[r]: what rank r sent to me
+        for source, count in enumerate(expected):
+            while self._received[source] < count:
+                self.comm.recv(source=source)  # a late query, reply or notice: dropped
+                self._received[source] += 1
+        MPI.Request.Waitall(self._sends)
+        self._sends.clear()
         self.comm.Free()
 
 

@@ -6,6 +6,8 @@ under mpiexec -n 4."""
 import io
 import time
 
+from mpi4py import MPI
+
 from hpcsgd.comm.engine import Progress
 from hpcsgd.comm.watchdog import EXIT_STALL, Watchdog
 
@@ -34,3 +36,13 @@ def test_watchdog_names_the_rank_that_does_not_arrive(world):
         assert "collective #1 (test collective)" in text
         if lagging is not None:
             assert f"rank {lagging}: last collective entered #0" in text
+    # close() drained the side channel: a communicator created next (MPICH hands out the
+    # freed context id again) sees no stale query, reply or abort notice
+    fresh = world.comm.Dup()
+    try:
+        time.sleep(0.2)
+        assert not fresh.iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG), \
+            f"rank {world.rank}: a watchdog message outlived close()"
+        assert fresh.allreduce(1) == world.size
+    finally:
+        fresh.Free()
