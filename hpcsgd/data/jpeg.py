@@ -91,7 +91,7 @@ def decode_box(data: bytes, box, size: tuple[int, int], *, factor: int = 1,
             x0, y0, x1, y1 = scaled_box(box, sw / w, sh / h, sw, sh)
             try:
                 image, shift = turbo.decode_region(data, head[2], (x0, y0, x1, y1), factor,
-                                                   fast=fast)
+                                                   fast=fast, scaled_width=sw)
                 return image, (shift, 0, shift + x1 - x0, y1 - y0)
             except turbo.TurboError:
                 pass  # simplejpeg / Pillow below accept it or name the error

@@ -69,7 +69,8 @@ def _load():
 
 
 _lib = _load()
-_handle, _handle_pid = None, None
+_handles: dict[object, int] = {}
+_handles_pid: int | None = None
 _buffer = np.empty(0, np.uint8)
 
 
@@ -77,13 +78,22 @@ def available() -> bool:
     return _lib is not None
 
 
-def _decompressor():
-    """This process's TurboJPEG handle (handles are per process: made after a fork)."""
-    global _handle, _handle_pid
-    if _handle is None or _handle_pid != os.getpid():
-        _handle, _handle_pid = _lib.tj3Init(_TJINIT_DECOMPRESS), os.getpid()
-        _lib.tj3Set(_handle, _TJPARAM_STOPONWARNING, 1)  # a truncated JPEG is an error
-    return _handle
+def _decompressor(mode: object = "header"):
+    """This process's TurboJPEG handle for `mode` (handles are per process: made after a
+    fork). One handle per decode mode, never switched between fast (merged) and fancy
+    upsampling: libjpeg-turbo's changelog (3.1.2) reports that reusing an instance across
+    that switch made jpeg_skip_scanlines() use freed memory, and merged upsampling with
+    cropping and skipping has a history of segfaults (2.0.0, 2.0.6, 2.0.7); our bundled
+    3.0.0 crashed twice in the benchmark, which alternates both modes (docs/data_path.md)."""
+    global _handles_pid
+    if _handles_pid != os.getpid():
+        _handles.clear()
+        _handles_pid = os.getpid()
+    if mode not in _handles:
+        h = _lib.tj3Init(_TJINIT_DECOMPRESS)
+        _lib.tj3Set(h, _TJPARAM_STOPONWARNING, 1)  # a truncated JPEG is an error
+        _handles[mode] = h
+    return _handles[mode]
 
 
 class TurboError(ValueError):
@@ -102,13 +112,13 @@ def header(data: bytes) -> tuple[int, int, int] | None:
 
 
 def decode_region(data: bytes, subsamp: int, region: tuple[int, int, int, int], factor: int,
-                  *, fast: bool) -> tuple[np.ndarray, int]:
+                  *, fast: bool, scaled_width: int) -> tuple[np.ndarray, int]:
     """Decode `region` (x0, y0, x1, y1, in the coordinates of the image scaled by 1/factor)
     after `header(data)`. The left edge moves down to a multiple of the scaled iMCU width,
     as TurboJPEG requires; returns (HWC uint8 RGB, that shift). The array is a view of a
-    buffer reused by the next call."""
+    buffer reused by the next call. scaled_width: the width of the image scaled by 1/factor."""
     global _buffer
-    h = _decompressor()
+    h = _decompressor(("decode", fast))
     _lib.tj3Set(h, _TJPARAM_FASTDCT, int(fast))
     _lib.tj3Set(h, _TJPARAM_FASTUPSAMPLE, int(fast))
     if _lib.tj3SetScalingFactor(h, _ScalingFactor(1, factor)) != 0:
@@ -119,8 +129,11 @@ def decode_region(data: bytes, subsamp: int, region: tuple[int, int, int, int], 
     w, hh = x1 - left, y1 - y0
     if _lib.tj3SetCroppingRegion(h, _Region(left, y0, w, hh)) != 0:
         raise TurboError(_lib.tj3GetErrorStr(h).decode(errors="replace"))
-    if _buffer.size < w * hh * 3:
-        _buffer = np.empty(w * hh * 3, np.uint8)
+    # slack of two uncropped output rows after the box: the merged upsampler once wrote a
+    # whole uncropped row into a cropped output buffer (libjpeg-turbo 2.0.7 changelog item 9)
+    need = w * hh * 3 + 2 * 3 * max(scaled_width, w) + 64
+    if _buffer.size < need:
+        _buffer = np.empty(need, np.uint8)
     if _lib.tj3Decompress8(h, data, len(data), _buffer.ctypes.data, w * 3, _TJPF_RGB) != 0:
         raise TurboError(_lib.tj3GetErrorStr(h).decode(errors="replace"))
     return _buffer[:w * hh * 3].reshape(hh, w, 3), x0 - left
