@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hpcsgd.scaling.calibration import calibrated_clusters
 from hpcsgd.scaling.hardware import Cluster, this_machine
-from hpcsgd.scaling.model import time_to_train
+from hpcsgd.scaling.model import IMAGENET_TRAIN_IMAGES, time_to_train
 from hpcsgd.scaling.projection import hpcsgd_cluster
 
 
@@ -44,6 +44,17 @@ class Job:
     @property
     def local_batch(self) -> int:
         return self.global_batch // (self.nodes * self.ranks_per_node * self.accumulation)
+
+    @property
+    def iterations(self) -> int:
+        """Optimizer steps the trainer runs: train.epochs counts epochs of
+        floor(images / global batch) steps (hpcsgd.sharding drops the remainder)."""
+        return max(1, round(self.epochs * (IMAGENET_TRAIN_IMAGES // self.global_batch)))
+
+    @property
+    def imagenet_epochs(self) -> float:
+        """Passes over the 1.28M ImageNet images those steps make."""
+        return self.iterations * self.global_batch / IMAGENET_TRAIN_IMAGES
 
 
 def read_job(path: str | Path) -> Job:
@@ -93,7 +104,7 @@ def predict(job: Job, known: dict[str, Cluster]) -> dict:
                          f"unknown (known: {', '.join(sorted(known))})")
     return time_to_train(known[job.node_type], nodes=job.nodes,
                          ranks_per_node=job.ranks_per_node, local_batch=job.local_batch,
-                         epochs=job.epochs, evaluations=job.evaluations,
+                         iterations=job.iterations, evaluations=job.evaluations,
                          accumulation=job.accumulation)
 
 
