@@ -81,10 +81,10 @@ def available() -> bool:
 def _decompressor(mode: object = "header"):
     """This process's TurboJPEG handle for `mode` (handles are per process: made after a
     fork). One handle per decode mode, never switched between fast (merged) and fancy
-    upsampling: libjpeg-turbo's changelog (3.1.2) reports that reusing an instance across
-    that switch made jpeg_skip_scanlines() use freed memory, and merged upsampling with
-    cropping and skipping has a history of segfaults (2.0.0, 2.0.6, 2.0.7); our bundled
-    3.0.0 crashed twice in the benchmark, which alternates both modes (docs/data_path.md)."""
+    upsampling: with one libturbojpeg 3.0.0 instance alternating the two, about 3% of region
+    decodes came out wrong (and two benchmark runs crashed in tj3Decompress8); with one
+    instance per mode none did (tools/stress_region_decode.py, docs/data_path.md). Upstream
+    3.1.2 fixed the reuse of freed memory in jpeg_skip_scanlines() after such a switch."""
     global _handles_pid
     if _handles_pid != os.getpid():
         _handles.clear()
@@ -130,7 +130,8 @@ def decode_region(data: bytes, subsamp: int, region: tuple[int, int, int, int], 
     if _lib.tj3SetCroppingRegion(h, _Region(left, y0, w, hh)) != 0:
         raise TurboError(_lib.tj3GetErrorStr(h).decode(errors="replace"))
     # slack of two uncropped output rows after the box: the merged upsampler once wrote a
-    # whole uncropped row into a cropped output buffer (libjpeg-turbo 2.0.7 changelog item 9)
+    # whole uncropped row into a cropped output buffer (libjpeg-turbo 2.0.7 changelog item 9);
+    # defensive only (slack alone did not cure the wrong regions above)
     need = w * hh * 3 + 2 * 3 * max(scaled_width, w) + 64
     if _buffer.size < need:
         _buffer = np.empty(need, np.uint8)

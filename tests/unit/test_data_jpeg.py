@@ -31,6 +31,30 @@ def test_region_decode_equals_the_same_region_of_a_whole_decode(photo, factor, m
     assert np.abs(a - b).mean() < 0.5  # same pixels (libjpeg-turbo builds may differ by 1)
 
 
+@pytest.mark.skipif(not turbo.available(), reason="no TurboJPEG 3 library (turbojpeg wheel)")
+def test_region_decode_stays_exact_when_fast_and_accurate_modes_alternate():
+    # libturbojpeg 3.0.0 decoded wrong pixels (and twice crashed) when one instance switched
+    # between merged and fancy upsampling: about 3% of regions differed (tools/
+    # stress_region_decode.py); turbo.py keeps one instance per mode
+    from hpcsgd.data.transforms import random_resized_crop_box
+    rng = np.random.default_rng(3)
+    images = [blob for blob, _ in sample_jpegs(8, seed=4)]
+    wrong = []
+    for i in range(600):
+        data = images[i % len(images)]
+        h, w = jpeg.image_size(data)
+        box = random_resized_crop_box(h, w, rng, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3))
+        factor, fast = int(rng.choice([1, 2, 4])), bool(i % 2)
+        image, (x0, y0, x1, y1) = jpeg.decode_box(data, box, (h, w), factor=factor, fast=fast)
+        region = image[y0:y1, x0:x1].astype(int)
+        whole, (a0, b0, a1, b1) = jpeg.decode_box(data, box, (h, w), factor=factor, fast=fast,
+                                                  region=False)
+        if region.shape != whole[b0:b1, a0:a1].shape or \
+                np.abs(region - whole[b0:b1, a0:a1].astype(int)).max() > 2:
+            wrong.append(i)
+    assert not wrong, f"{len(wrong)} of 600 region decodes differ from the whole decode: {wrong[:10]}"
+
+
 def test_truncated_and_garbage_bytes_raise_a_decode_error(photo):
     h, w = jpeg.image_size(photo)
     for bad in (photo[: len(photo) // 3], b"\xff\xd8\xff" + bytes(200)):
