@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from hpcsgd.momentum import MomentumSGD
+from hpcsgd.momentum import MomentumSGD, closure_loss
 
 
 def date_ratio(w_norm: float, g_norm: float, *, lower: float, upper: float) -> float:
@@ -63,10 +63,7 @@ class DateBounded(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for k, (gi, pi, ii) in enumerate(self._links):
             group, inner = self.param_groups[gi], self.inner.param_groups[ii]
             p = group["params"][pi]

