@@ -69,7 +69,7 @@ def _load():
 
 
 _lib = _load()
-_handles: dict[object, int] = {}
+_handles: dict[str, int] = {}
 _handles_pid: int | None = None
 _buffer = np.empty(0, np.uint8)
 
@@ -78,22 +78,23 @@ def available() -> bool:
     return _lib is not None
 
 
-def _decompressor(mode: object = "header"):
-    """This process's TurboJPEG handle for `mode` (handles are per process: made after a
-    fork). One handle per decode mode, never switched between fast (merged) and fancy
-    upsampling: with one libturbojpeg 3.0.0 instance alternating the two, about 3% of region
-    decodes came out wrong (and two benchmark runs crashed in tj3Decompress8); with one
-    instance per mode none did (tools/stress_region_decode.py, docs/data_path.md). Upstream
-    3.1.2 fixed the reuse of freed memory in jpeg_skip_scanlines() after such a switch."""
+def _decompressor(role: str):
+    """This process's TurboJPEG handle for `role`, "header" or "decode" (handles are per
+    process: made after a fork). Two handles, so that a decode never starts from a header
+    that tj3DecompressHeader left on its handle: libturbojpeg 3.0.0 then skips re-reading
+    the header, which is faster but decoded about 3% of regions wrong (a few rows off by up
+    to 7 levels, mostly with the accurate IDCT) and twice crashed in tj3Decompress8. With
+    the header read on a handle of its own, 0 of 33,000 regions differ from a whole-image
+    decode (tools/stress_region_decode.py; docs/data_path.md)."""
     global _handles_pid
     if _handles_pid != os.getpid():
         _handles.clear()
         _handles_pid = os.getpid()
-    if mode not in _handles:
+    if role not in _handles:
         h = _lib.tj3Init(_TJINIT_DECOMPRESS)
         _lib.tj3Set(h, _TJPARAM_STOPONWARNING, 1)  # a truncated JPEG is an error
-        _handles[mode] = h
-    return _handles[mode]
+        _handles[role] = h
+    return _handles[role]
 
 
 class TurboError(ValueError):
@@ -102,7 +103,7 @@ class TurboError(ValueError):
 
 def header(data: bytes) -> tuple[int, int, int] | None:
     """(height, width, subsampling) of a JPEG TurboJPEG can decode to RGB, else None."""
-    h = _decompressor()
+    h = _decompressor("header")
     if _lib.tj3DecompressHeader(h, data, len(data)) != 0:
         return None
     if _lib.tj3Get(h, _TJPARAM_COLORSPACE) in (_TJCS_CMYK, _TJCS_YCCK):
@@ -118,7 +119,7 @@ def decode_region(data: bytes, subsamp: int, region: tuple[int, int, int, int], 
     as TurboJPEG requires; returns (HWC uint8 RGB, that shift). The array is a view of a
     buffer reused by the next call. scaled_width: the width of the image scaled by 1/factor."""
     global _buffer
-    h = _decompressor(("decode", fast))
+    h = _decompressor("decode")
     _lib.tj3Set(h, _TJPARAM_FASTDCT, int(fast))
     _lib.tj3Set(h, _TJPARAM_FASTUPSAMPLE, int(fast))
     if _lib.tj3SetScalingFactor(h, _ScalingFactor(1, factor)) != 0:
@@ -131,7 +132,7 @@ def decode_region(data: bytes, subsamp: int, region: tuple[int, int, int, int], 
         raise TurboError(_lib.tj3GetErrorStr(h).decode(errors="replace"))
     # slack of two uncropped output rows after the box: the merged upsampler once wrote a
     # whole uncropped row into a cropped output buffer (libjpeg-turbo 2.0.7 changelog item 9);
-    # defensive only (slack alone did not cure the wrong regions above)
+    # defensive only (slack alone did not cure the wrong regions of _decompressor's note)
     need = w * hh * 3 + 2 * 3 * max(scaled_width, w) + 64
     if _buffer.size < need:
         _buffer = np.empty(need, np.uint8)

@@ -33,9 +33,9 @@ def test_region_decode_equals_the_same_region_of_a_whole_decode(photo, factor, m
 
 @pytest.mark.skipif(not turbo.available(), reason="no TurboJPEG 3 library (turbojpeg wheel)")
 def test_region_decode_stays_exact_when_fast_and_accurate_modes_alternate():
-    # libturbojpeg 3.0.0 decoded wrong pixels (and twice crashed) when one instance switched
-    # between merged and fancy upsampling: about 3% of regions differed (tools/
-    # stress_region_decode.py); turbo.py keeps one instance per mode
+    # libturbojpeg 3.0.0 decoded about 3% of regions wrong (and twice crashed) when the decode
+    # reused the header tj3DecompressHeader had read on the same handle (tools/
+    # stress_region_decode.py); turbo.py reads headers on a handle of their own
     from hpcsgd.data.transforms import random_resized_crop_box
     rng = np.random.default_rng(3)
     images = [blob for blob, _ in sample_jpegs(8, seed=4)]
