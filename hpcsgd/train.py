@@ -8,12 +8,14 @@ optimizer step -> schedule. Rank 0 prints the config and progress and writes the
 
 Exit codes: 0 done; 2 refused before any work (bad config, missing data or checkpoint);
 3 (EXIT_REQUEUE) stopped by SIGUSR1/SIGTERM after writing a checkpoint: requeue the job with
-``--checkpoint.resume=auto`` to continue exactly; anything else: a rank failed and the job
-was aborted.
+``--checkpoint.resume=auto`` to continue exactly; 4 the stall watchdog ended the job; 5
+(EXIT_NONFINITE) a NaN/Inf loss or gradient stopped the run (train.nonfinite, named in the
+log); anything else: a rank failed and the job was aborted.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import resource
 import signal
@@ -39,6 +41,7 @@ from hpcsgd.evaluate import evaluate
 from hpcsgd.lmdb_store import DataPathError, check_lmdb_path
 from hpcsgd.metrics import Timer
 from hpcsgd.models import build_from_config
+from hpcsgd.nonfinite import EXIT_NONFINITE, check_step
 from hpcsgd.optim import apply_schedule_, build_optimizer
 from hpcsgd.run_folder import finish_run, open_run
 from hpcsgd.schedules import build_schedule
@@ -72,6 +75,8 @@ class Progress:
     """Seconds since the run first started, summed over its resumed segments."""
     time_to_target: float | None = None
     last_eval: dict = field(default_factory=dict)
+    nonfinite_skips: int = 0
+    """Steps whose update was skipped for a NaN/Inf loss or gradient (train.nonfinite)."""
 
 
 def train(cfg: config_mod.Config, world: World) -> dict:
@@ -136,7 +141,8 @@ def train(cfg: config_mod.Config, world: World) -> dict:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     stop = StopRequest()
     model.train()
-    timer, loss_sum, loss_n, steps_since_log = Timer(), 0.0, 0, 0
+    timer, loss_sum, loss_n, steps_since_log, step_losses = Timer(), 0.0, 0, 0, []
+    epoch_start, epoch_loss = (progress.train_time, progress.images_done), (0.0, 0)
     while progress.step < total_steps:
         epoch, start = divmod(progress.step, spe)
         collapse = schedule.at(epoch).collapse
@@ -146,41 +152,76 @@ def train(cfg: config_mod.Config, world: World) -> dict:
             last_micro = micro == cfg.train.accumulation - 1
             with autocast(cfg.compute):
                 loss = F.cross_entropy(forward(images), labels)
+            timer.mark("forward")
             with contextlib.nullcontext() if last_micro else reducer.no_sync():
                 (loss / cfg.train.accumulation).backward()
-            loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
-            timer.mark("compute")
+            step_losses.append(loss.item())
+            timer.mark("backward")
             if not last_micro:
                 continue
             reducer.synchronize()  # sync point: gradients averaged over all ranks
             timer.mark("comm")
-            apply_schedule_(optimizer, schedule.at(progress.step / spe))
-            optimizer.step()
+            bad = check_step(world.comm, progress.step + 1, all(map(math.isfinite, step_losses)),
+                             model.parameters())  # all ranks agree (one small allgather)
+            if bad is None:
+                loss_sum, loss_n = loss_sum + sum(step_losses), loss_n + len(step_losses)
+                apply_schedule_(optimizer, schedule.at(progress.step / spe))
+                optimizer.step()
+            step_losses = []
             optimizer.zero_grad(set_to_none=True)
             timer.mark("update")
+            if bad is not None:
+                progress.nonfinite_skips += 1
+                stopping = cfg.train.nonfinite == "stop" or \
+                    progress.nonfinite_skips > cfg.train.max_nonfinite_skips
+                log.write("nonfinite", step=bad.step, loss_ranks=list(bad.loss_ranks),
+                          gradients=bad.gradients, action="stop" if stopping else "skip")
+                log.print(f"{bad.describe()}: " + (
+                    f"update refused, stopping (train.nonfinite = {cfg.train.nonfinite!r}, "
+                    f"{progress.nonfinite_skips} non-finite step(s)), exit {EXIT_NONFINITE}"
+                    if stopping else f"update skipped ({progress.nonfinite_skips} of at most "
+                    f"{cfg.train.max_nonfinite_skips})"))
+                if stopping:
+                    log.write("stopped", step=progress.step, reason="nonfinite")
+                    log.close()
+                    stop.restore()
+                    return {"stopped": True, "step": progress.step, "exit_code": EXIT_NONFINITE}
             progress.step += 1
             progress.images_done += cfg.train.global_batch
             step, steps_since_log = progress.step, steps_since_log + 1
             if cfg.comm.consistency_check_steps and step % cfg.comm.consistency_check_steps == 0:
                 check_consistency(model, world, step)  # cheap checksum: replicas identical
 
-            if step % cfg.train.log_every_steps == 0 or step == total_steps:
+            if step % cfg.train.log_every_steps == 0 or step == total_steps or step % spe == 0:
                 phases = timer.reset()
                 phases.pop("eval", None)  # evaluation and checkpoints are not training time
                 phases.pop("checkpoint", None)
                 elapsed = sum(phases.values())
                 progress.train_time += elapsed
-                mean_loss = world.comm.allreduce(loss_sum / loss_n) / world.size
+                totals = world.comm.allgather((loss_sum, loss_n))  # skipped steps excluded
+                counted = sum(n for _, n in totals)
+                mean_loss = sum(s for s, _ in totals) / counted if counted else None
                 rate = steps_since_log * cfg.train.global_batch / elapsed
+                epoch_loss = (epoch_loss[0] + sum(s for s, _ in totals), epoch_loss[1] + counted)
                 log.write("train", step=step, epoch=round(step / spe, 4), loss=mean_loss,
-                          lr=optimizer.param_groups[0]["lr"], img_per_s=rate,
+                          lr=optimizer.param_groups[0]["lr"],
+                          weight_decay=optimizer.param_groups[0].get("weight_decay", 0.0),
+                          img_per_s=rate,
                           max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                           **{f"{k}_s": v for k, v in phases.items()})
                 log.print(f"epoch {step / spe:6.2f}  step {step:6d}/{total_steps}  "
-                          f"loss {mean_loss:.4f}  lr {optimizer.param_groups[0]['lr']:.4g}  "
+                          f"loss {'-' if mean_loss is None else f'{mean_loss:.4f}'}  "
+                          f"lr {optimizer.param_groups[0]['lr']:.4g}  "
                           f"{rate:8.1f} img/s  data {phases.get('data', 0) / elapsed:5.1%}  "
                           f"comm {phases.get('comm', 0) / elapsed:5.1%}")
                 loss_sum, loss_n, steps_since_log = 0.0, 0, 0
+                if step % spe == 0:  # per-epoch summary (a log point is forced there)
+                    seconds = progress.train_time - epoch_start[0]
+                    log.write("epoch", epoch=step // spe, step=step,
+                              loss=epoch_loss[0] / epoch_loss[1] if epoch_loss[1] else None,
+                              img_per_s=(progress.images_done - epoch_start[1]) / seconds,
+                              train_time_s=seconds)
+                    epoch_start, epoch_loss = (progress.train_time, progress.images_done), (0.0, 0)
             if step % eval_every == 0 or step == total_steps:
                 average_buffers_(model, backend, world.size)
                 progress.last_eval = evaluate(forward, eval_source, world, cfg.compute)
