@@ -168,7 +168,7 @@ def train(cfg: config_mod.Config, world: World) -> dict:
                 apply_schedule_(optimizer, schedule.at(progress.step / spe))
                 optimizer.step()
             step_losses = []
-            optimizer.zero_grad(set_to_none=True)
+            reducer.zero_grad()  # gradients stay views of the zeroed buckets (no copies)
             timer.mark("update")
             if bad is not None:
                 progress.nonfinite_skips += 1

@@ -55,15 +55,18 @@ OURS = {"ours": {}, "ours-flat": {"hierarchical": "off"},
         "ours-boost": {"priority_boost": 10}}  # [comm] options over the defaults  # Caffe AlexNet's crop; the ResNets take 224
 
 
-def make_step(model, sync, images, labels, rank):
+def make_step(model, sync, images, labels, rank, zero=None):
+    """zero: how gradients are cleared (ours: reducer.zero_grad, gradients stay bucket
+    views; default optimizer.zero_grad(set_to_none=True))."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    zero = zero or (lambda: optimizer.zero_grad(set_to_none=True))
 
     def step(k: int) -> None:
         torch.manual_seed(1000 * k + rank)  # the same dropout masks on both replicas
         F.cross_entropy(model(images), labels).backward()
         sync()  # ours: the sync point; DDP: already waited at the end of backward
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        zero()
     return step
 
 
@@ -85,14 +88,16 @@ def compare(world, name: str, batch: int, steps: int, bucket_mb: float | None,
             for key, value in OURS[v].items():
                 setattr(cfg, key, value)
             reducers.append(build_reducer(model, cfg, world))
-            sync = reducers[-1].synchronize
+            sync, zero = reducers[-1].synchronize, reducers[-1].zero_grad
         elif v == "no-comm":  # each rank steps alone: the compute floor of every variant
-            sync = lambda: None  # noqa: E731
+            sync, zero = (lambda: None), None
         else:
             model = DistributedDataParallel(model, bucket_cap_mb=bucket_mb or DDP_BUCKET_MB,
                                             gradient_as_bucket_view=v == "ddp-view")
-            sync = lambda: None  # noqa: E731
-        runs[v] = make_step(model, sync, images, labels, world.rank)
+            # DDP's view mode keeps its gradients as bucket views when zeroed in place
+            sync, zero = (lambda: None), (
+                (lambda m=model: m.zero_grad(set_to_none=False)) if v == "ddp-view" else None)
+        runs[v] = make_step(model, sync, images, labels, world.rank, zero)
     times = {k: [] for k in runs}
     drift = 0.0
     for k in range(steps + 1):  # step 0 is the warm-up

@@ -62,7 +62,7 @@ def step(model, optimizer, reducer, images, labels, mode: str) -> float:
         reducer.synchronize()  # sync point
         wait = reducer.wait_s
     optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    reducer.zero_grad()  # gradients stay the zeroed bucket slots (as in hpcsgd.train)
     return wait
 
 

@@ -43,9 +43,10 @@ def flat_view(t: torch.Tensor) -> torch.Tensor:
 
 
 class Bucket:
-    """The gradients of `params`, each pre-divided by the world size, packed into one flat
-    fp32 tensor; `views[j]` is params[j]'s slot, shaped and strided like the parameter so
-    that the averaged gradient can become ``p.grad`` without a copy."""
+    """The gradients of `params` packed into one flat fp32 tensor; `views[j]` is params[j]'s
+    slot, shaped and strided like the parameter so that it can be ``p.grad`` itself: then
+    backward accumulates straight into the bucket and nothing is copied (see
+    GradientReducer.zero_grad). The reducer divides the summed bucket by the world size."""
 
     def __init__(self, index: int, params: list[nn.Parameter], flat: torch.Tensor | None = None):
         """flat: the bucket's memory when the allreduce provides it (shared memory);
@@ -74,22 +75,19 @@ class Bucket:
     def complete(self) -> bool:
         return self.n_ready == len(self.params)
 
-    def fill_(self, j: int, grad: torch.Tensor | None, world_size: int) -> None:
-        """Pack one gradient (divided by the world size) into its slot and mark it ready.
-        Averaging before the sum, as PyTorch DDP does: the result is the mean up to fp32
-        summation rounding, and exact when world_size is a power of two."""
+    def fill_(self, j: int, grad: torch.Tensor | None) -> None:
+        """Pack one gradient into its slot (nothing to do when ``p.grad`` is the slot) and
+        mark it ready."""
         view = self.views[j]
         if grad is None:  # unused this step: contributes zeros, as DDP does
             view.zero_()
-        elif grad.data_ptr() == view.data_ptr() and grad.stride() == view.stride():
-            view.div_(world_size)  # p.grad is still this slot (zero_grad(set_to_none=False))
-        else:
-            torch.div(grad, world_size, out=view)
+        elif grad.data_ptr() != view.data_ptr() or grad.stride() != view.stride():
+            view.copy_(grad)
         self.ready[j] = True
         self.n_ready += 1
 
     def publish_(self) -> None:
-        """Make every parameter's .grad the averaged slot (no copy when dtypes agree)."""
+        """Make every parameter's .grad its slot (no copy when dtypes agree)."""
         for p, view in zip(self.params, self.views):
             if p.dtype == view.dtype:
                 p.grad = view

@@ -5,7 +5,10 @@ the moment backward has produced it (a post-accumulate-grad hook), and hands eac
 to the communication thread (hpcsgd/comm/engine.py), which allreduces it while backward goes
 on with the earlier layers, as Intel ML-SL did (Codreanu et al. II, IV-E). ``synchronize()``
 is the one sync point before the optimizer step: it waits for every bucket, after which each
-``p.grad`` is a view of its averaged bucket slot (no copy back).
+``p.grad`` is a view of its averaged bucket slot (no copy back). ``zero_grad()`` zeroes the
+buckets and keeps those views as the gradients, so the next backward accumulates straight
+into the buckets: no gradient is copied on the compute threads, and the division by the
+world size runs after the sum on the communication thread (DDP's gradient_as_bucket_view).
 
 Without an engine (``BlockingReducer``, comm.overlap = false) the same buckets are packed and
 allreduced one after the other on the calling thread inside ``synchronize()``: the baseline
@@ -76,7 +79,7 @@ class GradientReducer:
                 f"gradient of {self._names.get(p, 'a parameter')!r} was produced twice before "
                 "synchronize(): run backward once per step, or wrap the earlier micro-batches "
                 "in reducer.no_sync()")
-        bucket.fill_(j, p.grad, self.world_size)
+        bucket.fill_(j, p.grad)
         if bucket.complete:
             self._launch_ready()
 
@@ -92,13 +95,21 @@ class GradientReducer:
         label = (f"step {self.steps} bucket {bucket.index + 1}/{len(self.buckets)} "
                  f"({bucket.nbytes / 2**20:.1f} MiB)")
         if self.engine is not None:
-            bucket.handle = self.engine.submit(self.allreduce_, bucket.flat, label=label)
+            bucket.handle = self.engine.submit(self._average_, bucket.flat, label=label)
         else:
             self.progress.enter(label)
             try:
-                self.allreduce_(bucket.flat)
+                self._average_(bucket.flat)
             finally:
                 self.progress.leave()
+
+    def _average_(self, flat: torch.Tensor) -> None:
+        """Sum over the ranks, then divide (on the communication thread when there is one).
+        Exact mean up to fp32 summation rounding; bit-identical to dividing first when the
+        world size is a power of two."""
+        self.allreduce_(flat)
+        if self.world_size > 1:
+            flat.div_(self.world_size)
 
     # ------------------------------------------------------------------ the sync point
 
@@ -121,7 +132,7 @@ class GradientReducer:
         for bucket in self.buckets[self._next:]:
             for j, p in enumerate(bucket.params):
                 if not bucket.ready[j]:
-                    bucket.fill_(j, p.grad, self.world_size)
+                    bucket.fill_(j, p.grad)
         self._launch_ready()  # blocking reducer: every allreduce runs here
         for bucket in self.buckets:  # waits for every bucket's allreduce (sync point)
             if bucket.handle is not None:
@@ -132,6 +143,13 @@ class GradientReducer:
             bucket.reset()
         self._next = 0
         self.steps += 1
+
+    def zero_grad(self) -> None:
+        """Zero the buckets and make every gradient its bucket slot, in place of
+        ``optimizer.zero_grad()``: the next backward then accumulates into the buckets."""
+        for bucket in self.buckets:
+            bucket.flat.zero_()
+            bucket.publish_()
 
     @property
     def bucket_sizes(self) -> list[int]:

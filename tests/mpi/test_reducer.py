@@ -91,7 +91,8 @@ def test_overlapped_reduction_during_backward_matches_the_blocking_one(world):
 
 
 @pytest.mark.parametrize("overlap", [True, False])
-def test_accumulation_equals_one_large_batch(world, overlap):
+@pytest.mark.parametrize("zero", ["reducer", "optimizer"])
+def test_accumulation_equals_one_large_batch(world, overlap, zero):
     """iter_size micro-batches under no_sync, reduced once, equal the gradient of the whole
     global batch computed on one rank."""
     accum, local = 3, 2
@@ -118,7 +119,13 @@ def test_accumulation_equals_one_large_batch(world, overlap):
         F.cross_entropy(reference(x), y).backward()  # mean over the global batch
         for p, q in zip(model.parameters(), reference.parameters()):
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7)
-        model.zero_grad(set_to_none=step == 0)  # both ways of clearing gradients
+        slots = {v.data_ptr() for b in reducer.buckets for v in b.views}
+        if zero == "reducer":  # gradients stay the bucket slots: backward accumulates there
+            reducer.zero_grad()
+            assert all(p.grad.data_ptr() in slots and not p.grad.any()
+                       for p in model.parameters())
+        else:
+            model.zero_grad(set_to_none=step == 0)  # both ways of clearing gradients
         reference.zero_grad()
     reducer.close()
 

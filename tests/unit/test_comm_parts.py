@@ -22,23 +22,24 @@ def test_make_buckets_respects_size_and_order():
     assert [[p.numel() for p in b] for b in buckets] == [[10, 10], [30], [5, 1]]
 
 
-def test_bucket_slots_are_strided_like_the_parameters_and_average_in_place():
+def test_bucket_slots_are_strided_like_the_parameters_and_are_the_gradients():
     conv = nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
     params = [conv.weight, conv.bias]
     bucket = Bucket(0, params)
     assert bucket.views[0].stride() == conv.weight.stride()  # channels_last slot
     assert bucket.numel == conv.weight.numel() + conv.bias.numel()
     g = torch.randn_like(conv.weight)
-    bucket.fill_(0, g, world_size=4)
-    bucket.fill_(1, None, world_size=4)  # an unused parameter contributes zeros
+    bucket.fill_(0, g)
+    bucket.fill_(1, None)  # an unused parameter contributes zeros
     assert bucket.complete
-    torch.testing.assert_close(bucket.views[0], g / 4, rtol=0, atol=0)
+    torch.testing.assert_close(bucket.views[0], g, rtol=0, atol=0)
     assert torch.all(bucket.views[1] == 0)
     bucket.publish_()
     assert conv.weight.grad.data_ptr() == bucket.views[0].data_ptr()  # no copy back
     bucket.reset()
-    bucket.fill_(0, conv.weight.grad, world_size=2)  # .grad is the slot: divided in place
-    torch.testing.assert_close(conv.weight.grad, g / 8, rtol=0, atol=0)
+    conv.weight.grad.mul_(3)  # accumulated in place, as backward does into a slot .grad
+    bucket.fill_(0, conv.weight.grad)  # .grad is the slot: nothing to copy
+    torch.testing.assert_close(bucket.views[0], 3 * g, rtol=0, atol=0)
 
 
 def test_flat_view_follows_memory_order_and_refuses_gaps():
