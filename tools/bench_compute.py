@@ -122,43 +122,21 @@ def trainer_run(variant: str, args) -> dict:
     metrics); img/s from its metrics log after the warm-up steps."""
     import tempfile
     sys.path.insert(0, str(ROOT / "tools"))
-    from bench_data_wait import ensure_lmdb
+    from bench_data_wait import bench_job, ensure_lmdb
     from hpcsgd.metrics import read_metrics
     data = ensure_lmdb(per_photo=50)
-    classes = len((data / "train" / "classes.txt").read_text().split())
     opts = VARIANTS[variant]
     with tempfile.TemporaryDirectory() as tmp:
-        job = Path(tmp) / "job.toml"
-        job.write_text(f"""
-[data]
-name = "imagenet"
-path = "{data}"
-eval_split = "val"
-workers = 1
-[model]
-name = "resnet50"
-num_classes = {classes}
-[train]
-epochs = 100.0
-max_steps = {args.steps + WARMUP_STEPS}
-global_batch = {args.batch}
-eval_every_epochs = 100.0
-log_every_steps = 1
-[compute]
-threads = {args.threads}
-precision = "{opts['precision']}"
-channels_last = {str(opts['channels_last']).lower()}
-[optim]
-base_lr = 0.01
-weight_decay = 1e-4
-[run]
-name = "bench"
-out_dir = "{tmp}/runs"
-""")
+        job = bench_job(data, Path(tmp), "bench", data={"workers": 1},
+                        train={"epochs": 100.0, "max_steps": args.steps + WARMUP_STEPS,
+                               "global_batch": args.batch, "eval_every_epochs": 100.0},
+                        compute={"threads": args.threads, "precision": opts["precision"],
+                                 "channels_last": opts["channels_last"]},
+                        optim={"weight_decay": 1e-4})
         subprocess.run([sys.executable, "-m", "hpcsgd.train", str(job)], cwd=ROOT, check=True,
                        capture_output=True, text=True)
         records = read_metrics(Path(tmp) / "runs/bench/metrics.jsonl", "train")[-args.steps:]
-    # the phase times of a step (data_s, compute_s, comm_s, update_s), not the rate img_per_s
+    # the phase times of a step (data_s, forward_s, backward_s, comm_s, update_s), not img_per_s
     seconds = sum(sum(v for k, v in r.items() if k.endswith("_s") and k != "img_per_s")
                   for r in records)
     data_wait = sum(r.get("data_s", 0.0) for r in records)

@@ -36,6 +36,26 @@ def ensure_lmdb(per_photo: int) -> Path:
     return DATA
 
 
+def bench_job(data: Path, out_dir: Path, name: str, **sections) -> Path:
+    """Write a trainer job on the bench LMDB `data` (ResNet-50, no evaluation until the end,
+    a log record per step) into out_dir/job.toml; `sections` override options, e.g.
+    ``train={"global_batch": 64}``. Returns the path. Shared with tools/bench_compute.py."""
+    from hpcsgd.config import Config, to_toml
+    cfg = Config()
+    cfg.data.name, cfg.data.path, cfg.data.eval_split = "imagenet", str(data), "val"
+    cfg.model.name = "resnet50"
+    cfg.model.num_classes = len((data / "train" / "classes.txt").read_text().split())
+    cfg.train.eval_every_epochs, cfg.train.log_every_steps = 100.0, 1
+    cfg.optim.base_lr = 0.01
+    cfg.run.name, cfg.run.out_dir = name, str(out_dir / "runs")
+    for section, values in sections.items():
+        for key, value in values.items():
+            setattr(getattr(cfg, section), key, value)
+    path = out_dir / "job.toml"
+    path.write_text(to_toml(cfg))
+    return path
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--ranks", type=int, default=1)
@@ -46,33 +66,14 @@ def main(argv=None) -> int:
     p.add_argument("--stage-dir", default="/dev/shm/hpcsgd-bench")
     args = p.parse_args(argv)
     data = ensure_lmdb(args.per_photo)
-    classes = len((data / "train" / "classes.txt").read_text().split())
     n_train = json.loads((data / "train" / "summary.json").read_text())["records"]
     global_batch = 32 * args.ranks
     epochs = args.steps / (n_train // global_batch)
     with tempfile.TemporaryDirectory() as tmp:
-        toml = Path(tmp) / "job.toml"
-        toml.write_text(f"""
-[data]
-name = "imagenet"
-path = "{data}"
-eval_split = "val"
-workers = {args.workers}
-stage_dir = "{args.stage_dir}"
-[model]
-name = "{args.model}"
-num_classes = {classes}
-[train]
-epochs = {epochs}
-global_batch = {global_batch}
-eval_every_epochs = 100.0
-log_every_steps = 1
-[optim]
-base_lr = 0.01
-[run]
-name = "data_wait"
-out_dir = "{tmp}/runs"
-""")
+        toml = bench_job(data, Path(tmp), "data_wait",
+                         data={"workers": args.workers, "stage_dir": args.stage_dir},
+                         model={"name": args.model},
+                         train={"epochs": epochs, "global_batch": global_batch})
         cmd = [str(ROOT / ".venv/bin/mpiexec"), "-n", str(args.ranks), sys.executable, "-m",
                "hpcsgd.train", str(toml)]
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
