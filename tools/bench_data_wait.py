@@ -36,15 +36,15 @@ def ensure_lmdb(per_photo: int) -> Path:
     return DATA
 
 
-def bench_job(data: Path, out_dir: Path, name: str, **sections) -> Path:
-    """Write a trainer job on the bench LMDB `data` (ResNet-50, no evaluation until the end,
+def bench_job(lmdb: Path, out_dir: Path, name: str, **sections) -> Path:
+    """Write a trainer job on the bench LMDB `lmdb` (ResNet-50, no evaluation until the end,
     a log record per step) into out_dir/job.toml; `sections` override options, e.g.
     ``train={"global_batch": 64}``. Returns the path. Shared with tools/bench_compute.py."""
     from hpcsgd.config import Config, to_toml
     cfg = Config()
-    cfg.data.name, cfg.data.path, cfg.data.eval_split = "imagenet", str(data), "val"
+    cfg.data.name, cfg.data.path, cfg.data.eval_split = "imagenet", str(lmdb), "val"
     cfg.model.name = "resnet50"
-    cfg.model.num_classes = len((data / "train" / "classes.txt").read_text().split())
+    cfg.model.num_classes = len((lmdb / "train" / "classes.txt").read_text().split())
     cfg.train.eval_every_epochs, cfg.train.log_every_steps = 100.0, 1
     cfg.optim.base_lr = 0.01
     cfg.run.name, cfg.run.out_dir = name, str(out_dir / "runs")
