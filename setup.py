@@ -32,6 +32,6 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["hpcsgd", "hpcsgd.*"]),
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=8", "protobuf>=4"], "mpich": ["mpich>=4.2,<6"]},
+    extras_require={"test": ["pytest>=8", "protobuf>=4", "tensorboard>=2.16"], "mpich": ["mpich>=4.2,<6"]},
     entry_points={"console_scripts": ["hpcsgd-train=hpcsgd.train:main"]},
 )

@@ -1,23 +1,45 @@
-"""Metrics: tagged JSON lines (one object per event, parsed by tools) and a progress line."""
+"""Metrics: tagged JSON lines (one object per event, parsed by tools), a progress line, and
+TensorBoard event files of the same numbers when the tensorboard package is installed."""
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
+TENSORBOARD_TAGS = ("train", "epoch", "eval")
+"""The records mirrored as TensorBoard scalars ("<tag>/<field>", at the record's step)."""
+
+
+def tensorboard_available() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None
+
 
 class MetricsLog:
-    """Rank 0 appends {"tag": ..., ...} lines to <run_dir>/metrics.jsonl; other ranks no-op."""
+    """Rank 0 appends {"tag": ..., ...} lines to <run_dir>/metrics.jsonl; other ranks no-op.
+    tensorboard_dir: also write the numbers of TENSORBOARD_TAGS records there as event files
+    (None, or the tensorboard package missing: JSON lines only)."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, tensorboard_dir: Path | None = None):
         self.file = open(path, "a", buffering=1) if path is not None else None
         self.start = time.time()
+        self.board = None
+        if self.file is not None and tensorboard_dir is not None and tensorboard_available():
+            from torch.utils.tensorboard import SummaryWriter  # imports tensorboard
+            self.board = SummaryWriter(str(tensorboard_dir))
 
     def write(self, tag: str, **values) -> None:
         if self.file is not None:
             record = {"tag": tag, "time": round(time.time() - self.start, 3), **values}
             self.file.write(json.dumps(record) + "\n")
+            if self.board is not None and tag in TENSORBOARD_TAGS and "step" in values:
+                for key, value in values.items():
+                    if key != "step" and isinstance(value, (int, float)) \
+                            and not isinstance(value, bool) and math.isfinite(value):
+                        self.board.add_scalar(f"{tag}/{key}", value, values["step"],
+                                              walltime=self.start + record["time"])
 
     def print(self, line: str) -> None:
         if self.file is not None:
@@ -26,6 +48,8 @@ class MetricsLog:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+        if self.board is not None:
+            self.board.close()
 
 
 def read_metrics(path: str | Path, tag: str | None = None) -> list[dict]:

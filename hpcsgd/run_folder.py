@@ -4,6 +4,8 @@ its closing.
     <run.out_dir>/<run.name>/config.toml     the full configuration, written at the start
                              metrics.jsonl   tagged JSON lines (hpcsgd.metrics.MetricsLog)
                              summary.json    the run's summary, written at the end
+                             tensorboard/    event files of the same numbers (run.tensorboard,
+                                             when the tensorboard package is installed)
 
 Rank 0 writes; every rank calls both functions (finish_run is collective).
 """
@@ -24,7 +26,8 @@ def open_run(cfg: Config, world: World, banner: str) -> MetricsLog:
     if world.is_root:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(to_toml(cfg))
-    log = MetricsLog(run_dir / "metrics.jsonl" if world.is_root else None)
+    log = MetricsLog(run_dir / "metrics.jsonl" if world.is_root else None,
+                     run_dir / "tensorboard" if cfg.run.tensorboard else None)
     log.print(banner + "\n" + to_toml(cfg))
     return log
 

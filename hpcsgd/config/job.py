@@ -218,6 +218,9 @@ class RunConfig:
     name: str = "run"
     out_dir: str = "runs"
     """Run folder = <out_dir>/<name>: config.toml, metrics.jsonl, final checkpoint."""
+    tensorboard: bool = True
+    """Also write TensorBoard event files to <run folder>/tensorboard (when the tensorboard
+    package is installed; it is in the test extra, not a requirement)."""
 
     def check(self) -> None:
         _require(bool(self.name) and "/" not in self.name, "run.name", self.name,

@@ -54,3 +54,4 @@ def test_training_run_is_consistent_exact_and_logged(world, shared_tmp):
         assert [e["epoch"] for e in evals] == [1.0, 2.0]
         assert json.loads((cfg.run_dir / "summary.json").read_text())["ranks"] == world.size
         assert (cfg.run_dir / "config.toml").is_file() and (cfg.run_dir / "final.toml").is_file()
+        assert any((cfg.run_dir / "tensorboard").glob("events.out.tfevents.*"))
