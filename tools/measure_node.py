@@ -111,14 +111,16 @@ def measure_compute(out: Path, batches: list[int], threads: int, note: str) -> N
     for b in batches:
         x = torch.randn(b, 3, 224, 224).to(memory_format=torch.channels_last)
         y = torch.randint(0, 1000, (b,))
-        timed = 2 if b <= 8 else 1
+        timed, warmup = 2, 3
         times = []
-        for i in range(1 + timed):  # first step builds the oneDNN primitives for this shape
+        # the first steps build the oneDNN primitives for this shape and grow the allocator
+        # (ResNet-50 steps 1-4 run up to 40% slower: docs/compute.md)
+        for i in range(warmup + timed):
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             loss_fn(model(x), y).backward()
             opt.step()
-            if i:
+            if i >= warmup:
                 times.append(time.perf_counter() - t0)
         step = float(np.min(times))  # min: the other steps lost time to other processes
         rows.append({"local_batch": b, "step_s": step, "images_per_s": b / step, "steps": timed})
