@@ -58,7 +58,7 @@ def _worker(seed: int, seconds: float, images: int, out) -> None:
             mismatches += 1  # fancy upsampling at a box edge may differ by rounding
         Image.open(io.BytesIO(data)).convert("RGB").load()
         decodes += 1
-    out.send((decodes, mismatches))
+    out.send((decodes, mismatches, dict(jpeg.region_stats)))
 
 
 def main(argv=None) -> int:
@@ -86,10 +86,13 @@ def main(argv=None) -> int:
             print(f"worker {seed}: DIED with exit code {p.exitcode}")
             failed = True
             continue
-        decodes, mismatches = recv.recv()
-        print(f"worker {seed}: {decodes} region decodes (+ whole, Pillow), {mismatches} mismatches")
-        failed |= mismatches > 0
-    print("FAILED" if failed else "ok: no crash, every region equals the whole decode's")
+        decodes, mismatches, stats = recv.recv()
+        print(f"worker {seed}: {decodes} boxes, {stats['region']} decoded as regions, "
+              f"{stats['fallback']} refused by TurboJPEG (whole decode instead), "
+              f"{mismatches} differ from the whole decode")
+        failed |= mismatches > 0 or stats["fallback"] > 0 or stats["region"] < decodes
+    print("FAILED" if failed else "ok: no crash, every box region-decoded and equal to the "
+          "whole decode's")
     return 1 if failed else 0
 
 

@@ -21,6 +21,8 @@ from hpcsgd.data import turbo
 
 REGION_DECODE = turbo.available()
 """Decode only the crop box with TurboJPEG 3 (benchmarks switch it off to compare)."""
+region_stats = {"region": 0, "fallback": 0}
+"""This process's region decodes, and those TurboJPEG refused (then a whole decode ran)."""
 
 
 class ImageDecodeError(ValueError):
@@ -92,9 +94,10 @@ def decode_box(data: bytes, box, size: tuple[int, int], *, factor: int = 1,
             try:
                 image, shift = turbo.decode_region(data, head[2], (x0, y0, x1, y1), factor,
                                                    fast=fast, scaled_width=sw)
+                region_stats["region"] += 1
                 return image, (shift, 0, shift + x1 - x0, y1 - y0)
             except turbo.TurboError:
-                pass  # simplejpeg / Pillow below accept it or name the error
+                region_stats["fallback"] += 1  # simplejpeg / Pillow below take it
     image = decode(data, factor=factor, fast=fast, size=size)
     ih, iw = image.shape[:2]
     return image, scaled_box(box, iw / w, ih / h, iw, ih)

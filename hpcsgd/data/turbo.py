@@ -8,6 +8,11 @@ libturbojpeg (2.1) nor the Python JPEG wheels expose region decode; the `turbojp
 (PyPI) bundles libturbojpeg 3.0, and we call that library directly. `HPCSGD_TURBOJPEG` may
 name another libturbojpeg.so of version 3. Without one, `available()` is False and
 hpcsgd.data.jpeg decodes whole images with simplejpeg.
+
+Known defect: with the wheel's libturbojpeg 3.0.0 about 3% of region decodes differ from the
+same region of a whole-image decode (a few rows off by up to 7 levels, mostly with the
+accurate IDCT; tools/stress_region_decode.py), and two benchmark runs crashed inside
+tj3Decompress8. The cause is not found, so data.region_decode is off by default.
 """
 from __future__ import annotations
 
@@ -69,8 +74,7 @@ def _load():
 
 
 _lib = _load()
-_handles: dict[str, int] = {}
-_handles_pid: int | None = None
+_handle, _handle_pid = None, None
 _buffer = np.empty(0, np.uint8)
 
 
@@ -78,23 +82,15 @@ def available() -> bool:
     return _lib is not None
 
 
-def _decompressor(role: str):
-    """This process's TurboJPEG handle for `role`, "header" or "decode" (handles are per
-    process: made after a fork). Two handles, so that a decode never starts from a header
-    that tj3DecompressHeader left on its handle: libturbojpeg 3.0.0 then skips re-reading
-    the header, which is faster but decoded about 3% of regions wrong (a few rows off by up
-    to 7 levels, mostly with the accurate IDCT) and twice crashed in tj3Decompress8. With
-    the header read on a handle of its own, 0 of 33,000 regions differ from a whole-image
-    decode (tools/stress_region_decode.py; docs/data_path.md)."""
-    global _handles_pid
-    if _handles_pid != os.getpid():
-        _handles.clear()
-        _handles_pid = os.getpid()
-    if role not in _handles:
-        h = _lib.tj3Init(_TJINIT_DECOMPRESS)
-        _lib.tj3Set(h, _TJPARAM_STOPONWARNING, 1)  # a truncated JPEG is an error
-        _handles[role] = h
-    return _handles[role]
+def _decompressor():
+    """This process's TurboJPEG handle (handles are per process: made after a fork). The
+    header must be read on the handle that decodes: tj3SetCroppingRegion refuses a handle
+    that has not read one."""
+    global _handle, _handle_pid
+    if _handle is None or _handle_pid != os.getpid():
+        _handle, _handle_pid = _lib.tj3Init(_TJINIT_DECOMPRESS), os.getpid()
+        _lib.tj3Set(_handle, _TJPARAM_STOPONWARNING, 1)  # a truncated JPEG is an error
+    return _handle
 
 
 class TurboError(ValueError):
@@ -103,7 +99,7 @@ class TurboError(ValueError):
 
 def header(data: bytes) -> tuple[int, int, int] | None:
     """(height, width, subsampling) of a JPEG TurboJPEG can decode to RGB, else None."""
-    h = _decompressor("header")
+    h = _decompressor()
     if _lib.tj3DecompressHeader(h, data, len(data)) != 0:
         return None
     if _lib.tj3Get(h, _TJPARAM_COLORSPACE) in (_TJCS_CMYK, _TJCS_YCCK):
@@ -119,7 +115,7 @@ def decode_region(data: bytes, subsamp: int, region: tuple[int, int, int, int], 
     as TurboJPEG requires; returns (HWC uint8 RGB, that shift). The array is a view of a
     buffer reused by the next call. scaled_width: the width of the image scaled by 1/factor."""
     global _buffer
-    h = _decompressor("decode")
+    h = _decompressor()
     _lib.tj3Set(h, _TJPARAM_FASTDCT, int(fast))
     _lib.tj3Set(h, _TJPARAM_FASTUPSAMPLE, int(fast))
     if _lib.tj3SetScalingFactor(h, _ScalingFactor(1, factor)) != 0:
@@ -132,7 +128,7 @@ def decode_region(data: bytes, subsamp: int, region: tuple[int, int, int, int], 
         raise TurboError(_lib.tj3GetErrorStr(h).decode(errors="replace"))
     # slack of two uncropped output rows after the box: the merged upsampler once wrote a
     # whole uncropped row into a cropped output buffer (libjpeg-turbo 2.0.7 changelog item 9);
-    # defensive only (slack alone did not cure the wrong regions of _decompressor's note)
+    # defensive: slack did not change the ~3% of regions decoded wrong (docs/data_path.md)
     need = w * hh * 3 + 2 * 3 * max(scaled_width, w) + 64
     if _buffer.size < need:
         _buffer = np.empty(need, np.uint8)
