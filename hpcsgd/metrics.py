@@ -27,8 +27,13 @@ class MetricsLog:
         self.start = time.time()
         self.board = None
         if self.file is not None and tensorboard_dir is not None and tensorboard_available():
-            from torch.utils.tensorboard import SummaryWriter  # imports tensorboard
-            self.board = SummaryWriter(str(tensorboard_dir))
+            try:
+                from torch.utils.tensorboard import SummaryWriter  # imports tensorboard
+                self.board = SummaryWriter(str(tensorboard_dir), flush_secs=30)
+            except Exception as e:  # noqa: BLE001 - a broken install must not end the run
+                print(f"hpcsgd: TensorBoard event files off: tensorboard failed to load "
+                      f"({type(e).__name__}: {e}); metrics.jsonl has every number",
+                      file=sys.stderr)
 
     def write(self, tag: str, **values) -> None:
         if self.file is not None:

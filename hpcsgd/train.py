@@ -15,7 +15,6 @@ log); anything else: a rank failed and the job was aborted.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import resource
 import signal
@@ -41,7 +40,7 @@ from hpcsgd.evaluate import evaluate
 from hpcsgd.lmdb_store import DataPathError, check_lmdb_path
 from hpcsgd.metrics import Timer
 from hpcsgd.models import build_from_config
-from hpcsgd.nonfinite import EXIT_NONFINITE, check_step
+from hpcsgd.nonfinite import EXIT_NONFINITE, NonFiniteGuard
 from hpcsgd.optim import apply_schedule_, build_optimizer
 from hpcsgd.run_folder import finish_run, open_run
 from hpcsgd.schedules import build_schedule
@@ -141,6 +140,8 @@ def train(cfg: config_mod.Config, world: World) -> dict:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     stop = StopRequest()
     model.train()
+    guard = NonFiniteGuard(cfg.train.nonfinite, cfg.train.max_nonfinite_skips, world.comm,
+                           model, skips=progress.nonfinite_skips)
     timer, loss_sum, loss_n, steps_since_log, step_losses = Timer(), 0.0, 0, 0, []
     epoch_start, epoch_loss = (progress.train_time, progress.images_done), (0.0, 0)
     while progress.step < total_steps:
@@ -148,6 +149,8 @@ def train(cfg: config_mod.Config, world: World) -> dict:
         collapse = schedule.at(epoch).collapse
         for step_in_epoch, micro, images, labels in loader.epoch(epoch, start, collapse):
             images = to_layout(images, cfg.compute)
+            if micro == 0:
+                guard.before_step()
             timer.mark("data")
             last_micro = micro == cfg.train.accumulation - 1
             with autocast(cfg.compute):
@@ -161,9 +164,8 @@ def train(cfg: config_mod.Config, world: World) -> dict:
                 continue
             reducer.synchronize()  # sync point: gradients averaged over all ranks
             timer.mark("comm")
-            bad = check_step(world.comm, progress.step + 1, all(map(math.isfinite, step_losses)),
-                             model.parameters())  # all ranks agree (one small allgather)
-            if bad is None:
+            action, bad = guard.after_step(progress.step + 1, step_losses)  # all ranks agree
+            if action == "update":
                 loss_sum, loss_n = loss_sum + sum(step_losses), loss_n + len(step_losses)
                 apply_schedule_(optimizer, schedule.at(progress.step / spe))
                 optimizer.step()
@@ -171,21 +173,13 @@ def train(cfg: config_mod.Config, world: World) -> dict:
             reducer.zero_grad()  # gradients stay views of the zeroed buckets (no copies)
             timer.mark("update")
             if bad is not None:
-                progress.nonfinite_skips += 1
-                stopping = cfg.train.nonfinite == "stop" or \
-                    progress.nonfinite_skips > cfg.train.max_nonfinite_skips
+                progress.nonfinite_skips = guard.skips
                 log.write("nonfinite", step=bad.step, loss_ranks=list(bad.loss_ranks),
-                          gradients=bad.gradients, action="stop" if stopping else "skip")
-                log.print(f"{bad.describe()}: " + (
-                    f"update refused, stopping (train.nonfinite = {cfg.train.nonfinite!r}, "
-                    f"{progress.nonfinite_skips} non-finite step(s)), exit {EXIT_NONFINITE}"
-                    if stopping else f"update skipped ({progress.nonfinite_skips} of at most "
-                    f"{cfg.train.max_nonfinite_skips})"))
-                if stopping:
-                    log.write("stopped", step=progress.step, reason="nonfinite")
-                    log.close()
-                    stop.restore()
-                    return {"stopped": True, "step": progress.step, "exit_code": EXIT_NONFINITE}
+                          gradients=bad.gradients, action=action)
+                log.print(guard.message(action, bad))
+                if action == "stop":
+                    return _stopped(log, stop, reducer, progress.step, EXIT_NONFINITE,
+                                    reason="nonfinite")
             progress.step += 1
             progress.images_done += cfg.train.global_batch
             step, steps_since_log = progress.step, steps_since_log + 1
@@ -249,12 +243,10 @@ def train(cfg: config_mod.Config, world: World) -> dict:
             signum = stop.agreed(world.comm)  # one tiny allreduce: all ranks stop together
             if signum and step < total_steps:
                 save(checkpoint_path(ckpt_dir, step))
-                log.write("stopped", step=step, signal=signal.Signals(signum).name)
                 log.print(f"stopped by {signal.Signals(signum).name} at step {step}: "
                           f"checkpoint written, exit {EXIT_REQUEUE} (requeue)")
-                log.close()
-                stop.restore()
-                return {"stopped": True, "step": step, "exit_code": EXIT_REQUEUE}
+                return _stopped(log, stop, reducer, step, EXIT_REQUEUE,
+                                signal=signal.Signals(signum).name)
             if step == total_steps:
                 break
     stop.restore()
@@ -276,6 +268,16 @@ def train(cfg: config_mod.Config, world: World) -> dict:
                       f"images | training throughput {summary['train_img_per_s']:.0f} img/s on "
                       f"{world.size} ranks | {summary['wall_time_s']:.0f} s wall | run folder "
                       f"{run_dir}")
+
+
+def _stopped(log, stop, reducer, step: int, exit_code: int, **why) -> dict:
+    """End the run early on every rank: the log's "stopped" record, signal handlers back,
+    the communication thread and watchdog stopped (collective)."""
+    log.write("stopped", step=step, **why)
+    log.close()
+    stop.restore()
+    reducer.close()
+    return {"stopped": True, "step": step, "exit_code": exit_code}
 
 
 def _resume_path(cfg: config_mod.Config) -> Path | None:

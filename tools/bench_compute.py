@@ -110,7 +110,7 @@ def worker(kind: str, variant: str, batch: int, threads: int, steps: int, compil
             loss.backward()
             reducer.synchronize()
             opt.step()
-            opt.zero_grad(set_to_none=True)
+            reducer.zero_grad()  # as hpcsgd.train: gradients stay the bucket slots
 
     rate = batch * _steps_per_second(step, steps)
     return {"img_per_s": rate,

@@ -22,12 +22,14 @@ def eval_curve(out_dir: Path, name: str, key: str = "top1") -> tuple[list, list]
 
 
 def diverged(out_dir: Path, name: str) -> bool:
-    """Did the training loss become NaN or infinite (the run diverged)?"""
+    """Did the training loss become NaN or infinite (the run diverged)? A NaN loss is logged
+    as NaN (train.nonfinite = "ignore"), or as a "nonfinite" record (stop or skip)."""
     path = out_dir / name / "metrics.jsonl"
     if not path.is_file():
         return False
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return any(r["tag"] == "train" and not math.isfinite(r["loss"]) for r in rows)
+    return any(r["tag"] == "nonfinite" or (r["tag"] == "train" and r["loss"] is not None
+                                           and not math.isfinite(r["loss"])) for r in rows)
 
 
 def schedule_curve(config_toml: Path, points: int = 600) -> tuple[list, list]:

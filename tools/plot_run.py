@@ -104,7 +104,8 @@ def figure(runs: list[dict], x: str = "step"):
     for i, run in enumerate(runs):
         color, label, train, evals = f"C{i}", run["name"], run["train"], run["eval"]
         xs = [r[x] for r in train]
-        loss = [r["loss"] for r in train]
+        # None: no finite loss in that interval (skipped non-finite steps)
+        loss = [math.nan if r["loss"] is None else r["loss"] for r in train]
         ax_loss.plot(xs, loss, color=color, alpha=0.35, lw=1)
         ax_loss.plot(xs, smooth(loss), color=color, label=f"{label} (smoothed)")
         ev = [r for r in evals if "top1" in r]

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         F.cross_entropy(forward(images), labels).backward()
         reducer.synchronize()  # sync point: gradients averaged
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        reducer.zero_grad()  # as hpcsgd.train: gradients stay the bucket slots
         slowest = world.comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
         if i >= args.warmup:
             times.append(slowest)

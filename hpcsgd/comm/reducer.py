@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import time
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -109,7 +110,9 @@ class GradientReducer:
         world size is a power of two."""
         self.allreduce_(flat)
         if self.world_size > 1:
-            flat.div_(self.world_size)
+            # numpy, not torch: one thread, GIL released; torch's div_ would start an OpenMP
+            # team of its own on the communication cores
+            np.divide(flat.numpy(), self.world_size, out=flat.numpy())
 
     # ------------------------------------------------------------------ the sync point
 

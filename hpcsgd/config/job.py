@@ -28,7 +28,8 @@ class TrainConfig:
     The schedule is still the one of train.epochs."""
     nonfinite: str = "stop"
     """NaN/Inf in a step's loss (any rank) or averaged gradients: "stop" ends the run naming
-    the step and ranks (exit 5, no update applied); "skip" drops that step's update."""
+    the step and ranks (exit 5, no update applied); "skip" drops that step's update and
+    restores the BatchNorm statistics; "ignore" checks nothing (divergence studies)."""
     max_nonfinite_skips: int = 20
     """With nonfinite = "skip": the run stops at the skip after this many."""
 
@@ -43,8 +44,8 @@ class TrainConfig:
         _require(0.0 <= self.target_top1 <= 1.0, "train.target_top1", self.target_top1,
                  "is a fraction in [0, 1]")
         _require(self.max_steps >= 0, "train.max_steps", self.max_steps, "must be >= 0")
-        _require(self.nonfinite in ("stop", "skip"), "train.nonfinite", self.nonfinite,
-                 "must be 'stop' or 'skip'")
+        _require(self.nonfinite in ("stop", "skip", "ignore"), "train.nonfinite",
+                 self.nonfinite, "must be 'stop', 'skip' or 'ignore'")
         _require(self.max_nonfinite_skips >= 0, "train.max_nonfinite_skips",
                  self.max_nonfinite_skips, "must be >= 0")
 

@@ -1,8 +1,10 @@
 """NaN in one rank's loss, at any world size: every rank agrees, the step's update is refused,
 and the run skips the step or stops (exit code 5), naming the step and the rank.
 
-The NaN is injected by wrapping hpcsgd.train's cross_entropy on the last rank (a test-only
-patch: a real divergence cannot be confined to one rank on purpose)."""
+The NaN is injected on the last rank by wrapping hpcsgd.train's cross_entropy (a NaN loss) or
+the model's input (a NaN forward pass, which also poisons BatchNorm's running statistics):
+test-only patches, since a real divergence cannot be confined to one rank on purpose."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -27,12 +29,30 @@ def _nan_at(step: int, monkeypatch, world):
         monkeypatch.setattr(train_mod.F, "cross_entropy", loss)
 
 
-def _run(world, shared_tmp, name, **train):
+def _nan_input_at(step: int, monkeypatch, world):
+    real = train_mod.build_from_config
+
+    def build(cfg):
+        model = real(cfg)
+        if world.rank == world.size - 1:
+            calls = {"n": 0}
+
+            def poison(module, args):
+                if module.training:
+                    calls["n"] += 1
+                    if calls["n"] == step:
+                        return (args[0] * float("nan"),)
+            model.register_forward_pre_hook(poison)
+        return model
+    monkeypatch.setattr(train_mod, "build_from_config", build)
+
+
+def _run(world, shared_tmp, name, model="lenet", **train):
     if world.rank == 0 and not (shared_tmp / "data").exists():
         tiny_dataset(shared_tmp / "data")
     world.comm.Barrier()
     cfg = tiny_config(shared_tmp / "data", shared_tmp / "runs", run={"name": name},
-                      compute={"threads": 1},
+                      compute={"threads": 1}, model={"name": model},
                       train={"epochs": 1.0, "global_batch": 64, "log_every_steps": 1, **train})
     return cfg, train_mod.train(cfg, world)
 
@@ -52,14 +72,18 @@ def test_a_nan_loss_on_one_rank_stops_every_rank_naming_step_and_rank(world, sha
         assert stopped["reason"] == "nonfinite"
 
 
+@pytest.mark.parametrize("where,model", [("loss", "lenet"), ("input", "cifar_resnet20")])
 def test_skip_drops_only_the_bad_update_and_the_weights_stay_finite(world, shared_tmp,
-                                                                    monkeypatch):
-    _nan_at(BAD_STEP, monkeypatch, world)
-    cfg, summary = _run(world, shared_tmp, "nan-skip", nonfinite="skip")
+                                                                    monkeypatch, where, model):
+    # "input": the NaN forward pass updates BatchNorm's running statistics on one rank; skip
+    # restores them, else evaluation averages the NaN into every rank's final model
+    (_nan_at if where == "loss" else _nan_input_at)(BAD_STEP, monkeypatch, world)
+    cfg, summary = _run(world, shared_tmp, f"nan-skip-{where}", model=model, nonfinite="skip")
     assert summary.get("exit_code", 0) == 0
     assert summary["steps"] == 512 // 64  # the run went on to its end
     final = torch.load(cfg.run_dir / "final.pt", weights_only=True)["model"]
     assert all(torch.isfinite(t).all() for t in final.values() if t.is_floating_point())
+    assert summary["top1"] > 0.0  # evaluation ran on finite weights and statistics
     if world.rank == 0:
         [event] = read_metrics(cfg.run_dir / "metrics.jsonl", "nonfinite")
         assert (event["step"], event["action"]) == (BAD_STEP, "skip")

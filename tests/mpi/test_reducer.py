@@ -52,7 +52,7 @@ def test_reduced_gradients_are_the_average(world, options):
     for p, g in zip(model.parameters(), all_grads[world.rank]):
         p.grad = g.clone().contiguous(memory_format=torch.preserve_format)
     reducer.synchronize()
-    # each rank adds g_r / N (correctly rounded) in fp32: |error| <= N * 2^-24 * mean|g_r|
+    # the fp32 sum of the g_r, then / N: |error| <= (N + 1) * 2^-24 * mean|g_r|
     _assert_average(model, world, all_grads, (world.size + 1) * EPS32)
     check_replicas(model, world)  # and every rank holds the same bits
     reducer.close()
