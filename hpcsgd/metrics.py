@@ -46,6 +46,15 @@ class MetricsLog:
                         self.board.add_scalar(f"{tag}/{key}", value, values["step"],
                                               walltime=self.start + record["time"])
 
+    def resumed_at(self, step: int) -> None:
+        """A resumed run logs again the steps after its checkpoint: TensorBoard drops its
+        events from `step` on (the JSON lines keep both; tools take the later one)."""
+        if self.board is not None:
+            from torch.utils.tensorboard import SummaryWriter
+            logdir = self.board.log_dir
+            self.board.close()
+            self.board = SummaryWriter(logdir, purge_step=step, flush_secs=30)
+
     def print(self, line: str) -> None:
         if self.file is not None:
             print(line, file=sys.stdout, flush=True)

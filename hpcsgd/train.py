@@ -116,6 +116,7 @@ def train(cfg: config_mod.Config, world: World) -> dict:
         state = agree(world, lambda: load_checkpoint(resume_from), CheckpointError)
         progress = Progress(**restore_state_(state, model, optimizer, world))
         log.print(f"resumed from {resume_from} at step {progress.step}")
+        log.resumed_at(progress.step + 1)
     pids = world.comm.gather(f"{world.hostname}:{os.getpid()}")  # to signal or inspect a rank
     log.write("start", ranks=world.size, pids=pids, local_batch=local_batch, steps_per_epoch=spe,
               total_steps=total_steps, threads=torch.get_num_threads(), step=progress.step,

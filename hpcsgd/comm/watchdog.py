@@ -170,7 +170,9 @@ class Watchdog:
         self._world.Abort(code)
 
     def _deadman(self, seq: int, label: str) -> None:
-        if self._aborted.is_set():
+        # not when the job is ending anyway, or the collective completed late after all (the
+        # diagnosis may have died on an MPI error without cancelling this timer)
+        if self._aborted.is_set() or self.progress.state[:3] != (seq, label, True):
             return
         self._write(f"[hpcsgd watchdog] rank {self.rank}: collective #{seq} ({label}) stalled "
                     "and MPI does not answer on the side channel; exiting")

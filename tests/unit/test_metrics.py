@@ -39,3 +39,19 @@ def test_other_ranks_and_runs_without_a_board_write_no_event_files(tmp_path):
     plain.close()
     assert not (tmp_path / "tb_rank1").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
+
+
+def test_a_resumed_run_replaces_the_steps_after_its_checkpoint(tmp_path):
+    first = MetricsLog(tmp_path / "metrics.jsonl", tmp_path / "tb")
+    for step in (1, 2, 3, 4):
+        first.write("train", step=step, loss=float(step))
+    first.close()  # "crash" after step 4; the checkpoint was at step 2
+    second = MetricsLog(tmp_path / "metrics.jsonl", tmp_path / "tb")
+    second.resumed_at(3)
+    for step in (3, 4, 5):
+        second.write("train", step=step, loss=10.0 + step)
+    second.close()
+    board = EventAccumulator(str(tmp_path / "tb"))
+    board.Reload()
+    assert [(e.step, e.value) for e in board.Scalars("train/loss")] == \
+        [(1, 1.0), (2, 2.0), (3, 13.0), (4, 14.0), (5, 15.0)]
