@@ -81,6 +81,9 @@ class Progress:
 def train(cfg: config_mod.Config, world: World) -> dict:
     """Run the configured training; returns the summary (final top-1, throughput, ...)."""
     t0 = time.time()
+    # first: a SIGUSR1/SIGTERM during set-up or staging is kept for the first step boundary,
+    # where all ranks agree to checkpoint and exit 3 (not the default action: death, no requeue)
+    stop = StopRequest()
     torch.set_num_threads(compute_threads(cfg.compute, world.local_size))
     # cores of the compute threads, communication thread and decode workers (collective)
     placement = apply_plan(cfg, world)
@@ -139,7 +142,6 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     snapshot_steps = set(schedule.snapshot_steps())  # Codreanu VI: ends of the cyclic phases
     if world.is_root:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-    stop = StopRequest()
     model.train()
     guard = NonFiniteGuard(cfg.train.nonfinite, cfg.train.max_nonfinite_skips, world.comm,
                            model, skips=progress.nonfinite_skips)

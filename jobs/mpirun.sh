@@ -4,9 +4,12 @@
 # runs: mpirun -n NODES*RANKS_PER_NODE -ppn RANKS_PER_NODE .venv/bin/python -m hpcsgd.train JOB.toml --checkpoint.resume=auto
 # with NODES and RANKS_PER_NODE from the job's [cluster] section (1 and 1 when absent). The
 # generic launch for any MPI (the site's mpirun must be the one mpi4py was built against;
-# README, "On a cluster"). hpcsgd pins its threads inside each rank, so no binding flags are
-# needed; `tools/affinity.py plan --config JOB.toml` prints them for MPICH, Intel MPI and Open MPI.
-# Environment: MPIRUN (default mpirun), PPN_FLAG (default -ppn; Open MPI: --npernode),
+# README, "On a cluster"). hpcsgd pins its threads inside each rank, so the launcher must not
+# narrow a rank to one core or socket first: Open MPI binds by default, so it gets
+# `--bind-to none --npernode N` (detected from `mpirun --version`); MPICH and Intel MPI take
+# `-ppn N` and do not bind unless asked. `tools/affinity.py plan --config JOB.toml` prints
+# explicit binding flags for each library instead.
+# Environment: MPIRUN (default mpirun), PPN_FLAG (default: -ppn, or --npernode for Open MPI),
 # HPCSGD_PYTHON (default .venv/bin/python). Exit 3: stopped by SIGUSR1/SIGTERM after a
 # checkpoint; the same command resumes.
 set -euo pipefail
@@ -18,5 +21,10 @@ read -r nodes ranks_per_node < <("$python" -c '
 import sys, tomllib
 cluster = tomllib.load(open(sys.argv[1], "rb")).get("cluster", {})
 print(cluster.get("nodes") or 1, cluster.get("ranks_per_node") or 1)' "$job")
-exec ${MPIRUN:-mpirun} -n $((nodes * ranks_per_node)) ${PPN_FLAG:--ppn} "$ranks_per_node" \
+mpirun=${MPIRUN:-mpirun}
+bind=() ppn=${PPN_FLAG:--ppn}
+if "$mpirun" --version 2>&1 | grep -q "Open MPI"; then
+    bind=(--bind-to none) ppn=${PPN_FLAG:---npernode}
+fi
+exec "$mpirun" -n $((nodes * ranks_per_node)) "${bind[@]}" "$ppn" "$ranks_per_node" \
     "$python" -m hpcsgd.train "$job" --checkpoint.resume=auto "$@"

@@ -19,19 +19,27 @@ _RUNTIMES = (("libgomp", "gnu"), ("libiomp", "intel"), ("libomp", "llvm"))
 
 
 def loaded_runtime(maps: str | None = None) -> tuple[str, str] | None:
-    """(path, "gnu" | "intel" | "llvm") of the OpenMP runtime mapped into this process."""
+    """(path, "gnu" | "intel" | "llvm") of the OpenMP runtime mapped into this process; None
+    when there is none or more than one (then the team is not re-bound)."""
     if maps is None:
         try:
             maps = Path("/proc/self/maps").read_text()
         except OSError:
             return None
+    found = {}
     for line in maps.splitlines():
         path = line.split()[-1] if line.split() else ""
         name = os.path.basename(path)
+        if name.startswith("libomptarget"):
+            continue  # offloading plugin, not a runtime
         for prefix, kind in _RUNTIMES:
             if name.startswith(prefix) and ".so" in name:
-                return path, kind
-    return None
+                found[path] = kind
+    if len(found) != 1:
+        # none, or several runtimes (torch's plus one pulled in by another library): which
+        # one runs torch's team is unknown, and binding the other's would do nothing
+        return None
+    return next(iter(found.items()))
 
 
 _CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)

@@ -139,8 +139,8 @@ def plan_node(topology: Topology, *, ranks: int, comm_cores: int = -1, data_core
               threads: int = 0, preset: str = "auto") -> NodePlan:
     """Every rank's compute, communication and data cores on one node.
 
-    comm_cores: per rank, -1 = the preset's rule (PRESETS[preset].comm_per_socket per socket
-    the rank spans; "auto": auto_comm_cores); data_cores: per rank; threads: OpenMP threads
+    comm_cores: per rank, -1 = the preset's rule (PRESETS[preset].comm_per_socket per socket,
+    split among the ranks on that socket, at least 1 each; "auto": auto_comm_cores); data_cores: per rank; threads: OpenMP threads
     per rank, 0 = one per compute core (one when ranks outnumber cores). Raises ValueError naming the option that cannot fit.
     """
     if ranks < 1:
@@ -153,7 +153,12 @@ def plan_node(topology: Topology, *, ranks: int, comm_cores: int = -1, data_core
     rule = PRESETS[preset].comm_per_socket
     shared = ranks > len(topology.cores)
     plans = []
-    for r, block in enumerate(_blocks(topology, ranks)):
+    blocks = _blocks(topology, ranks)
+    # the preset's communication cores are a budget per socket (Codreanu IV-E: 4 per KNL, 2
+    # per Skylake socket), shared by the ranks on that socket: at least one each
+    sharers = {s: sum(any(c.socket == s for c in b) for b in blocks)
+               for s in {c.socket for c in topology.cores}}
+    for r, block in enumerate(blocks):
         segments = [[c for c in block if c.socket == s] for s in sorted({c.socket for c in block})]
         if shared and (comm_cores > 0 or data_cores > 0):
             raise ValueError(
@@ -165,7 +170,8 @@ def plan_node(topology: Topology, *, ranks: int, comm_cores: int = -1, data_core
         elif shared:
             n_comm = 0
         else:
-            n_comm = rule * len(segments) if rule is not None else auto_comm_cores(len(block))
+            n_comm = sum(max(1, rule // sharers[seg[0].socket]) for seg in segments) \
+                if rule is not None else auto_comm_cores(len(block))
         if n_comm + data_cores >= len(block):
             raise ValueError(
                 f"cluster.comm_cores_per_rank = {n_comm} + cluster.data_cores_per_rank = "

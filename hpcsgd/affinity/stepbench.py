@@ -25,15 +25,7 @@ import torch.nn.functional as F
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mpi4py import MPI
-
-    from hpcsgd.affinity.apply import apply_plan
-    from hpcsgd.comm import build_backend, build_reducer
-    from hpcsgd.comm.reducer import broadcast_state_
-    from hpcsgd.compute import compute_threads, prepare_model, to_layout
-    from hpcsgd.config import load_config, local_batch, validate
-    from hpcsgd.models import build_model
-    from hpcsgd.world import init_world
+    from hpcsgd.world import init_world, run_or_abort
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet50")
@@ -47,6 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = parser.parse_known_args(argv)
 
     world = init_world()
+    # a failure on one rank ends every rank at once (the others would wait in a collective)
+    return run_or_abort(world, _measure, args, overrides, world)
+
+
+def _measure(args, overrides, world) -> int:
+    from mpi4py import MPI
+
+    from hpcsgd.affinity.apply import apply_plan
+    from hpcsgd.comm import build_backend, build_reducer
+    from hpcsgd.comm.reducer import broadcast_state_
+    from hpcsgd.compute import compute_threads, prepare_model, to_layout
+    from hpcsgd.config import load_config, local_batch, validate
+    from hpcsgd.models import build_model
+
     cfg = load_config(None, [f"--train.global_batch={args.batch}", f"--model.name={args.model}",
                              f"--model.num_classes={args.classes}", "--data.name=imagenet",
                              *overrides])

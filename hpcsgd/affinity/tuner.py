@@ -81,7 +81,8 @@ def bench_command(c: Candidate, workload: list[str], *, mpiexec: str,
 def clean_env() -> dict[str, str]:
     """This process's environment without a launcher's variables (a fresh mpiexec must not
     think it runs inside another job) and without OpenMP placement (the layout decides)."""
-    drop = ("PMI_", "MPI", "HYDRA", "HPCSGD_EXPECT", "OMP_", "KMP_", "GOMP_")
+    drop = ("PMI_", "PMIX_", "MPI", "HYDRA", "OMPI_", "PRTE_", "I_MPI_", "SLURM_",
+            "HPCSGD_EXPECT", "OMP_", "KMP_", "GOMP_")
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 

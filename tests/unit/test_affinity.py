@@ -213,3 +213,18 @@ def test_cluster_config_checks_name_the_option():
         with pytest.raises(ConfigError, match=message):
             load_config(None, [bad])
 
+
+
+@pytest.mark.parametrize("preset,ranks", [("knl-7250", 2), ("knl-7250", 4), ("skx-8160", 3),
+                                          ("skx-8160", 4)])
+def test_preset_communication_budget_is_per_socket_not_per_rank(preset, ranks):
+    # Codreanu IV-E: 4 communication cores per KNL node, 2 per Skylake socket, whatever the
+    # number of ranks sharing them (each rank keeps at least one)
+    topology = PRESETS[preset].topology
+    plan = plan_node(topology, ranks=ranks, preset=preset)
+    rule = PRESETS[preset].comm_per_socket
+    socket_of = {c.first: c.socket for c in topology.cores}
+    for s in {c.socket for c in topology.cores}:
+        on_socket = [r for r in plan.ranks if any(socket_of[c] == s for c in r.compute)]
+        used = sum(socket_of[c] == s for r in plan.ranks for c in r.comm)
+        assert used == max(rule, len(on_socket)), (s, used)

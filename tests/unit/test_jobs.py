@@ -4,7 +4,9 @@ trainer will run = the row's printed iterations, x batch / 1,281,167 = the row's
 the paper's rounding); the recipes of Tables VIII and IX;
 the Slurm scripts consistent with their configs; the generated files up to date."""
 import importlib.util
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -181,3 +183,23 @@ def test_generated_files_are_up_to_date(tmp_path):
     for path in written:
         committed = JOBS / path.relative_to(tmp_path)
         assert committed.read_text() == path.read_text(), f"{committed}: run jobs/make_jobs.py"
+
+
+@pytest.mark.parametrize("version,expected", [
+    ("mpirun (Open MPI) 5.0.3", "-n 512 --bind-to none --npernode 2 "),
+    ("HYDRA build details:\n    Version: 4.2.0", "-n 512 -ppn 2 "),
+])
+def test_mpirun_script_never_lets_the_launcher_narrow_a_rank(tmp_path, version, expected):
+    # Open MPI binds each rank to a core or socket by default, and hpcsgd would then plan
+    # inside that slice: the generic script must turn binding off there
+    fake = tmp_path / "mpirun"
+    fake.write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then printf "{version}\\n"; '
+                    'else printf "%s\\n" "$*"; fi\n')
+    fake.chmod(0o755)
+    job = tmp_path / "job.toml"
+    job.write_text("[cluster]\nnodes = 256\nranks_per_node = 2\n")
+    out = subprocess.run([str(ROOT / "jobs" / "mpirun.sh"), str(job), "--train.epochs=1"],
+                         env={**os.environ, "MPIRUN": str(fake)}, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.startswith(expected), out
+    assert out.rstrip().endswith(f"{job} --checkpoint.resume=auto --train.epochs=1")
