@@ -14,11 +14,12 @@ reads the record from the LMDB and parses the Datum, then:
   clone, sub_, div_); eval: Resize(256) of the shorter side, CenterCrop(224), ToTensor,
   Normalize. Same crop boxes as ours (same random generator and box function).
 - ours: what a decode worker runs with the default configuration
-  (hpcsgd.data.sources.ImageNetSource.fill: simplejpeg decode with DCT scaling where the crop
-  allows and the fast IDCT, torch's uint8 antialiased resize of the crop box, flip into the
+  (hpcsgd.data.sources.ImageNetSource.fill: TurboJPEG 3 region decode of the crop box with
+  DCT scaling where the crop allows and the fast IDCT (hpcsgd/data/turbo.py), torch's uint8
+  antialiased resize of the crop box, flip into the
   uint8 batch) plus the training process's share (normalize_batch to float channels_last),
-  charged per image. Variants: region decode (data.region_decode, TurboJPEG 3 decoding only
-  the crop box; opt-in), no DCT scaling (never triggers for a random-resized crop of a
+  charged per image. Variants: whole-image decode (data.region_decode = false: simplejpeg
+  decodes the whole image), no DCT scaling (never triggers for a random-resized crop of a
   500x375 image: the crop would need 448 pixels both ways), accurate IDCT.
 
 Pipelines are timed in interleaved rounds (so machine load hits all alike) and the median
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
         pipelines = {
             "pillow train (torchvision-style)": per_image(src.reader, pillow_train),
             "ours train": ours(src, "train"),
-            "ours train, region decode (opt-in)": ours(source(region_decode=True), "train"),
+            "ours train, whole-image decode": ours(source(region_decode=False), "train"),
             "ours train, no DCT scaling": ours(source(dct_scaling=False), "train"),
             "ours train, accurate IDCT": ours(source(fast_decode=False), "train"),
             "ours collapse": ours(src, "collapse"),

@@ -47,9 +47,11 @@ _buffer = np.empty(0, np.uint8)  # this process's decode buffer, reused image af
 
 
 def decode(data: bytes, *, factor: int = 1, fast: bool = True,
-           size: tuple[int, int] | None = None) -> np.ndarray:
+           size: tuple[int, int] | None = None, fast_upsampling: bool | None = None) -> np.ndarray:
     """Decode to HWC uint8 RGB at 1/factor of the size (factor a power of two; the output is
     ceil(size/factor), as libjpeg-turbo scales). `size` = (height, width) if already known.
+    fast: the fast integer IDCT and, unless fast_upsampling says otherwise, merged chroma
+    upsampling (region decodes always upsample smoothly: hpcsgd/data/turbo.py).
 
     The result of a JPEG decode is a view of a buffer this process reuses: valid until its
     next call (no fresh 0.5 MB allocation and its page faults per image)."""
@@ -60,7 +62,8 @@ def decode(data: bytes, *, factor: int = 1, fast: bool = True,
         _buffer = np.empty(oh * ow * 3, np.uint8)
     try:
         # the smallest DCT scaling whose output is at least this size: exactly 1/factor
-        return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=fast, fastupsample=fast,
+        upsample = fast if fast_upsampling is None else fast_upsampling
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=fast, fastupsample=upsample,
                                       min_height=oh, min_width=ow, buffer=_buffer)
     except ValueError:
         return _decode_pillow(data, factor)

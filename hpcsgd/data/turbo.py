@@ -9,10 +9,10 @@ libturbojpeg (2.1) nor the Python JPEG wheels expose region decode; the `turbojp
 name another libturbojpeg.so of version 3. Without one, `available()` is False and
 hpcsgd.data.jpeg decodes whole images with simplejpeg.
 
-Known defect: with the wheel's libturbojpeg 3.0.0 about 3% of region decodes differ from the
-same region of a whole-image decode (a few rows off by up to 7 levels, mostly with the
-accurate IDCT; tools/stress_region_decode.py), and two benchmark runs crashed inside
-tj3Decompress8. The cause is not found, so data.region_decode is off by default.
+A region decoded exactly to the box differs from the whole-image decode in its last column,
+and sometimes its first, (fancy chroma upsampling has no outer neighbour there); decoding one
+iMCU further on each side makes it equal (tools/stress_region_decode.py). Two benchmark runs crashed inside tj3Decompress8 with
+an earlier version of this module; that has not been reproduced since (docs/data_path.md).
 """
 from __future__ import annotations
 
@@ -112,23 +112,30 @@ def decode_region(data: bytes, subsamp: int, region: tuple[int, int, int, int], 
                   *, fast: bool, scaled_width: int) -> tuple[np.ndarray, int]:
     """Decode `region` (x0, y0, x1, y1, in the coordinates of the image scaled by 1/factor)
     after `header(data)`. The left edge moves down to a multiple of the scaled iMCU width,
-    as TurboJPEG requires; returns (HWC uint8 RGB, that shift). The array is a view of a
-    buffer reused by the next call. scaled_width: the width of the image scaled by 1/factor."""
+    as TurboJPEG requires, and the right edge extends by up to one iMCU (the array may be
+    wider than the box); returns (HWC uint8 RGB, the box's left column in it). The array is
+    a view of a buffer reused by the next call. scaled_width: the image's width at 1/factor."""
     global _buffer
     h = _decompressor()
     _lib.tj3Set(h, _TJPARAM_FASTDCT, int(fast))
-    _lib.tj3Set(h, _TJPARAM_FASTUPSAMPLE, int(fast))
+    # always smooth chroma upsampling: the merged ("fast") upsampler garbled 8-pixel runs of
+    # the region's second row in 4 of 600 cropped decodes (libjpeg-turbo 3.0.0)
+    _lib.tj3Set(h, _TJPARAM_FASTUPSAMPLE, 0)
     if _lib.tj3SetScalingFactor(h, _ScalingFactor(1, factor)) != 0:
         raise TurboError(_lib.tj3GetErrorStr(h).decode(errors="replace"))
     x0, y0, x1, y1 = region
     mcu = -(-_MCU_WIDTH[subsamp] // factor) if 0 <= subsamp < len(_MCU_WIDTH) else 8
-    left = x0 - x0 % mcu
-    w, hh = x1 - left, y1 - y0
+    # one iMCU more on either side where the image has it: fancy (smooth) chroma upsampling
+    # of a region's first and last columns has no outer neighbour and replicates the edge,
+    # so those columns came out up to ~9 levels off the whole-image decode (in ~10% of
+    # accurate-mode boxes); the left edge must stay on an iMCU boundary
+    left = max(0, x0 - x0 % mcu - (mcu if x0 % mcu == 0 else 0))
+    right = min(x1 + mcu, scaled_width)
+    w, hh = right - left, y1 - y0
     if _lib.tj3SetCroppingRegion(h, _Region(left, y0, w, hh)) != 0:
         raise TurboError(_lib.tj3GetErrorStr(h).decode(errors="replace"))
     # slack of two uncropped output rows after the box: the merged upsampler once wrote a
-    # whole uncropped row into a cropped output buffer (libjpeg-turbo 2.0.7 changelog item 9);
-    # defensive: slack did not change the ~3% of regions decoded wrong (docs/data_path.md)
+    # whole uncropped row into a cropped output buffer (libjpeg-turbo 2.0.7 changelog item 9)
     need = w * hh * 3 + 2 * 3 * max(scaled_width, w) + 64
     if _buffer.size < need:
         _buffer = np.empty(need, np.uint8)
