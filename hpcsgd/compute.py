@@ -39,8 +39,33 @@ def to_layout(images: torch.Tensor, cfg: ComputeConfig) -> torch.Tensor:
     return images
 
 
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+"""CPU flags (/proc/cpuinfo) of bf16 arithmetic in hardware; without them oneDNN emulates
+bf16 and fp32 is faster (KNL 7250 and Skylake 8160, the papers' nodes, have neither)."""
+
+
+def native_bf16(cpuinfo: str | None = None) -> bool:
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                  if line.startswith("flags")), [])
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+
+
+def precision(cfg: ComputeConfig) -> str:
+    """The precision compute.precision means on this node: "auto" is bf16 where the CPU has
+    it in hardware (2.2x fp32 on ResNet-50 here, docs/compute.md), else fp32."""
+    if cfg.precision == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return cfg.precision
+
+
 def autocast(cfg: ComputeConfig):
     """Context for forward passes (and the loss) in the configured precision."""
-    if cfg.precision == "bf16":
+    if precision(cfg) == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -33,7 +33,7 @@ from hpcsgd.checkpoint import (CheckpointError, capture_state, checkpoint_path, 
 from hpcsgd.comm import build_backend, build_reducer
 from hpcsgd.comm.reducer import (average_buffers_, broadcast_state_, check_consistency,
                                   check_replicas)
-from hpcsgd.compute import autocast, compute_threads, prepare_model, to_layout
+from hpcsgd.compute import autocast, compute_threads, precision, prepare_model, to_layout
 from hpcsgd.data import build_loaders
 from hpcsgd.entry import config_from_argv, run_entry
 from hpcsgd.evaluate import evaluate
@@ -90,7 +90,9 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     torch.manual_seed(cfg.train.seed)
     run_dir = cfg.run_dir
     log = open_run(cfg, world, f"hpcsgd: {world.size} ranks on {world.num_nodes} node(s), "
-                   f"{torch.get_num_threads()} compute threads per rank")
+                   f"{torch.get_num_threads()} compute threads per rank, "
+                   f"{precision(cfg.compute)} compute (compute.precision = "
+                   f"{cfg.compute.precision!r})")
     log.print(placement.table)
 
     local_batch = config_mod.local_batch(cfg, world.size)

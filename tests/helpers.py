@@ -38,6 +38,7 @@ def tiny_config(data_path: Path, out_dir: Path, **sections) -> Config:
     cfg.train.global_batch = 64
     cfg.train.log_every_steps = 4
     cfg.optim.base_lr = 0.05
+    cfg.compute.precision = "fp32"  # exactness tests compare fp32 sums, whatever the default
     for section, values in sections.items():
         for key, value in values.items():
             setattr(getattr(cfg, section), key, value)

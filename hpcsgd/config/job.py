@@ -57,14 +57,17 @@ class ComputeConfig:
     channels_last: bool = True
     """NHWC activations: oneDNN's native convolution layout on CPU (measured faster)."""
     precision: str = "fp32"
-    """"fp32" or "bf16" (autocast: bf16 convolutions/matmuls, fp32 weights and optimizer)."""
+    """"fp32", "bf16" (autocast: bf16 convolutions/matmuls, fp32 weights and optimizer) or
+    "auto": bf16 on CPUs with bf16 in hardware (AVX-512 BF16, AMX), else fp32. bf16 is 2.2x
+    faster on ResNet-50 here but not the default: a LeNet run that fp32 trains diverged to
+    NaN in bf16 (docs/compute.md)."""
     compile: bool = False
     """torch.compile the model (Inductor C++ code generation; first steps pay compile time)."""
 
     def check(self) -> None:
         _require(self.threads >= 0, "compute.threads", self.threads, "must be >= 0 (0 = automatic)")
-        _require(self.precision in ("fp32", "bf16"), "compute.precision", self.precision,
-                 "must be 'fp32' or 'bf16'")
+        _require(self.precision in ("auto", "fp32", "bf16"), "compute.precision",
+                 self.precision, "must be 'auto', 'fp32' or 'bf16'")
 
 
 @dataclass

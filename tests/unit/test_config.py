@@ -59,3 +59,16 @@ def test_global_batch_must_divide_into_ranks_and_accumulation():
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="nope.toml"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_auto_precision_is_bf16_only_with_bf16_in_hardware():
+    from hpcsgd.compute import native_bf16, precision
+    from hpcsgd.config import ComputeConfig
+    zen = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n"
+    knl = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512pf avx512er avx512cd\n"
+    spr = "flags\t: avx512f amx_tile amx_bf16 amx_int8\n"
+    assert native_bf16(zen) and native_bf16(spr) and not native_bf16(knl)
+    assert precision(ComputeConfig(precision="fp32")) == "fp32"
+    assert precision(ComputeConfig(precision="bf16")) == "bf16"
+    assert precision(ComputeConfig(precision="auto")) == ("bf16" if native_bf16() else "fp32")
+    assert precision(ComputeConfig()) == "fp32"  # the default (docs/compute.md)
