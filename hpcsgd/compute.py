@@ -10,6 +10,7 @@ each measured on ResNet-50 by tools/bench_compute.py (docs/compute.md):
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 import torch
@@ -56,11 +57,16 @@ def native_bf16(cpuinfo: str | None = None) -> bool:
     return any(flag in flags for flag in NATIVE_BF16_FLAGS)
 
 
+@functools.cache
+def _native_bf16_here() -> bool:
+    return native_bf16()  # read once: autocast() asks at every forward pass
+
+
 def precision(cfg: ComputeConfig) -> str:
     """The precision compute.precision means on this node: "auto" is bf16 where the CPU has
     it in hardware (2.2x fp32 on ResNet-50 here, docs/compute.md), else fp32."""
     if cfg.precision == "auto":
-        return "bf16" if native_bf16() else "fp32"
+        return "bf16" if _native_bf16_here() else "fp32"
     return cfg.precision
 
 

@@ -154,9 +154,9 @@ def train(cfg: config_mod.Config, world: World) -> dict:
         collapse = schedule.at(epoch).collapse
         for step_in_epoch, micro, images, labels in loader.epoch(epoch, start, collapse):
             images = to_layout(images, cfg.compute)
-            if micro == 0:
-                guard.before_step()
             timer.mark("data")
+            if micro == 0:
+                guard.before_step()  # charged to forward, not to the data wait
             last_micro = micro == cfg.train.accumulation - 1
             with autocast(cfg.compute):
                 loss = F.cross_entropy(forward(images), labels)
@@ -198,10 +198,10 @@ def train(cfg: config_mod.Config, world: World) -> dict:
                 elapsed = sum(phases.values())
                 progress.train_time += elapsed
                 totals = world.comm.allgather((loss_sum, loss_n))  # skipped steps excluded
-                counted = sum(n for _, n in totals)
-                mean_loss = sum(s for s, _ in totals) / counted if counted else None
+                summed, counted = sum(s for s, _ in totals), sum(n for _, n in totals)
+                mean_loss = summed / counted if counted else None
                 rate = steps_since_log * cfg.train.global_batch / elapsed
-                epoch_loss = (epoch_loss[0] + sum(s for s, _ in totals), epoch_loss[1] + counted)
+                epoch_loss = (epoch_loss[0] + summed, epoch_loss[1] + counted)
                 log.write("train", step=step, epoch=round(step / spe, 4), loss=mean_loss,
                           lr=optimizer.param_groups[0]["lr"],
                           weight_decay=optimizer.param_groups[0].get("weight_decay", 0.0),

@@ -104,3 +104,20 @@ def decode_box(data: bytes, box, size: tuple[int, int], *, factor: int = 1,
     image = decode(data, factor=factor, fast=fast, size=size)
     ih, iw = image.shape[:2]
     return image, scaled_box(box, iw / w, ih / h, iw, ih)
+
+
+def region_matches_whole(data: bytes, box, size: tuple[int, int], *, factor: int, fast: bool,
+                         tolerance: int = 1) -> bool:
+    """Whether decode_box's region decode of `box` equals the same box of a whole-image
+    decode with the same IDCT and smooth upsampling (region decodes always upsample
+    smoothly: hpcsgd/data/turbo.py), within `tolerance` levels. The check of
+    tests/unit/test_data_jpeg.py and tools/stress_region_decode.py."""
+    from hpcsgd.data.transforms import scaled_box
+    h, w = size
+    image, (x0, y0, x1, y1) = decode_box(data, box, size, factor=factor, fast=fast)
+    region = image[y0:y1, x0:x1].astype(int)  # a copy: the next decode reuses the buffers
+    whole = decode(data, factor=factor, fast=fast, size=size, fast_upsampling=False)
+    a0, b0, a1, b1 = scaled_box(box, whole.shape[1] / w, whole.shape[0] / h,
+                                whole.shape[1], whole.shape[0])
+    ref = whole[b0:b1, a0:a1].astype(int)
+    return region.shape == ref.shape and int(np.abs(region - ref).max()) <= tolerance

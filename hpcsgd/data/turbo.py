@@ -9,10 +9,11 @@ libturbojpeg (2.1) nor the Python JPEG wheels expose region decode; the `turbojp
 name another libturbojpeg.so of version 3. Without one, `available()` is False and
 hpcsgd.data.jpeg decodes whole images with simplejpeg.
 
-A region decoded exactly to the box differs from the whole-image decode in its last column,
-and sometimes its first, (fancy chroma upsampling has no outer neighbour there); decoding one
-iMCU further on each side makes it equal (tools/stress_region_decode.py). Two benchmark runs crashed inside tj3Decompress8 with
-an earlier version of this module; that has not been reproduced since (docs/data_path.md).
+A region decoded exactly to the box differs from the whole-image decode in its edge columns
+(smooth chroma upsampling has no outer neighbour there): decode_region decodes one iMCU more
+on each side. libturbojpeg 3.0.0's merged ("fast") upsampler garbles cropped decodes: region
+decodes always upsample smoothly. Checked by tools/stress_region_decode.py; two benchmark
+runs crashed inside tj3Decompress8 with the merged upsampler, none since (docs/data_path.md).
 """
 from __future__ import annotations
 
@@ -112,9 +113,9 @@ def decode_region(data: bytes, subsamp: int, region: tuple[int, int, int, int], 
                   *, fast: bool, scaled_width: int) -> tuple[np.ndarray, int]:
     """Decode `region` (x0, y0, x1, y1, in the coordinates of the image scaled by 1/factor)
     after `header(data)`. The left edge moves down to a multiple of the scaled iMCU width,
-    as TurboJPEG requires, and the right edge extends by up to one iMCU (the array may be
-    wider than the box); returns (HWC uint8 RGB, the box's left column in it). The array is
-    a view of a buffer reused by the next call. scaled_width: the image's width at 1/factor."""
+    as TurboJPEG requires, and both edges extend by up to one iMCU (the array may be wider
+    than the box); returns (HWC uint8 RGB, the box's left column in it). The array is a view
+    of a buffer reused by the next call. scaled_width: the image's width at 1/factor."""
     global _buffer
     h = _decompressor()
     _lib.tj3Set(h, _TJPARAM_FASTDCT, int(fast))
@@ -134,11 +135,8 @@ def decode_region(data: bytes, subsamp: int, region: tuple[int, int, int, int], 
     w, hh = right - left, y1 - y0
     if _lib.tj3SetCroppingRegion(h, _Region(left, y0, w, hh)) != 0:
         raise TurboError(_lib.tj3GetErrorStr(h).decode(errors="replace"))
-    # slack of two uncropped output rows after the box: the merged upsampler once wrote a
-    # whole uncropped row into a cropped output buffer (libjpeg-turbo 2.0.7 changelog item 9)
-    need = w * hh * 3 + 2 * 3 * max(scaled_width, w) + 64
-    if _buffer.size < need:
-        _buffer = np.empty(need, np.uint8)
+    if _buffer.size < w * hh * 3:
+        _buffer = np.empty(w * hh * 3, np.uint8)
     if _lib.tj3Decompress8(h, data, len(data), _buffer.ctypes.data, w * 3, _TJPF_RGB) != 0:
         raise TurboError(_lib.tj3GetErrorStr(h).decode(errors="replace"))
     return _buffer[:w * hh * 3].reshape(hh, w, 3), x0 - left
