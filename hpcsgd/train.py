@@ -113,7 +113,9 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     torch.manual_seed(cfg.train.seed + 1 + world.rank)  # per-rank randomness (dropout)
     optimizer = build_optimizer(model, cfg.optim)
     schedule = build_schedule(cfg, steps_per_epoch=spe)
-    reducer = build_reducer(model, placement.comm(cfg.comm), world)  # on the plan's comm cores
+    # on the plan's comm cores; the loop below only reads the averaged gradients, and zeroes
+    # them after each optimizer step, so they may be the node's shared memory
+    reducer = build_reducer(model, placement.comm(cfg.comm), world, gradients_read_only=True)
 
     progress = Progress()
     resume_from = _resume_path(cfg)

@@ -87,7 +87,7 @@ def compare(world, name: str, batch: int, steps: int, bucket_mb: float | None,
             cfg = CommConfig() if bucket_mb is None else CommConfig(bucket_mb=bucket_mb)
             for key, value in OURS[v].items():
                 setattr(cfg, key, value)
-            reducers.append(build_reducer(model, cfg, world))
+            reducers.append(build_reducer(model, cfg, world, gradients_read_only=True))
             sync, zero = reducers[-1].synchronize, reducers[-1].zero_grad
         elif v == "no-comm":  # each rank steps alone: the compute floor of every variant
             sync, zero = (lambda: None), None
@@ -154,7 +154,7 @@ def main() -> None:
             m = r["median"]
             print(f"| {r['model']} | {r['params'] / 1e6:.1f}M | {b} | "
                   + " | ".join(f"{m[v]:.3f}" for v in vs) + " | "
-                  + " | ".join(f"{m[a] / m[c]:.2f}" for a, c in ratios)
+                  + " | ".join(f"{m[a] / m[c]:.3f}" for a, c in ratios)
                   + f" | {r['drift']:.1e} |")
         for r in results:
             for k, v in r["times"].items():

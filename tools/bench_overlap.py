@@ -86,7 +86,7 @@ def main() -> None:
     broadcast_state_(model, build_backend("mpi", world))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     reducer = build_reducer(model, CommConfig(bucket_mb=args.bucket_mb, comm_cores=comm_cores),
-                            world)
+                            world, gradients_read_only=True)  # as hpcsgd.train
     g = torch.Generator().manual_seed(world.rank)
     images = torch.randn(args.batch, 3, args.image, args.image, generator=g) \
         .contiguous(memory_format=torch.channels_last)

@@ -64,7 +64,7 @@ def _measure(args, overrides, world) -> int:
     model = build_model(cfg.model.name, num_classes=cfg.model.num_classes, in_channels=3)
     forward = prepare_model(model, cfg.compute)
     broadcast_state_(model, build_backend(cfg.comm.backend, world))
-    reducer = build_reducer(model, placement.comm(cfg.comm), world)
+    reducer = build_reducer(model, placement.comm(cfg.comm), world, gradients_read_only=True)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     n = local_batch(cfg, world.size)
     gen = torch.Generator().manual_seed(world.rank)

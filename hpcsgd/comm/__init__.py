@@ -48,7 +48,8 @@ def use_hierarchical(cfg, world) -> bool:
 
 def build_allreduce(cfg, world):
     """The in-place fp32 sum used for gradient buckets, as the [comm] section `cfg` asks:
-    returns (allreduce_, buffers or None, objects to close). Collective."""
+    returns (allreduce_, average_ or None, buffers or None, objects to close), average_ being
+    a fused sum-and-divide where the allreduce has one. Collective."""
     from hpcsgd.comm.hierarchical import HierarchicalAllreduce
     from hpcsgd.comm.wire import BF16Wire
 
@@ -62,10 +63,10 @@ def build_allreduce(cfg, world):
             world.comm, world.node_comm,
             lambda leaders: over(MPIBackend(leaders, arrival_poll_s=poll, message_bytes=message)),
             arrival_poll_s=poll)
-        return h.allreduce_sum_, h.buffers, [h]
+        return h.allreduce_sum_, h.average_, h.buffers, [h]
     backend = build_backend(cfg.backend, world, private=True, arrival_poll_s=poll,
                             message_bytes=message)
-    return over(backend).allreduce_sum_, None, [backend]
+    return over(backend).allreduce_sum_, None, None, [backend]
 
 
 def require_thread_multiple() -> None:
@@ -81,9 +82,11 @@ def require_thread_multiple() -> None:
             "support, or run with comm.overlap = false and comm.stall_timeout_s = 0")
 
 
-def build_reducer(model, cfg, world):
+def build_reducer(model, cfg, world, *, gradients_read_only: bool = False):
     """The gradient reducer for `model` as configured in the [comm] section `cfg`
-    (collective: every rank builds it at the same point)."""
+    (collective: every rank builds it at the same point). gradients_read_only: the training
+    loop modifies no averaged gradient in place and calls reducer.zero_grad() after the
+    optimizer step, so the gradients may be the node's shared memory (GradientReducer)."""
     from hpcsgd.comm.reducer import GradientReducer
     from hpcsgd.comm.watchdog import Watchdog
 
@@ -96,14 +99,15 @@ def build_reducer(model, cfg, world):
         engine = CommEngine(cfg.comm_cores, priority_boost=cfg.priority_boost)
         progress = engine.progress
         # built on the communication thread: threads a library starts inherit its cores
-        allreduce_, buffers, closers = engine.call(build_allreduce, cfg, world,
-                                                   label="build backend")
+        allreduce_, average_, buffers, closers = engine.call(build_allreduce, cfg, world,
+                                                             label="build backend")
     else:
-        allreduce_, buffers, closers = build_allreduce(cfg, world)
+        allreduce_, average_, buffers, closers = build_allreduce(cfg, world)
     if use_watchdog:
         closers.insert(0, Watchdog(world.comm, progress, timeout_s=cfg.stall_timeout_s,
                                    cores=cfg.comm_cores))
     if engine is not None:
         closers.append(engine)
     return GradientReducer(model, allreduce_, world_size=world.size, bucket_bytes=bucket_bytes,
-                           engine=engine, progress=progress, closers=closers, buffers=buffers)
+                           engine=engine, progress=progress, closers=closers, buffers=buffers,
+                           average_=average_, gradients_read_only=gradients_read_only)

@@ -58,14 +58,20 @@ class Bucket:
         if self.flat.numel() != self.numel or self.flat.dtype != torch.float32:
             raise ValueError(f"bucket {index}: needs {self.numel} fp32 values, got "
                              f"{self.flat.numel()} {self.flat.dtype}")
-        self.views, offset = [], 0
-        for p in params:
-            stride = p.stride() if is_dense(p) else torch.empty(p.shape).stride()
-            self.views.append(self.flat.as_strided(p.shape, stride, offset))
-            offset += p.numel()
+        self.views = self._views_over(self.flat)
+        self._shared: tuple[int, list[torch.Tensor]] | None = None  # (data_ptr, views)
         self.ready = [False] * len(params)
         self.n_ready = 0
         self.handle = None
+        self.mean: torch.Tensor | None = None  # where the averaged gradients are (blocking)
+
+    def _views_over(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        views, offset = [], 0
+        for p in self.params:
+            stride = p.stride() if is_dense(p) else torch.empty(p.shape).stride()
+            views.append(flat.as_strided(p.shape, stride, offset))
+            offset += p.numel()
+        return views
 
     @property
     def nbytes(self) -> int:
@@ -86,9 +92,16 @@ class Bucket:
         self.ready[j] = True
         self.n_ready += 1
 
-    def publish_(self) -> None:
-        """Make every parameter's .grad its slot (no copy when dtypes agree)."""
-        for p, view in zip(self.params, self.views):
+    def publish_(self, mean: torch.Tensor | None = None) -> None:
+        """Make every parameter's .grad its slot (no copy when dtypes agree), or its place in
+        `mean`: memory of the same size holding the averaged bucket, shared by the node's
+        ranks (hierarchical allreduce with shared results), which must only be read."""
+        views = self.views
+        if mean is not None and mean.data_ptr() != self.flat.data_ptr():
+            if self._shared is None or self._shared[0] != mean.data_ptr():
+                self._shared = (mean.data_ptr(), self._views_over(mean))
+            views = self._shared[1]
+        for p, view in zip(self.params, views):
             if p.dtype == view.dtype:
                 p.grad = view
             elif p.grad is None:
@@ -97,13 +110,17 @@ class Bucket:
                 p.grad.copy_(view)
 
     def release_(self) -> None:
-        """Give every parameter whose .grad is a slot of this bucket a private copy (before
-        the bucket's memory goes away)."""
-        for p, view in zip(self.params, self.views):
-            if p.grad is not None and p.grad.data_ptr() == view.data_ptr():
+        """Give every parameter whose .grad is a slot of this bucket, or of its shared result,
+        a private copy (before the bucket's memory goes away)."""
+        ours = {v.data_ptr() for v in self.views}
+        if self._shared is not None:
+            ours |= {v.data_ptr() for v in self._shared[1]}
+        for p in self.params:
+            if p.grad is not None and p.grad.data_ptr() in ours:
                 p.grad = p.grad.clone()
 
     def reset(self) -> None:
         self.ready = [False] * len(self.params)
         self.n_ready = 0
         self.handle = None
+        self.mean = None

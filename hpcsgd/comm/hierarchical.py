@@ -8,27 +8,37 @@ one model's worth of gradients per step).
 
 The node's ranks share MPI shared-memory windows: a slot of fp32 values per rank, and a
 result area beside the leader's slot. The reducer's buckets are allocated in the slots
-(buffers()), so packing a gradient writes it straight into shared memory. One allreduce:
+(buffers()), so packing a gradient writes it straight into shared memory, and each bucket
+has a result area of its own. One average (or sum):
   1. a tensor that is not such a bucket is copied into a scratch slot first;
-  2. local rank i sums segment i of all slots (in slot order, fp32) into the result area:
-     the node-local reduce is done by all the node's ranks in parallel, each on 1/k of it;
+  2. local rank i sums segment i of all slots (in slot order, fp32) into the result area and
+     divides it by the world size there: the node-local reduce is done by all the node's
+     ranks in parallel, each on 1/k of it, in cache-sized chunks so that the slots are read
+     once and the division costs no extra pass over memory;
   3. the leader allreduces the result area across nodes (fp32, or bf16 on the wire);
-  4. every rank copies the result back (node-local broadcast).
+  4. every rank copies the result back (node-local broadcast), or, when the caller only
+     reads it (share=True), uses the result area itself: then no rank copies anything, and
+     the gradients the optimizer reads are one copy per node.
 Node barriers separate the phases (MPI_Win_sync around each: the window's unified memory
 model needs a memory barrier on both sides of a process synchronisation); the next call's
-first barrier keeps its writes from overtaking this call's reads. With arrival_poll_s > 0 a
-barrier is a flag per rank in shared memory (each rank writes only its own: no atomics
-needed) that the others poll with sleeps in between: the last rank to arrive releases the
-others without any MPI progress on their side, and nobody spins, which matters when the
-node runs more threads than it has cores.
+first barrier keeps its writes from overtaking this call's reads (a shared result is read
+until the rank launches the same bucket again, i.e. until its next backward pass). With
+arrival_poll_s > 0 the barriers sleep in the kernel until the last rank arrives
+(hpcsgd/comm/nodebarrier.py): nobody spins, which matters when the node runs more threads
+than it has cores.
 """
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import torch
 from mpi4py import MPI
+
+from hpcsgd.comm.nodebarrier import NodeBarrier
+
+
+CHUNK = 1 << 15
+"""Values per chunk of the node-local reduce: the k slots' chunks and the result's (128 KiB
+each) stay in a core's L2 while they are summed and divided."""
 
 
 def segment(n: int, parts: int, i: int) -> tuple[int, int]:
@@ -72,7 +82,7 @@ class HierarchicalAllreduce:
                  arrival_poll_s: float = 0.0):
         """comm: all ranks; node_comm: this node's ranks (both duplicated here, collective).
         make_inter(leaders_world) -> object with allreduce_sum_ over the node leaders.
-        arrival_poll_s: > 0 makes node barriers sleep between polls instead of spinning."""
+        arrival_poll_s: > 0 makes node barriers sleep instead of spinning (NodeBarrier)."""
         self.node = node_comm.Dup()
         self.arrival_poll_s = arrival_poll_s
         self.local_rank, self.local_size = self.node.rank, self.node.size
@@ -83,14 +93,7 @@ class HierarchicalAllreduce:
         self.arena: _SharedSpace | None = None  # the reducer's buckets live here
         self.scratch: _SharedSpace | None = None  # any other tensor is copied in here
         self._reserve(max(capacity, 1))
-        # barrier flags: one int64 per rank, written only by its rank
-        self.flag_win = MPI.Win.Allocate_shared(8, 8, comm=self.node)
-        self.flag_win.Lock_all()
-        self.flags = [np.frombuffer(self.flag_win.Shared_query(r)[0], dtype=np.int64, count=1)
-                      for r in range(self.local_size)]
-        self.flags[self.local_rank][0] = 0
-        self._epoch = 0
-        self.node.Barrier()  # every flag initialised
+        self.barrier = NodeBarrier(self.node, arrival_poll_s)
 
     @property
     def capacity(self) -> int:
@@ -111,7 +114,8 @@ class HierarchicalAllreduce:
         the node read it, so their allreduce skips the copy in."""
         if self.arena is not None:
             raise RuntimeError("hierarchical allreduce: buffers() was already called")
-        self.arena = _SharedSpace(self.node, sum(sizes), max(sizes, default=0))
+        # a result area per bucket: a shared result stays valid while later buckets reduce
+        self.arena = _SharedSpace(self.node, sum(sizes), sum(sizes))
         mine = self.arena.slots[self.local_rank]
         out, offset = [], 0
         for n in sizes:
@@ -124,20 +128,22 @@ class HierarchicalAllreduce:
         for space in (self.arena, self.scratch):
             if space is not None:
                 space.win.Sync()
-        self.flag_win.Sync()
+        self.barrier.sync()
 
     def _node_barrier(self) -> None:
-        self._fence()  # this rank's writes are visible before its flag
-        if self.arrival_poll_s > 0:
-            self._epoch += 1
-            self.flags[self.local_rank][0] = self._epoch
-            while any(f[0] < self._epoch for f in self.flags):
-                time.sleep(self.arrival_poll_s)
-        else:
-            self.node.Barrier()
+        self._fence()  # this rank's writes are visible before it arrives
+        self.barrier.wait()
         self._fence()  # and the others' writes before this rank's reads
 
     def allreduce_sum_(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum t over all ranks, in place."""
+        return self.average_(t, 1)
+
+    def average_(self, t: torch.Tensor, divisor: int, share: bool = False) -> torch.Tensor:
+        """Sum t over all ranks and divide by `divisor`. Returns t (in place), or with
+        share=True and t one of buffers()' tensors, the node's shared result area holding the
+        average, t left as it was: the caller must only read it, and only until this rank
+        averages the same buffer again."""
         if t.dtype != torch.float32 or not t.is_contiguous():
             raise TypeError(f"hierarchical allreduce takes contiguous fp32 tensors, got {t.dtype}")
         n = t.numel()
@@ -147,20 +153,29 @@ class HierarchicalAllreduce:
             at = space.offset_of(t, space.slots[self.local_rank])
         if at is None:  # not one of our buffers: copy it into the scratch window
             self._reserve(n)
-            space, at = self.scratch, 0
+            space, at, share = self.scratch, 0, False
+        if space is self.scratch:
             np.copyto(space.slots[self.local_rank][:n], x)
+        result = space.result[at:at + n] if space is self.arena else space.result[:n]
         self._node_barrier()  # every slot written
         lo, hi = segment(n, self.local_size, self.local_rank)
-        acc = space.result[lo:hi]
-        np.copyto(acc, space.slots[0][at + lo:at + hi])
-        for j in range(1, self.local_size):  # fixed slot order: same bits on every node
-            np.add(acc, space.slots[j][at + lo:at + hi], out=acc)
+        slots = [slot[at:at + n] for slot in space.slots]
+        for c in range(lo, hi, CHUNK):
+            e = min(c + CHUNK, hi)
+            acc = result[c:e]
+            np.copyto(acc, slots[0][c:e])
+            for slot in slots[1:]:  # fixed slot order: same bits on every node
+                np.add(acc, slot[c:e], out=acc)
+            if divisor != 1:  # before the inter-node sum: sum(x / d) over the nodes
+                np.divide(acc, divisor, out=acc)
         self._node_barrier()  # the result area holds the node's sum
         if self.size > self.local_size:  # more than one node
             if self.inter is not None:
-                self.inter.allreduce_sum_(torch.from_numpy(space.result[:n]))
+                self.inter.allreduce_sum_(torch.from_numpy(result))
             self._node_barrier()  # the result area holds the global sum
-        np.copyto(x, space.result[:n])
+        if share:
+            return torch.from_numpy(result)
+        np.copyto(x, result)
         return t
 
     def close(self) -> None:
@@ -171,8 +186,7 @@ class HierarchicalAllreduce:
             if space is not None:
                 space.free()
         self.arena = self.scratch = None
-        self.flag_win.Unlock_all()
-        self.flag_win.Free()
+        self.barrier.free()
         if self.leaders != MPI.COMM_NULL:
             self.leaders.Free()
         self.node.Free()

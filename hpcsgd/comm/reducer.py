@@ -9,6 +9,9 @@ is the one sync point before the optimizer step: it waits for every bucket, afte
 buckets and keeps those views as the gradients, so the next backward accumulates straight
 into the buckets: no gradient is copied on the compute threads, and the division by the
 world size runs after the sum on the communication thread (DDP's gradient_as_bucket_view).
+With ``gradients_read_only`` (a training loop that only reads the averaged gradients and
+calls ``zero_grad()`` after the optimizer step) and the hierarchical allreduce, ``p.grad`` is
+a view of the node's shared result instead: no rank copies the average back at all.
 
 Without an engine (``BlockingReducer``, comm.overlap = false) the same buckets are packed and
 allreduced one after the other on the calling thread inside ``synchronize()``: the baseline
@@ -37,14 +40,22 @@ from hpcsgd.comm.replicas import (average_buffers_, broadcast_state_, check_cons
 
 class GradientReducer:
     def __init__(self, model: nn.Module, allreduce_, *, world_size: int, bucket_bytes: int,
-                 engine=None, progress: Progress | None = None, closers=(), buffers=None):
+                 engine=None, progress: Progress | None = None, closers=(), buffers=None,
+                 average_=None, gradients_read_only: bool = False):
         """allreduce_(flat fp32 tensor): in-place sum over the ranks (a backend, the bf16
-        wire or the hierarchical allreduce). engine: the communication thread; None = run
+        wire or the hierarchical allreduce). average_(flat, divisor, share): the sum divided
+        by divisor in one go, returning where the result is (flat, or with share the
+        allreduce's own memory; default: allreduce_, then a division).
+        gradients_read_only: the caller promises to modify no p.grad between synchronize()
+        and zero_grad(), so that gradients may be shared memory. engine: the communication
+        thread; None = run
         the allreduces on the caller's thread in synchronize() (blocking). closers: objects
         whose close() is called by close() (backends, watchdog, engine). buffers(sizes):
         the allreduce's own memory for the buckets (collective), e.g. shared memory."""
         self.model = model
         self.allreduce_ = allreduce_
+        self.average_ = average_ or self._sum_then_divide_
+        self.share = gradients_read_only
         self.world_size = world_size
         self.engine = engine
         self.progress = engine.progress if engine is not None else (progress or Progress())
@@ -95,24 +106,26 @@ class GradientReducer:
     def _launch(self, bucket: Bucket) -> None:
         label = (f"step {self.steps} bucket {bucket.index + 1}/{len(self.buckets)} "
                  f"({bucket.nbytes / 2**20:.1f} MiB)")
+        args = (bucket.flat, self.world_size, self.share)
         if self.engine is not None:
-            bucket.handle = self.engine.submit(self._average_, bucket.flat, label=label)
+            bucket.handle = self.engine.submit(self.average_, *args, label=label)
         else:
             self.progress.enter(label)
             try:
-                self._average_(bucket.flat)
+                bucket.mean = self.average_(*args)
             finally:
                 self.progress.leave()
 
-    def _average_(self, flat: torch.Tensor) -> None:
+    def _sum_then_divide_(self, flat: torch.Tensor, divisor: int, share: bool) -> torch.Tensor:
         """Sum over the ranks, then divide (on the communication thread when there is one).
         Exact mean up to fp32 summation rounding; bit-identical to dividing first when the
         world size is a power of two."""
         self.allreduce_(flat)
-        if self.world_size > 1:
+        if divisor != 1:
             # numpy, not torch: one thread, GIL released; torch's div_ would start an OpenMP
             # team of its own on the communication cores
-            np.divide(flat.numpy(), self.world_size, out=flat.numpy())
+            np.divide(flat.numpy(), divisor, out=flat.numpy())
+        return flat
 
     # ------------------------------------------------------------------ the sync point
 
@@ -139,10 +152,10 @@ class GradientReducer:
         self._launch_ready()  # blocking reducer: every allreduce runs here
         for bucket in self.buckets:  # waits for every bucket's allreduce (sync point)
             if bucket.handle is not None:
-                bucket.handle.wait()
+                bucket.mean = bucket.handle.wait()
         self.wait_s = time.perf_counter() - t0
         for bucket in self.buckets:
-            bucket.publish_()
+            bucket.publish_(bucket.mean)
             bucket.reset()
         self._next = 0
         self.steps += 1

@@ -4,6 +4,8 @@ split into nodes of two ranks, so that the leaders' inter-node step runs even on
 machine), and waiting for a late rank without spinning."""
 import time
 
+import numpy as np
+
 import pytest
 import torch
 from mpi4py import MPI
@@ -97,3 +99,45 @@ def test_mpi_refuses_to_sum_bf16_with_its_builtin_operator(world):
     with pytest.raises(TypeError, match="cannot reduce torch.bfloat16"):
         MPIBackend(world).allreduce_sum_(torch.ones(4, dtype=torch.bfloat16))
     assert MPI.Query_thread() == MPI.THREAD_MULTIPLE  # what hpcsgd.world asked for
+
+
+def test_node_barrier_sleeps_until_the_last_rank_wakes_it(world):
+    """The hierarchical allreduce's node barrier: ranks that arrive early sleep on the futex
+    (almost no CPU) and the last one wakes them; over many rounds nobody passes early."""
+    from hpcsgd.comm.nodebarrier import NodeBarrier
+    node = world.comm.Split_type(MPI.COMM_TYPE_SHARED, key=world.rank)
+    barrier = NodeBarrier(node, poll_s=2e-4)
+    assert barrier.futex is not None  # Linux on a known architecture: the futex path
+    late = node.size - 1
+    wall, cpu = time.perf_counter(), time.thread_time()
+    if node.rank == late:
+        time.sleep(1.0)
+    barrier.wait()
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    woken = node.allreduce(barrier.woken)
+    if node.rank != late:
+        assert wall > 0.9 and cpu < 0.05 * wall, (wall, cpu)
+    if node.size > 1:  # the late rank woke the sleepers (at most all of the others)
+        assert 1 <= woken <= node.size - 1
+    # nobody leaves round k before everyone has entered it: each rank marks its arrival in
+    # its own row of a shared table, and after the barrier every row must show round k
+    win = MPI.Win.Allocate_shared(8 * 50, 8, comm=node)
+    win.Lock_all()
+    rows = [np.frombuffer(win.Shared_query(r)[0], dtype=np.int64, count=50)
+            for r in range(node.size)]
+    rows[node.rank][:] = 0
+    node.Barrier()
+    for k in range(50):
+        if (k + node.rank) % 3 == 0:
+            time.sleep(0.002)  # a different late rank every round
+        rows[node.rank][k] = 1
+        win.Sync()
+        barrier.wait()
+        win.Sync()
+        arrived = sum(int(row[k]) for row in rows)
+        assert arrived == node.size, f"round {k}: left with {arrived} of {node.size} in"
+    node.Barrier()
+    win.Unlock_all()
+    win.Free()
+    barrier.free()
+    node.Free()

@@ -58,6 +58,46 @@ def test_reduced_gradients_are_the_average(world, options):
     reducer.close()
 
 
+@pytest.mark.parametrize("overlap", [True, False])
+def test_read_only_gradients_are_the_nodes_shared_average(world, overlap):
+    """gradients_read_only + hierarchical: p.grad is the node's one shared copy of the average
+    (no rank copies it back into its slot), every bucket's at once; zero_grad() gives the
+    slots back; a second step is exact again; close() leaves private copies."""
+    torch.manual_seed(0)
+    model = _model()
+    broadcast_state_(model, build_backend("mpi", world))
+    reducer = build_reducer(model, CommConfig(bucket_mb=1e-3, hierarchical="on", overlap=overlap,
+                                              stall_timeout_s=60.0),
+                            world, gradients_read_only=True)
+    assert len(reducer.buckets) > 1
+    slots = {v.data_ptr() for b in reducer.buckets for v in b.views}
+    for step in range(2):
+        all_grads = [[g * (step + 1) for g in _rank_grads(model, r)] for r in range(world.size)]
+        for p, g in zip(model.parameters(), all_grads[world.rank]):
+            if p.grad is None:
+                p.grad = g.clone().contiguous(memory_format=torch.preserve_format)
+            else:  # backward accumulating into the zeroed slot
+                p.grad.add_(g)
+        reducer.synchronize()
+        assert not any(p.grad.data_ptr() in slots for p in model.parameters())
+        _assert_average(model, world, all_grads, (world.size + 1) * EPS32)
+        check_replicas(model, world)
+        for b in reducer.buckets:  # this rank's own contribution is still in its slots
+            for p, v in zip(b.params, b.views):
+                i = next(k for k, q in enumerate(model.parameters()) if q is p)
+                torch.testing.assert_close(v, all_grads[world.rank][i], rtol=0, atol=0)
+        reducer.zero_grad()
+        assert all(p.grad.data_ptr() in slots and not p.grad.any() for p in model.parameters())
+    for p, g in zip(model.parameters(), all_grads[world.rank]):
+        p.grad.add_(g)
+    reducer.synchronize()
+    averaged = [p.grad.clone() for p in model.parameters()]
+    reducer.close()
+    for p, a in zip(model.parameters(), averaged):
+        assert p.grad.data_ptr() not in slots
+        torch.testing.assert_close(p.grad, a, rtol=0, atol=0)
+
+
 def test_power_of_two_world_with_small_integers_is_exact(world):
     # rank r's gradient = (r + 1) * g0: the average is g0 * (N + 1) / 2, exact in fp32 when
     # dividing by N is exact
