@@ -21,6 +21,8 @@ the machine's load hits both alike.
         any reducer could reach).
 Neither side pins its communication threads (no core is spare when every rank computes).
 Step time = slowest rank, median over --steps after one warm-up step; ratio = ours / ddp.
+For our variants the CPU time of the communication thread per step (the most any rank spent,
+from the kernel's schedstat) shows what the reducer takes from compute on shared cores.
 The replicas' weights are compared after the first step (same weights, same data: they must
 agree up to summation order; "max rel. weight diff").
 """
@@ -70,6 +72,12 @@ def make_step(model, sync, images, labels, rank, zero=None):
     return step
 
 
+def thread_cpu_s(native_id: int) -> float:
+    """CPU time a thread of this process has run so far (Linux schedstat, nanoseconds)."""
+    with open(f"/proc/self/task/{native_id}/schedstat") as f:
+        return int(f.read().split()[0]) * 1e-9
+
+
 def compare(world, name: str, batch: int, steps: int, bucket_mb: float | None,
             variants: list[str]) -> dict:
     torch.manual_seed(0)
@@ -99,14 +107,19 @@ def compare(world, name: str, batch: int, steps: int, bucket_mb: float | None,
                 (lambda m=model: m.zero_grad(set_to_none=False)) if v == "ddp-view" else None)
         runs[v] = make_step(model, sync, images, labels, world.rank, zero)
     times = {k: [] for k in runs}
+    comm_cpu = {v: 0.0 for v in runs if v.startswith("ours")}
+    engines = dict(zip(comm_cpu, (r.engine for r in reducers)))
     drift = 0.0
     for k in range(steps + 1):  # step 0 is the warm-up
         for label, step in runs.items():
             world.comm.Barrier()
+            cpu0 = thread_cpu_s(engines[label].native_id) if label in engines else 0.0
             t0 = time.perf_counter()
             step(k)
             if k:
                 times[label].append(world.comm.allreduce(time.perf_counter() - t0, op=MPI.MAX))
+                if label in engines:
+                    comm_cpu[label] += thread_cpu_s(engines[label].native_id) - cpu0
         if k == 0:  # one step from the same weights on the same data: the replicas agree
             with torch.no_grad():  # up to summation order (later steps amplify it)
                 drift = max(float((a - b).abs().max() / (b.abs().max() + 1e-12))
@@ -115,7 +128,8 @@ def compare(world, name: str, batch: int, steps: int, bucket_mb: float | None,
     for r in reducers:
         r.close()
     params = sum(p.numel() for p in base.parameters())
-    return {"model": name, "params": params, "times": times,
+    comm_cpu = {v: world.comm.allreduce(c / steps, op=MPI.MAX) for v, c in comm_cpu.items()}
+    return {"model": name, "params": params, "times": times, "comm_cpu": comm_cpu,
             "median": {k: statistics.median(v) for k, v in times.items()},
             "drift": world.comm.allreduce(drift, op=MPI.MAX)}
 
@@ -156,6 +170,9 @@ def main() -> None:
                   + " | ".join(f"{m[v]:.3f}" for v in vs) + " | "
                   + " | ".join(f"{m[a] / m[c]:.3f}" for a, c in ratios)
                   + f" | {r['drift']:.1e} |")
+        for r in results:
+            print(f"# {r['model']}: communication thread CPU per step (most of any rank): "
+                  + ", ".join(f"{v} {c * 1e3:.1f} ms" for v, c in r["comm_cpu"].items()))
         for r in results:
             for k, v in r["times"].items():
                 print(f"#   {r['model']} {k}: " + " ".join(f"{t:.3f}" for t in v))
