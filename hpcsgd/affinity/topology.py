@@ -145,9 +145,20 @@ def read_sysfs(root: str | Path = "/sys/devices/system", name: str = "this node"
     rows = []
     for cpu in online:
         topo = root / "cpu" / f"cpu{cpu}" / "topology"
-        rows.append((cpu, int((topo / "core_id").read_text()),
-                     int((topo / "physical_package_id").read_text()), node_of.get(cpu, 0)))
+        rows.append((cpu, _core_key(topo), int((topo / "physical_package_id").read_text()),
+                     node_of.get(cpu, 0)))
     return _build(name, rows)
+
+
+def _core_key(topo: Path) -> int:
+    """One number per physical core: the lowest CPU among its hardware threads. core_id is
+    not enough: on CPUs of several dies per package (Cascade Lake-AP, Sapphire Rapids XCC,
+    AMD's chiplets) it repeats on every die, and grouping by (package, core_id) would merge
+    the cores of different dies into one with 2 x the threads."""
+    for siblings in ("core_cpus_list", "thread_siblings_list"):  # newer name, then older
+        if (topo / siblings).exists():
+            return min(parse_cpulist((topo / siblings).read_text()))
+    return int((topo / "core_id").read_text())
 
 
 def discover(name: str = "this node") -> Topology:

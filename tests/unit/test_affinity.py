@@ -197,6 +197,24 @@ def test_read_sysfs_from_a_fake_tree(tmp_path):
     assert topo.restrict({1, 2}).cpus == [1, 2]
 
 
+def test_read_sysfs_keeps_the_cores_of_different_dies_apart(tmp_path):
+    """Two dies in one package, core_id 0-1 on each, 2 threads per core (CPU c and c + 4):
+    the sibling lists, not core_id, say which CPUs share a core."""
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "online").write_text("0-7\n")
+    for cpu in range(8):
+        core = cpu % 4  # physical cores 0-3: die 0 has 0-1, die 1 has 2-3
+        d = tmp_path / "cpu" / f"cpu{cpu}" / "topology"
+        d.mkdir(parents=True)
+        (d / "core_id").write_text(f"{core % 2}\n")  # repeats on each die
+        (d / "die_id").write_text(f"{core // 2}\n")
+        (d / "physical_package_id").write_text("0\n")
+        (d / "thread_siblings_list").write_text(f"{core},{core + 4}\n")
+    topo = read_sysfs(tmp_path)
+    assert [c.cpus for c in topo.cores] == [(0, 4), (1, 5), (2, 6), (3, 7)]
+    assert topo.cores_per_socket() == {0: 4} and topo.threads_per_core == 2
+
+
 def test_discover_this_node_covers_the_cpus_we_may_run_on():
     topo = discover()
     assert set(os.sched_getaffinity(0)) <= set(topo.cpus)
