@@ -56,6 +56,16 @@ def boost_current_thread(boost: int) -> None:
                          "CAP_SYS_NICE or an RLIMIT_NICE allowance; use 0)") from None
 
 
+def single_threaded_torch() -> None:
+    """Torch ops on the calling thread (the bf16 wire's conversions and sums) run on it alone.
+    A thread that is not the main thread starts with OpenMP's default team size, so its first
+    parallel op starts a team of its own: threads that inherit the communication cores and
+    spin there after each op. torch.set_num_threads sets the calling thread's OpenMP team
+    size only: the compute threads keep theirs (tests/unit/test_comm_parts.py checks both)."""
+    import torch
+    torch.set_num_threads(1)
+
+
 class Progress:
     """What this rank's collectives are doing, for the watchdog: the sequence number of the
     last collective entered, its label, whether it is still in flight and since when."""
@@ -134,6 +144,7 @@ class CommEngine:
         try:
             pin_current_thread(self.cores)
             boost_current_thread(self.priority_boost)
+            single_threaded_torch()
             self.native_id = threading.get_native_id()
         except BaseException as e:  # noqa: BLE001 - reported to the constructor
             self._start_error = e

@@ -113,6 +113,27 @@ def test_engine_thread_is_pinned_to_the_communication_cores():
         engine.close()
 
 
+def test_torch_ops_on_the_engine_thread_start_no_openmp_team():
+    """The bf16 wire runs torch ops on the communication thread: they must not start an
+    OpenMP team there (threads spinning on the communication cores), and the compute
+    threads' team size must stay what it was."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.randn(4_000_000)
+        x.mul_(1.5)  # the main thread's team exists before the engine starts
+        engine = CommEngine()
+        threads = len(os.listdir("/proc/self/task"))
+        y = torch.randn(4_000_000)
+        engine.call(lambda: [y.mul_(1.5), y.to(torch.bfloat16).float().sum()])
+        assert len(os.listdir("/proc/self/task")) == threads
+        assert engine.call(torch.get_num_threads) == 1
+        assert torch.get_num_threads() == 2
+        engine.close()
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_engine_refuses_cores_outside_the_machine():
     with pytest.raises(ValueError, match=r"comm.comm_cores = \[100000\]"):
         CommEngine([100000])
