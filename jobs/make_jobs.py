@@ -49,6 +49,8 @@ class Row:
     cpus: int | None = None
     note: str = ""
     inconsistent: bool = False
+    memory: str = "default"
+    """cluster.memory: "hbm" for the Flat-mode VLAB nodes (MCDRAM is a NUMA node of its own)."""
 
     @property
     def name(self) -> str:
@@ -106,12 +108,13 @@ ROWS = [
     # Table VIII: impact of half weight decay and the final collapse, batch 4096 on 128 KNL
     # nodes; the paper gives no epoch count for it: 90, its full schedule (Tables I, II)
     Row("VIII", 1, S2, 4096, 128, 0, 90, "75.8", None, "wd1e-4",
-        note=_VLAB + "; epochs not published, 90 assumed"),
+        note=_VLAB + "; epochs not published, 90 assumed", memory="hbm"),
     Row("VIII", 2, S2, 4096, 128, 0, 90, "76.22", None, "halfwd",
-        note=_VLAB + "; epochs not published, 90 assumed"),
+        note=_VLAB + "; epochs not published, 90 assumed", memory="hbm"),
     Row("VIII", 3, S2, 4096, 128, 0, 90, "76.65", None, "collapse5",
         note=_VLAB + "; epochs not published, 90 assumed; the table prints weight decay "
-             "0.0005+0.0001, the text (V-B) 0.00005 doubled to 0.0001 in the collapse"),
+             "0.0005+0.0001, the text (V-B) 0.00005 doubled to 0.0001 in the collapse",
+        memory="hbm"),
     # Table IX: very large batch training
     Row("IX", 1, S2, 10240, 512, 11400, 91, "76.40/93.16", 82, "collapse6"),
     Row("IX", 2, S2, 16384, 512, 7200, 92, "76.26/93.19", 74, "lr6.4_collapse6"),
@@ -121,7 +124,7 @@ ROWS = [
     Row("IX", 4, S2, 49152, 1536, 2600, 100, "74.6/92.1", 28, "lr6.4_collapse6"),
     Row("IX", 5, S2, 65536, 128, 2100, 107, "73.94/91.75", None, "fig3",
         note=_VLAB + ", local batch 512; on 96 GB Stampede2 nodes add "
-             "--train.accumulation=2 (local batch 256, same global batch)"),
+             "--train.accumulation=2 (local batch 256, same global batch)", memory="hbm"),
 ]
 
 # schedule/optimizer options per recipe (TOML fragments), with where they come from
@@ -173,7 +176,8 @@ def _toml(v) -> str:
 def sections(row: Row) -> dict[str, dict]:
     why, recipe = RECIPES[row.recipe]
     out = {
-        "cluster": {"node_type": row.node_type, "nodes": row.nodes, "ranks_per_node": 1},
+        "cluster": {"node_type": row.node_type, "nodes": row.nodes, "ranks_per_node": 1,
+                    **({"memory": row.memory} if row.memory != "default" else {})},
         "data": {"name": "imagenet", "path": "data/imagenet", "eval_split": "val",
                  "stage_dir": "/dev/shm/hpcsgd"},
         "model": {"name": "resnet50", "num_classes": 1000, "bn_momentum": 0.05,

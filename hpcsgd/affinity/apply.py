@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from hpcsgd.affinity.memory import nearest_hbm_node, prefer_node, read_numa_nodes
 from hpcsgd.affinity.openmp import bind_team, loaded_runtime
 from hpcsgd.affinity.planner import PRESETS, RankPlan, format_table, openmp_env, plan_node
 from hpcsgd.affinity.topology import Topology, discover, format_cpulist
@@ -132,6 +133,8 @@ def _apply(cfg, rank: RankPlan, notes: list[str]) -> Placement:
     threads = rank.threads
     if "OMP_NUM_THREADS" in kept and kept["OMP_NUM_THREADS"].isdigit():
         threads = int(kept["OMP_NUM_THREADS"])
+    # before any thread or worker starts: they inherit the main thread's memory policy
+    hbm = _prefer_hbm(rank, notes) if cfg.cluster.memory == "hbm" else None
     torch.set_num_threads(threads)
     if any(name in kept for name in OPENMP_BINDING.get(runtime, ())):
         pass  # the runtime placed the team (the user's variables); we leave it there
@@ -139,7 +142,8 @@ def _apply(cfg, rank: RankPlan, notes: list[str]) -> Placement:
         # threads the main thread starts from now on inherit the compute set
         os.sched_setaffinity(0, set(rank.compute))
         try:
-            team = bind_team(list(rank.compute), threads)
+            team = bind_team(list(rank.compute), threads,
+                             on_thread=None if hbm is None else lambda: prefer_node(hbm))
         except RuntimeError as e:
             notes.append(f"OpenMP threads confined to the compute CPUs, not one per core ({e})")
     comm_cores = list(rank.comm or rank.compute)
@@ -150,6 +154,22 @@ def _apply(cfg, rank: RankPlan, notes: list[str]) -> Placement:
                          f"{list(rank.comm)})")
     return Placement(True, rank, threads, comm_cores, list(rank.data or rank.compute), notes,
                      team)
+
+
+def _prefer_hbm(rank: RankPlan, notes: list[str]) -> int | None:
+    """cluster.memory = "hbm": prefer the high-bandwidth node nearest the compute cores on
+    this thread (the main thread; the team's threads are set while they are bound)."""
+    try:
+        node = nearest_hbm_node(read_numa_nodes(), rank.compute)
+    except OSError:
+        node = None
+    if node is None:
+        notes.append('cluster.memory = "hbm": no high-bandwidth memory node here (MCDRAM in '
+                     "Cache mode, or none): memory placed by the OS")
+        return None
+    prefer_node(node)
+    notes.append(f"memory: NUMA node {node} (high-bandwidth) preferred, the rest after it")
+    return node
 
 
 def apply_plan(cfg, world) -> Placement:

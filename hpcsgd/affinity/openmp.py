@@ -45,13 +45,14 @@ def loaded_runtime(maps: str | None = None) -> tuple[str, str] | None:
 _CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
-def bind_team(cpus: list[int], threads: int) -> dict[int, int]:
+def bind_team(cpus: list[int], threads: int, on_thread=None) -> dict[int, int]:
     """Pin OpenMP thread i >= 1 of a `threads`-thread team to cpus[i % len(cpus)]; thread 0
     (the calling thread) keeps its mask, the set of all `cpus`, so that processes and threads
     it starts later (tests' subprocesses, torch's inter-op pool) are not confined to one core;
     the scheduler puts it on the one core the others leave free. Returns {native thread id:
-    CPU, or -1 for thread 0}. Raises RuntimeError when no OpenMP runtime is loaded or a thread
-    could not be pinned."""
+    CPU, or -1 for thread 0}. on_thread(): also run on every thread >= 1 (e.g. its memory
+    policy). Raises RuntimeError when no OpenMP runtime is loaded or a thread could not be
+    pinned."""
     found = loaded_runtime()
     if found is None:
         raise RuntimeError("no OpenMP runtime is loaded in this process")
@@ -71,6 +72,8 @@ def bind_team(cpus: list[int], threads: int) -> dict[int, int]:
         cpu = cpus[i % len(cpus)]
         try:
             os.sched_setaffinity(0, {cpu})
+            if on_thread is not None:
+                on_thread()
         except OSError as e:
             with lock:
                 errors.append(f"OpenMP thread {i} -> CPU {cpu}: {e.strerror}")

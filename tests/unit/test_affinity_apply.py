@@ -164,3 +164,10 @@ def test_decode_workers_go_to_the_data_cores():
     loader = Loader()
     Placement(False, None, 1, [], []).pin_workers(loader)
     assert loader.pinned_to is None
+
+
+def test_memory_hbm_on_a_node_without_high_bandwidth_memory_is_reported(tmp_path):
+    # this VM has one NUMA node with CPUs (as a Cache-mode KNL): nothing to prefer, said so
+    (info,) = _probe(tmp_path, 1, "--cluster.memory=hbm")
+    assert 'cluster.memory = "hbm": no high-bandwidth memory node here' in info["table"]
+    assert info["threads"] >= 1
