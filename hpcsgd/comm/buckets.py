@@ -109,6 +109,11 @@ class Bucket:
             else:
                 p.grad.copy_(view)
 
+    def on_shared(self, j: int, grad: torch.Tensor | None) -> bool:
+        """Whether `grad` is params[j]'s place in the shared result (see publish_)."""
+        return (self._shared is not None and grad is not None and grad.numel() > 0
+                and grad.data_ptr() == self._shared[1][j].data_ptr())
+
     def release_(self) -> None:
         """Give every parameter whose .grad is a slot of this bucket, or of its shared result,
         a private copy (before the bucket's memory goes away)."""

@@ -16,6 +16,7 @@ order, so sequence numbers compare across ranks.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import queue
 import threading
@@ -60,10 +61,20 @@ def single_threaded_torch() -> None:
     """Torch ops on the calling thread (the bf16 wire's conversions and sums) run on it alone.
     A thread that is not the main thread starts with OpenMP's default team size, so its first
     parallel op starts a team of its own: threads that inherit the communication cores and
-    spin there after each op. torch.set_num_threads sets the calling thread's OpenMP team
-    size only: the compute threads keep theirs (tests/unit/test_comm_parts.py checks both)."""
+    spin there after each op. torch.set_num_threads cannot be used here: it also sets the
+    process-wide count that other threads adopt at their first parallel op (the main thread's
+    team would shrink to 1 if it has not run one yet). Instead: let torch initialise this
+    thread first (torch.get_num_threads does, once per thread; later ops then leave the
+    thread's setting alone), then set this thread's own OpenMP team size with the runtime's
+    omp_set_num_threads, which acts on the calling thread only.
+    tests/unit/test_comm_parts.py checks both sides."""
     import torch
-    torch.set_num_threads(1)
+
+    from hpcsgd.affinity.openmp import loaded_runtime
+    torch.get_num_threads()  # torch's per-thread initialisation of the team size
+    found = loaded_runtime()
+    if found is not None:  # one OpenMP runtime: torch's (else leave it, nothing to set safely)
+        ctypes.CDLL(found[0]).omp_set_num_threads(ctypes.c_int(1))
 
 
 class Progress:

@@ -91,6 +91,7 @@ class HierarchicalAllreduce:
         self.inter = make_inter(_Group(self.leaders)) if is_leader else None
         self.size = comm.size
         self.arena: _SharedSpace | None = None  # the reducer's buckets live here
+        self.per_bucket_results = False
         self.scratch: _SharedSpace | None = None  # any other tensor is copied in here
         self._reserve(max(capacity, 1))
         self.barrier = NodeBarrier(self.node, arrival_poll_s)
@@ -108,14 +109,18 @@ class HierarchicalAllreduce:
             self.scratch.free()
         self.scratch = _SharedSpace(self.node, n, n)
 
-    def buffers(self, sizes: list[int]) -> list[torch.Tensor]:
+    def buffers(self, sizes: list[int], shared_results: bool = False) -> list[torch.Tensor]:
         """Flat fp32 tensors of `sizes` values placed in this rank's slot of a shared window
         (collective; once): whatever is packed into them is already where the other ranks of
         the node read it, so their allreduce skips the copy in."""
         if self.arena is not None:
             raise RuntimeError("hierarchical allreduce: buffers() was already called")
-        # a result area per bucket: a shared result stays valid while later buckets reduce
-        self.arena = _SharedSpace(self.node, sum(sizes), sum(sizes))
+        # shared_results: a result area per bucket, so that a shared result stays valid while
+        # the later buckets reduce (twice the gradients' memory on the leader); else one
+        # result area for the largest bucket, copied back after every call
+        self.per_bucket_results = shared_results
+        self.arena = _SharedSpace(self.node, sum(sizes),
+                                  sum(sizes) if shared_results else max(sizes, default=0))
         mine = self.arena.slots[self.local_rank]
         out, offset = [], 0
         for n in sizes:
@@ -141,9 +146,9 @@ class HierarchicalAllreduce:
 
     def average_(self, t: torch.Tensor, divisor: int, share: bool = False) -> torch.Tensor:
         """Sum t over all ranks and divide by `divisor`. Returns t (in place), or with
-        share=True and t one of buffers()' tensors, the node's shared result area holding the
-        average, t left as it was: the caller must only read it, and only until this rank
-        averages the same buffer again."""
+        share=True and t one of the tensors of buffers(shared_results=True), the node's shared
+        result area holding the average, t left as it was: the caller must only read it, and
+        only until this rank averages the same buffer again."""
         if t.dtype != torch.float32 or not t.is_contiguous():
             raise TypeError(f"hierarchical allreduce takes contiguous fp32 tensors, got {t.dtype}")
         n = t.numel()
@@ -153,10 +158,11 @@ class HierarchicalAllreduce:
             at = space.offset_of(t, space.slots[self.local_rank])
         if at is None:  # not one of our buffers: copy it into the scratch window
             self._reserve(n)
-            space, at, share = self.scratch, 0, False
-        if space is self.scratch:
+            space, at = self.scratch, 0
             np.copyto(space.slots[self.local_rank][:n], x)
-        result = space.result[at:at + n] if space is self.arena else space.result[:n]
+        own_area = space is self.arena and self.per_bucket_results
+        share = share and own_area  # a result area used by every call is copied back
+        result = space.result[at:at + n] if own_area else space.result[:n]
         self._node_barrier()  # every slot written
         lo, hi = segment(n, self.local_size, self.local_rank)
         slots = [slot[at:at + n] for slot in space.slots]

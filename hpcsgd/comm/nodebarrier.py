@@ -19,11 +19,14 @@ The protocol, for barrier number e:
      at once: the futex checks the word and sleeps atomically).
 Sleeps have a timeout (RECHECK_S) after which the flags are read again, so a wake-up lost to
 any race costs latency, never a hang. Where the futex system call is not available (not
-Linux, unknown architecture) the waiting ranks poll the flags with sleeps of poll_s.
+Linux, unknown architecture, or the call fails) the waiting ranks poll the flags with sleeps
+of poll_s.
 """
 from __future__ import annotations
 
 import ctypes
+import errno
+import os
 import platform
 import sys
 import time
@@ -38,6 +41,7 @@ _SYS_FUTEX = {"x86_64": 202, "aarch64": 98, "arm64": 98, "ppc64le": 221, "ppc64"
               "riscv64": 98, "s390x": 238}
 _FUTEX_WAIT, _FUTEX_WAKE = 0, 1  # not FUTEX_PRIVATE_FLAG: the word is shared between processes
 _WAKE_ALL = 2**31 - 1
+_WAIT_OUTCOMES = (errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR)  # word changed, timeout, signal
 
 
 class _Timespec(ctypes.Structure):
@@ -50,24 +54,35 @@ class Futex:
 
     def __init__(self):
         number = _SYS_FUTEX.get(platform.machine())
-        if number is None or not sys.platform.startswith("linux"):
+        # platform.machine() is the kernel's architecture: a 32-bit Python on a 64-bit kernel
+        # would need the 32-bit numbers
+        if number is None or not sys.platform.startswith("linux") or \
+                ctypes.sizeof(ctypes.c_void_p) != 8:
             raise OSError(f"no futex system call known for {sys.platform} {platform.machine()}")
         self._number = ctypes.c_long(number)
         self._syscall = ctypes.CDLL(None, use_errno=True).syscall
         self._syscall.restype = ctypes.c_long
 
     def wait(self, address: int, expected: int, timeout_s: float) -> None:
-        """Sleep while the word at `address` equals `expected`, until woken or timed out."""
+        """Sleep while the word at `address` equals `expected`, until woken or timed out.
+        Raises OSError when the call itself fails (not allowed, not implemented)."""
         whole = int(timeout_s)
         ts = _Timespec(whole, int((timeout_s - whole) * 1e9))
-        self._syscall(self._number, ctypes.c_void_p(address), ctypes.c_int(_FUTEX_WAIT),
-                      ctypes.c_int(expected), ctypes.byref(ts), None, ctypes.c_int(0))
+        if self._syscall(self._number, ctypes.c_void_p(address), ctypes.c_int(_FUTEX_WAIT),
+                         ctypes.c_int(expected), ctypes.byref(ts), None, ctypes.c_int(0)) != 0:
+            err = ctypes.get_errno()
+            if err not in _WAIT_OUTCOMES:
+                raise OSError(err, f"futex wait: {os.strerror(err)}")
 
     def wake(self, address: int) -> int:
         """Wake every sleeper on the word at `address`; returns how many were asleep."""
-        return int(self._syscall(self._number, ctypes.c_void_p(address),
-                                 ctypes.c_int(_FUTEX_WAKE), ctypes.c_int(_WAKE_ALL), None,
-                                 None, ctypes.c_int(0)))
+        woken = int(self._syscall(self._number, ctypes.c_void_p(address),
+                                  ctypes.c_int(_FUTEX_WAKE), ctypes.c_int(_WAKE_ALL), None,
+                                  None, ctypes.c_int(0)))
+        if woken < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"futex wake: {os.strerror(err)}")
+        return woken
 
 
 def _futex_or_none() -> Futex | None:
@@ -117,12 +132,18 @@ class NodeBarrier:
                 self.release[0] = word
                 self.win.Sync()
                 if self.futex is not None:
-                    self.woken += self.futex.wake(address)
+                    try:
+                        self.woken += self.futex.wake(address)
+                    except OSError:  # the sleepers re-check within RECHECK_S
+                        self.futex = None
                 return
             if self.futex is not None:
-                self.futex.wait(address, seen, RECHECK_S)
-            else:
-                time.sleep(self.poll_s)
+                try:
+                    self.futex.wait(address, seen, RECHECK_S)
+                    continue
+                except OSError:  # e.g. forbidden by a seccomp filter: poll from now on
+                    self.futex = None
+            time.sleep(self.poll_s)
 
     def sync(self) -> None:
         """MPI_Win_sync on the barrier's window (part of the caller's memory fences)."""

@@ -8,10 +8,14 @@ is the one sync point before the optimizer step: it waits for every bucket, afte
 ``p.grad`` is a view of its averaged bucket slot (no copy back). ``zero_grad()`` zeroes the
 buckets and keeps those views as the gradients, so the next backward accumulates straight
 into the buckets: no gradient is copied on the compute threads, and the division by the
-world size runs after the sum on the communication thread (DDP's gradient_as_bucket_view).
+world size runs on the communication thread, after the sum (the hierarchical allreduce fuses
+it into the node-local sum, before the leaders' sum) (DDP's gradient_as_bucket_view).
 With ``gradients_read_only`` (a training loop that only reads the averaged gradients and
 calls ``zero_grad()`` after the optimizer step) and the hierarchical allreduce, ``p.grad`` is
-a view of the node's shared result instead: no rank copies the average back at all.
+a view of the node's shared result instead: no rank copies the average back at all. Writing
+into such a gradient changes it for every rank of the node: a backward pass that would
+accumulate into it is refused (the hook sees it), in-place edits (clipping,
+``optimizer.zero_grad(set_to_none=False)``) cannot be seen and must not be made.
 
 Without an engine (``BlockingReducer``, comm.overlap = false) the same buckets are packed and
 allreduced one after the other on the calling thread inside ``synchronize()``: the baseline
@@ -64,7 +68,8 @@ class GradientReducer:
         self._names = {p: n for n, p in model.named_parameters()}
         # backward produces gradients roughly in reverse order of definition
         groups = make_buckets(params[::-1], bucket_bytes)
-        flats = buffers([sum(p.numel() for p in g) for g in groups]) if buffers else \
+        flats = buffers([sum(p.numel() for p in g) for g in groups],
+                        shared_results=gradients_read_only) if buffers else \
             [None] * len(groups)
         self.buckets = [Bucket(i, ps, flat) for i, (ps, flat) in enumerate(zip(groups, flats))]
         self._slot = {p: (b, j) for b in self.buckets for j, p in enumerate(b.params)}
@@ -74,6 +79,7 @@ class GradientReducer:
         self.wait_s = 0.0
         """Time the last synchronize() took: the communication left exposed after backward."""
         self._hooks = []
+        self._closed = False
         if engine is not None:
             self._hooks = [p.register_post_accumulate_grad_hook(self._grad_ready)
                            for p in params]
@@ -83,9 +89,10 @@ class GradientReducer:
     def _grad_ready(self, p: nn.Parameter) -> None:
         """The post-accumulate-grad hook: p.grad is final for this step. Public as
         grad_ready for tools that produce gradients without a backward pass."""
+        bucket, j = self._slot[p]
+        self._check_not_shared(bucket, j, p)
         if not self._sync:
             return
-        bucket, j = self._slot[p]
         if bucket.ready[j]:
             raise RuntimeError(
                 f"gradient of {self._names.get(p, 'a parameter')!r} was produced twice before "
@@ -96,6 +103,14 @@ class GradientReducer:
             self._launch_ready()
 
     grad_ready = _grad_ready
+
+    def _check_not_shared(self, bucket: Bucket, j: int, p: nn.Parameter) -> None:
+        if bucket.on_shared(j, p.grad):
+            raise RuntimeError(
+                f"gradient of {self._names.get(p, 'a parameter')!r} was accumulated into the "
+                "node's shared average (gradients_read_only): every rank of the node reads that "
+                "memory. Call reducer.zero_grad() after the optimizer step, not "
+                "optimizer.zero_grad(), and modify no gradient in place")
 
     def _launch_ready(self) -> None:
         # strictly in bucket order: every rank issues the same collectives in the same order
@@ -145,9 +160,12 @@ class GradientReducer:
         if not self._sync:
             raise RuntimeError("synchronize() called inside no_sync()")
         t0 = time.perf_counter()
+        if self._closed:
+            raise RuntimeError("synchronize() after close()")
         for bucket in self.buckets[self._next:]:
             for j, p in enumerate(bucket.params):
                 if not bucket.ready[j]:
+                    self._check_not_shared(bucket, j, p)
                     bucket.fill_(j, p.grad)
         self._launch_ready()  # blocking reducer: every allreduce runs here
         for bucket in self.buckets:  # waits for every bucket's allreduce (sync point)
@@ -163,6 +181,8 @@ class GradientReducer:
     def zero_grad(self) -> None:
         """Zero the buckets and make every gradient its bucket slot, in place of
         ``optimizer.zero_grad()``: the next backward then accumulates into the buckets."""
+        if self._closed:
+            raise RuntimeError("zero_grad() after close(): the buckets' memory is gone")
         for bucket in self.buckets:
             bucket.flat.zero_()
             bucket.publish_()
@@ -181,6 +201,7 @@ class GradientReducer:
         for c in self._closers:
             c.close()
         self._closers = []
+        self._closed = True
 
 
 class BlockingReducer(GradientReducer):

@@ -87,7 +87,9 @@ class CommConfig:
     comm_cores: list[int] = field(default_factory=list)
     """CPU cores of the communication thread and watchdog (empty = not pinned)."""
     arrival_poll_us: float = 200.0
-    """mpi: wait for late ranks by sleeping polls of this period, not in MPI's spin (0 = spin)."""
+    """> 0: wait for late ranks asleep, not in MPI's spin (0 = spin): before each MPI
+    collective by polls of a non-blocking barrier with sleeps of this period; in the
+    hierarchical path's node barriers on a futex (this period only where there is none)."""
     message_mb: float = 16.0
     """mpi: a bucket's allreduce is split into MPI messages of at most this size (0 = one)."""
     priority_boost: int = 0
@@ -163,6 +165,10 @@ class ClusterConfig:
     pin: bool = True
     """Apply the plan in each rank: OpenMP threads one per compute core, the communication
     thread and decode workers on theirs (false: leave placement to the OS)."""
+    memory: str = "default"
+    """Memory placement, with pin: "default" (the OS's, first touch) or "hbm": prefer the
+    high-bandwidth NUMA node nearest the rank's cores (KNL MCDRAM in Flat mode, as
+    `numactl --preferred`), spilling to DDR when it is full (hpcsgd/affinity/memory.py)."""
 
     def check(self) -> None:
         from hpcsgd.affinity.planner import PRESETS  # local import, as ModelConfig's
@@ -175,6 +181,8 @@ class ClusterConfig:
                  self.comm_cores_per_rank, "must be >= -1 (-1 = the node type's rule)")
         _require(self.data_cores_per_rank >= 0, "cluster.data_cores_per_rank",
                  self.data_cores_per_rank, "must be >= 0")
+        _require(self.memory in ("default", "hbm"), "cluster.memory", self.memory,
+                 "must be 'default' or 'hbm'")
 
 
 @dataclass

@@ -1,13 +1,18 @@
 """The gradient reducers and the replica helpers, checked against exact arithmetic at any
 world size (plain pytest = 1 rank; tools/test.sh runs them again under mpiexec -n 4)."""
+import time
+
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from hpcsgd.comm import build_backend, build_reducer
-from hpcsgd.comm.reducer import (BlockingReducer, average_buffers_, broadcast_state_,
+from hpcsgd.comm.hierarchical import HierarchicalAllreduce
+from hpcsgd.comm.mpi import MPIBackend
+from hpcsgd.comm.reducer import (BlockingReducer, GradientReducer, average_buffers_, broadcast_state_,
                                  check_consistency, check_replicas)
+from hpcsgd.comm.wire import BF16Wire, bf16_sum_error_bound
 from hpcsgd.config import CommConfig
 
 EPS32 = 2.0 ** -24
@@ -58,11 +63,22 @@ def test_reduced_gradients_are_the_average(world, options):
     reducer.close()
 
 
+def _hierarchical(reducer):
+    (h,) = [c for c in reducer._closers if isinstance(c, HierarchicalAllreduce)]
+    return h
+
+
+def _in(t, area) -> bool:
+    base = area.ctypes.data
+    return base <= t.data_ptr() and t.data_ptr() + 4 * t.numel() <= base + 4 * area.size
+
+
 @pytest.mark.parametrize("overlap", [True, False])
 def test_read_only_gradients_are_the_nodes_shared_average(world, overlap):
     """gradients_read_only + hierarchical: p.grad is the node's one shared copy of the average
-    (no rank copies it back into its slot), every bucket's at once; zero_grad() gives the
-    slots back; a second step is exact again; close() leaves private copies."""
+    (no rank copies it back into its slot), every bucket's at once, and it stays valid while
+    the other ranks go on to the next step's reduction; zero_grad() gives the slots back; a
+    second step is exact again; close() leaves private copies."""
     torch.manual_seed(0)
     model = _model()
     broadcast_state_(model, build_backend("mpi", world))
@@ -70,6 +86,7 @@ def test_read_only_gradients_are_the_nodes_shared_average(world, overlap):
                                               stall_timeout_s=60.0),
                             world, gradients_read_only=True)
     assert len(reducer.buckets) > 1
+    results = _hierarchical(reducer).arena.result
     slots = {v.data_ptr() for b in reducer.buckets for v in b.views}
     for step in range(2):
         all_grads = [[g * (step + 1) for g in _rank_grads(model, r)] for r in range(world.size)]
@@ -79,9 +96,11 @@ def test_read_only_gradients_are_the_nodes_shared_average(world, overlap):
             else:  # backward accumulating into the zeroed slot
                 p.grad.add_(g)
         reducer.synchronize()
-        assert not any(p.grad.data_ptr() in slots for p in model.parameters())
+        if world.rank == 0:
+            time.sleep(0.3)  # the others start the next step's reduction meanwhile
+        assert all(p.grad.data_ptr() not in slots and _in(p.grad, results)
+                   for p in model.parameters())
         _assert_average(model, world, all_grads, (world.size + 1) * EPS32)
-        check_replicas(model, world)
         for b in reducer.buckets:  # this rank's own contribution is still in its slots
             for p, v in zip(b.params, b.views):
                 i = next(k for k, q in enumerate(model.parameters()) if q is p)
@@ -91,11 +110,67 @@ def test_read_only_gradients_are_the_nodes_shared_average(world, overlap):
     for p, g in zip(model.parameters(), all_grads[world.rank]):
         p.grad.add_(g)
     reducer.synchronize()
+    check_replicas(model, world)
     averaged = [p.grad.clone() for p in model.parameters()]
     reducer.close()
     for p, a in zip(model.parameters(), averaged):
         assert p.grad.data_ptr() not in slots
         torch.testing.assert_close(p.grad, a, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="after close"):
+        reducer.zero_grad()
+
+
+def test_accumulating_into_the_shared_average_is_refused(world):
+    """Backward after synchronize() without reducer.zero_grad() would add into the memory
+    every rank of the node reads: refused, naming the parameter."""
+    model = _model()
+    reducer = build_reducer(model, CommConfig(bucket_mb=1e-3, hierarchical="on",
+                                              stall_timeout_s=60.0),
+                            world, gradients_read_only=True)
+    x = torch.randn(2, 3, 8, 8)
+    F.cross_entropy(model(x), torch.arange(2)).backward()
+    reducer.synchronize()
+    with pytest.raises(RuntimeError, match="accumulated into the node's shared average"):
+        F.cross_entropy(model(x), torch.arange(2)).backward()
+    reducer.close()
+
+
+@pytest.mark.parametrize("wire", ["float32", "bfloat16"])
+def test_shared_average_over_nodes_of_two_ranks(world, wire):
+    """Several "nodes" (the world split in pairs): the node sum divided by the world size,
+    then the leaders' sum (fp32, or bf16 on the wire), shared by the node's ranks."""
+    node = world.comm.Split(world.rank // 2, key=world.rank)
+    nodes = (world.size + 1) // 2
+
+    def inter(leaders):
+        backend = MPIBackend(leaders, arrival_poll_s=1e-4)
+        return BF16Wire(backend) if wire == "bfloat16" else backend
+
+    h = HierarchicalAllreduce(world.comm, node, inter, arrival_poll_s=1e-4)
+    torch.manual_seed(0)
+    model = _model()
+    reducer = GradientReducer(model, h.allreduce_sum_, world_size=world.size,
+                              bucket_bytes=1000, closers=[h], buffers=h.buffers,
+                              average_=h.average_, gradients_read_only=True)
+    tol = (world.size + 2) * EPS32
+    if wire == "bfloat16":  # rounded to bf16 around the leaders' sum (hpcsgd/comm/wire.py)
+        tol += bf16_sum_error_bound(torch.tensor(1.0), nodes).item() * (1 + 2.0 ** -20)
+    for step in range(3):
+        all_grads = [[g * (step + 1) for g in _rank_grads(model, r)] for r in range(world.size)]
+        for p, g in zip(model.parameters(), all_grads[world.rank]):
+            if p.grad is None:
+                p.grad = g.clone().contiguous(memory_format=torch.preserve_format)
+            else:
+                p.grad.add_(g)
+        reducer.synchronize()
+        if world.rank == world.size - 1:
+            time.sleep(0.2)
+        assert all(_in(p.grad, h.arena.result) for p in model.parameters())
+        _assert_average(model, world, all_grads, tol)
+        check_replicas(model, world)
+        reducer.zero_grad()
+    reducer.close()
+    node.Free()
 
 
 def test_power_of_two_world_with_small_integers_is_exact(world):

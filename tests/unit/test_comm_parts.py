@@ -1,8 +1,12 @@
 """The communication engine's pure parts and threads, without other ranks: bucket layout,
 segments and chunks, the bf16 rounding bound, the stall report, the communication thread's
 ordering, error hand-off and core pinning, and the [comm] config checks."""
+import json
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -113,25 +117,39 @@ def test_engine_thread_is_pinned_to_the_communication_cores():
         engine.close()
 
 
-def test_torch_ops_on_the_engine_thread_start_no_openmp_team():
+ENGINE_THREADS = r"""
+import ctypes, json, os, sys, torch
+from hpcsgd.affinity.openmp import loaded_runtime
+from hpcsgd.comm.engine import CommEngine
+torch.set_num_threads(2)
+if sys.argv[1] == "warm":
+    torch.randn(4_000_000).mul_(1.5)  # the main thread's team exists before the engine
+engine = CommEngine()
+threads = len(os.listdir("/proc/self/task"))
+y = torch.randn(4_000_000)
+engine.call(lambda: [y.mul_(1.5), y.to(torch.bfloat16).float().sum()])
+out = {"new_threads": len(os.listdir("/proc/self/task")) - threads,
+       "engine": engine.call(ctypes.CDLL(loaded_runtime()[0]).omp_get_max_threads),
+       "engine_torch": engine.call(torch.get_num_threads)}
+torch.randn(4_000_000).mul_(1.5)
+out["main"] = torch.get_num_threads()
+engine.close()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("main_first", ["warm", "cold"])
+def test_torch_ops_on_the_engine_thread_start_no_openmp_team(main_first):
     """The bf16 wire runs torch ops on the communication thread: they must not start an
     OpenMP team there (threads spinning on the communication cores), and the compute
-    threads' team size must stay what it was."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        x = torch.randn(4_000_000)
-        x.mul_(1.5)  # the main thread's team exists before the engine starts
-        engine = CommEngine()
-        threads = len(os.listdir("/proc/self/task"))
-        y = torch.randn(4_000_000)
-        engine.call(lambda: [y.mul_(1.5), y.to(torch.bfloat16).float().sum()])
-        assert len(os.listdir("/proc/self/task")) == threads
-        assert engine.call(torch.get_num_threads) == 1
-        assert torch.get_num_threads() == 2
-        engine.close()
-    finally:
-        torch.set_num_threads(before)
+    threads' team size must stay what it was, also when the main thread has not run a
+    parallel op yet (torch adopts a process-wide count lazily). Fresh processes."""
+    res = subprocess.run([sys.executable, "-c", ENGINE_THREADS, main_first],
+                         capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out == {"new_threads": 0, "engine": 1, "engine_torch": 1, "main": 2}
 
 
 def test_engine_refuses_cores_outside_the_machine():
