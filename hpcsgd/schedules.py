@@ -215,6 +215,13 @@ class Schedule:
                 point = replace(point, snapshot=True)
         return point
 
+    def collapsing(self, epoch: int):
+        """Step in `epoch` -> whether the collapse phase (its augmentation) is in force at
+        that step: a collapse that starts or ends inside the epoch switches the data path at
+        that step, with the LR and the weight decay, not at the next epoch boundary."""
+        spe = self._spe()
+        return lambda step: self.at(epoch + step / spe).collapse
+
     def point(self, iteration: int) -> SchedulePoint:
         """``plan_at(iteration, steps_per_epoch, plan)``."""
         return plan_at(iteration, self._spe(), self.plan)

@@ -153,7 +153,7 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     epoch_start, epoch_loss = (progress.train_time, progress.images_done), (0.0, 0)
     while progress.step < total_steps:
         epoch, start = divmod(progress.step, spe)
-        collapse = schedule.at(epoch).collapse
+        collapse = schedule.collapsing(epoch)  # Codreanu V-B2, from the step it starts at
         for step_in_epoch, micro, images, labels in loader.epoch(epoch, start, collapse):
             images = to_layout(images, cfg.compute)
             timer.mark("data")

@@ -31,14 +31,15 @@ def _finish(source, pixels: np.ndarray, results) -> tuple[torch.Tensor, torch.Te
     return images, labels
 
 
-def run_requests(source, requests, *, mode: str, prefetch: int):
-    """Yield (tag, images, labels) for each (tag, indices, seed_key) request, in order.
+def run_requests(source, requests, *, prefetch: int):
+    """Yield (tag, images, labels) for each (tag, indices, seed_key, mode) request, in order
+    (mode: a transform of hpcsgd/data/transforms.MODES, per request).
 
     With a worker pool, up to `prefetch` requests are decoded ahead; a generator closed early
     (the trainer stops mid-epoch) discards what it had queued."""
     pool = source.pool
     if pool is None:
-        for tag, indices, seed_key in requests:
+        for tag, indices, seed_key, mode in requests:
             pixels = np.empty((len(indices), *source.sample_shape), np.uint8)
             result = source.fill(pixels, indices, mode=mode, seed_key=seed_key)
             yield (tag, *_finish(source, pixels, [result]))
@@ -51,7 +52,7 @@ def run_requests(source, requests, *, mode: str, prefetch: int):
                 request = next(requests, None)
                 if request is None:
                     break
-                tag, indices, seed_key = request
+                tag, indices, seed_key, mode = request
                 pending.append((tag, pool.submit(source.ring, indices, mode=mode,
                                                  seed_key=seed_key)))
             if not pending:
@@ -96,22 +97,27 @@ class TrainLoader:
             return "eval"
         return "collapse" if collapse else "train"
 
-    def epoch(self, epoch: int, start_step: int = 0, collapse: bool = False):
-        """Yield (step, micro, images, labels) from `start_step` to the end of the epoch."""
+    def epoch(self, epoch: int, start_step: int = 0, collapse=False):
+        """Yield (step, micro, images, labels) from `start_step` to the end of the epoch.
+        collapse: whether the collapse phase's augmentation is in force, for the whole epoch
+        (a bool) or per step (step in epoch -> bool: a collapse phase may begin or end inside
+        an epoch, Schedule.collapsing)."""
         perm = sharding.epoch_permutation(len(self.source), seed=self.seed, epoch=epoch)
+        collapsing = collapse if callable(collapse) else (lambda step: collapse)
 
         def requests():
             for step in range(start_step, self.steps_per_epoch):
+                mode = self.mode(collapsing(step))
                 for micro in range(self.accumulation):
                     idx = sharding.micro_batch_indices(
                         perm, step=step, micro=micro, rank=self.rank, size=self.size,
                         local_batch=self.local_batch, accumulation=self.accumulation)
                     # augmentation randomness: a function of (seed, epoch, step, micro, rank)
                     # (28x28 sets) or of (seed, epoch, sample) (ImageNet): resumable
-                    yield (step, micro), idx, (self.seed, epoch, step, micro, self.rank)
+                    yield (step, micro), idx, (self.seed, epoch, step, micro, self.rank), mode
 
-        for (step, micro), images, labels in run_requests(
-                self.source, requests(), mode=self.mode(collapse), prefetch=self.prefetch):
+        for (step, micro), images, labels in run_requests(self.source, requests(),
+                                                          prefetch=self.prefetch):
             yield step, micro, images, labels
 
 
@@ -126,12 +132,11 @@ def eval_batches(source, *, rank: int, size: int, batch: int):
         for start in range(shard.start, shard.stop, batch):
             stop = min(start + batch, shard.stop)
             for s in range(start, stop, piece):
-                yield start, np.arange(s, min(s + piece, stop)), (0, 0)
+                yield start, np.arange(s, min(s + piece, stop)), (0, 0), "eval"
 
     prefetch = 2 if source.pool is None else source.pool.free_slots(source.ring)
     current, parts = None, []
-    for start, images, labels in run_requests(source, requests(), mode="eval",
-                                              prefetch=max(1, prefetch)):
+    for start, images, labels in run_requests(source, requests(), prefetch=max(1, prefetch)):
         if start != current and parts:
             yield _cat(parts)
             parts = []

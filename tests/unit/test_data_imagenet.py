@@ -48,8 +48,12 @@ def test_workers_deliver_exactly_what_in_process_decoding_does(jpeg_db):
         resumed = list(_loader(_cfg(2), pooled).epoch(1, start_step=2))
         assert all(torch.equal(x[2], y[2]) for x, y in zip(b[2:], resumed))
         # the collapse mode changes the crops, not the samples
-        collapsed = next(_loader(_cfg(2), pooled).epoch(1, collapse=True))
-        assert torch.equal(collapsed[3], b[0][3]) and not torch.equal(collapsed[2], b[0][2])
+        collapsed = list(_loader(_cfg(2), pooled).epoch(1, collapse=True))
+        assert torch.equal(collapsed[0][3], b[0][3]) and not torch.equal(collapsed[0][2], b[0][2])
+        # a collapse that starts inside the epoch (at step 2) switches the crops there
+        switched = list(_loader(_cfg(2), pooled).epoch(1, collapse=lambda step: step >= 2))
+        assert all(torch.equal(x[2], y[2]) for x, y in zip(switched[:2], b[:2]))
+        assert all(torch.equal(x[2], y[2]) for x, y in zip(switched[2:], collapsed[2:]))
         # evaluation through the pool in pieces no larger than a slot, whatever the batch
         ev = [y for _, y in eval_batches(pooled, rank=0, size=1, batch=10)]
         assert [len(y) for y in ev] == [10, 10, 4]

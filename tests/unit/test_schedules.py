@@ -251,6 +251,15 @@ def test_codreanu_cyclic_options():
     assert not s.at(50).collapse and s.at(50).weight_decay == 5e-5
 
 
+def test_the_data_path_collapses_at_the_step_the_collapse_starts():
+    # collapse_fraction 0.06 of 90 epochs starts at epoch 84.6: step 6 of 10 in epoch 84
+    s = build_schedule(_cfg("--train.epochs=90", "--schedule.collapse_fraction=0.06"),
+                       steps_per_epoch=10)
+    assert [s.collapsing(84)(k) for k in range(10)] == [False] * 6 + [True] * 4
+    assert not any(s.collapsing(83)(k) for k in range(10))
+    assert all(s.collapsing(85)(k) for k in range(10))
+
+
 def test_weight_decay_multistep_with_collapse():
     # Codreanu V-C (Fig. 3, batch 64K): weight decay increased in steps, then the collapse
     cfg = _cfg("--optim.weight_decay=5e-5", "--train.epochs=100",
