@@ -220,7 +220,8 @@ class Schedule:
         that step: a collapse that starts or ends inside the epoch switches the data path at
         that step, with the LR and the weight decay, not at the next epoch boundary."""
         spe = self._spe()
-        return lambda step: self.at(epoch + step / spe).collapse
+        # the trainer's formula for the step's LR, (global step) / spe: bit for bit the same
+        return lambda step: self.at((epoch * spe + step) / spe).collapse
 
     def point(self, iteration: int) -> SchedulePoint:
         """``plan_at(iteration, steps_per_epoch, plan)``."""

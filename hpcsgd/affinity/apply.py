@@ -167,7 +167,12 @@ def _prefer_hbm(rank: RankPlan, notes: list[str]) -> int | None:
         notes.append('cluster.memory = "hbm": no high-bandwidth memory node here (MCDRAM in '
                      "Cache mode, or none): memory placed by the OS")
         return None
-    prefer_node(node)
+    try:
+        prefer_node(node)
+    except OSError as e:  # e.g. the job's cpuset leaves the node out of its memories
+        notes.append(f'cluster.memory = "hbm": NUMA node {node} refused ({e.strerror}): '
+                     "memory placed by the OS")
+        return None
     notes.append(f"memory: NUMA node {node} (high-bandwidth) preferred, the rest after it")
     return node
 

@@ -16,6 +16,7 @@ are placed by the policy of the thread that first touches them.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import platform
 from dataclasses import dataclass
@@ -36,36 +37,48 @@ class NumaNode:
     node: int
     cpus: tuple[int, ...]
     mem_kib: int
-    distance: tuple[int, ...]
-    """distance[j]: the firmware's distance (SLIT) from this node to node j."""
+    distance: dict[int, int]
+    """Node id -> the firmware's distance (SLIT) from this node to it."""
+    read_bandwidth: int | None = None
+    """Read bandwidth from its nearest initiator (HMAT, MB/s), where the firmware says."""
 
 
 def read_numa_nodes(root: str | Path = "/sys/devices/system/node") -> list[NumaNode]:
-    """Every NUMA node with its CPUs, memory and distances (sysfs); [] where there is none."""
+    """Every NUMA node with its CPUs, memory, distances and HMAT bandwidth (sysfs); [] where
+    there is none. A node's distance file lists the online nodes in order, not by id."""
+    dirs = sorted(Path(root).glob("node[0-9]*"), key=lambda p: int(p.name[4:]))
+    ids = [int(d.name[4:]) for d in dirs]
     out = []
-    for d in sorted(Path(root).glob("node[0-9]*"), key=lambda p: int(p.name[4:])):
+    for d, node in zip(dirs, ids):
         mem_kib = 0
         for line in (d / "meminfo").read_text().splitlines():
             if "MemTotal:" in line:
                 mem_kib = int(line.split("MemTotal:")[1].split()[0])
-        out.append(NumaNode(int(d.name[4:]), tuple(parse_cpulist((d / "cpulist").read_text())),
-                            mem_kib, tuple(int(x) for x in (d / "distance").read_text().split())))
+        distances = [int(x) for x in (d / "distance").read_text().split()]
+        bandwidth = d / "access0" / "initiators" / "read_bandwidth"
+        out.append(NumaNode(node, tuple(parse_cpulist((d / "cpulist").read_text())), mem_kib,
+                            dict(zip(ids, distances)),
+                            int(bandwidth.read_text()) if bandwidth.exists() else None))
     return out
 
 
 def nearest_hbm_node(nodes: list[NumaNode], cpus) -> int | None:
-    """The CPU-less NUMA node with memory (MCDRAM in Flat mode) nearest to `cpus` (the
-    rank's compute cores), by the firmware's distance from their node; None when the node
-    has no such memory. Ties go to the lower node number."""
-    hbm = [n for n in nodes if not n.cpus and n.mem_kib > 0]
-    if not hbm:
-        return None
+    """The high-bandwidth memory node (MCDRAM in Flat mode) nearest to `cpus` (the rank's
+    compute cores), by the firmware's distance from their node; None when there is none.
+    High-bandwidth: a node with memory and no CPUs, and, where the firmware gives bandwidths
+    (HMAT), faster than the CPUs' own node: CXL expanders and persistent memory are CPU-less
+    nodes too, but slower. Ties go to the lower node number."""
     cpus = set(cpus)
     home = next((n for n in nodes if cpus & set(n.cpus)), None)
+    hbm = [n for n in nodes if not n.cpus and n.mem_kib > 0]
+    if home is not None and home.read_bandwidth is not None:
+        hbm = [n for n in hbm if n.read_bandwidth is not None
+               and n.read_bandwidth > home.read_bandwidth]
+    if not hbm:
+        return None
     if home is None:
         return hbm[0].node
-    return min(hbm, key=lambda n: (home.distance[n.node] if n.node < len(home.distance)
-                                   else 255, n.node)).node
+    return min(hbm, key=lambda n: (home.distance.get(n.node, 255), n.node)).node
 
 
 def _mask(node: int):
@@ -81,14 +94,37 @@ def _calls() -> tuple[int, int]:
     return calls
 
 
+def _set_policy(mode: int, node: int | None) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    words = _mask(node) if node is not None else None
+    if libc.syscall(ctypes.c_long(_calls()[0]), ctypes.c_int(mode), words,
+                    ctypes.c_ulong(64 * _MASK_WORDS + 1 if words is not None else 0)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"set_mempolicy({mode}, node {node}) failed")
+
+
 def prefer_node(node: int) -> None:
     """MPOL_PREFERRED on `node` for the calling thread (and what it creates afterwards)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    words = _mask(node)
-    if libc.syscall(ctypes.c_long(_calls()[0]), ctypes.c_int(MPOL_PREFERRED), words,
-                    ctypes.c_ulong(64 * _MASK_WORDS + 1)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"set_mempolicy(MPOL_PREFERRED, node {node}) failed")
+    _set_policy(MPOL_PREFERRED, node)
+
+
+@contextlib.contextmanager
+def default_placement():
+    """The calling thread allocates as the OS would (MPOL_DEFAULT) inside the block, then
+    gets its policy back: for memory that must not take the preferred node's room, such as
+    the staged data set in tmpfs (tmpfs pages follow the writing thread's policy)."""
+    try:
+        mode, nodes = thread_policy()
+    except OSError:  # no memory policies here: nothing to lift
+        mode, nodes = MPOL_DEFAULT, []
+    if mode != MPOL_PREFERRED or not nodes:
+        yield
+        return
+    _set_policy(MPOL_DEFAULT, None)
+    try:
+        yield
+    finally:
+        prefer_node(nodes[0])
 
 
 def thread_policy() -> tuple[int, list[int]]:

@@ -65,16 +65,21 @@ def single_threaded_torch() -> None:
     process-wide count that other threads adopt at their first parallel op (the main thread's
     team would shrink to 1 if it has not run one yet). Instead: let torch initialise this
     thread first (torch.get_num_threads does, once per thread; later ops then leave the
-    thread's setting alone), then set this thread's own OpenMP team size with the runtime's
-    omp_set_num_threads, which acts on the calling thread only.
-    tests/unit/test_comm_parts.py checks both sides."""
+    thread's setting alone), then set this thread's own team sizes, OpenMP's and MKL's (BLAS
+    calls), with the calls that act on the calling thread only, looked up through torch's own
+    library so that they are the runtimes torch uses. tests/unit/test_comm_parts.py checks
+    both sides."""
     import torch
-
-    from hpcsgd.affinity.openmp import loaded_runtime
     torch.get_num_threads()  # torch's per-thread initialisation of the team size
-    found = loaded_runtime()
-    if found is not None:  # one OpenMP runtime: torch's (else leave it, nothing to set safely)
-        ctypes.CDLL(found[0]).omp_set_num_threads(ctypes.c_int(1))
+    try:
+        lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib",
+                                       "libtorch_cpu.so"))
+    except OSError:
+        return  # not a Linux build of torch: nothing known to set
+    for name in ("omp_set_num_threads", "MKL_Set_Num_Threads_Local"):  # C entry points
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn(ctypes.c_int(1))
 
 
 class Progress:

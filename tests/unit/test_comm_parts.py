@@ -127,7 +127,8 @@ if sys.argv[1] == "warm":
 engine = CommEngine()
 threads = len(os.listdir("/proc/self/task"))
 y = torch.randn(4_000_000)
-engine.call(lambda: [y.mul_(1.5), y.to(torch.bfloat16).float().sum()])
+a = torch.randn(512, 512)
+engine.call(lambda: [y.mul_(1.5), y.to(torch.bfloat16).float().sum(), a @ a])  # OpenMP, MKL
 out = {"new_threads": len(os.listdir("/proc/self/task")) - threads,
        "engine": engine.call(ctypes.CDLL(loaded_runtime()[0]).omp_get_max_threads),
        "engine_torch": engine.call(torch.get_num_threads)}
