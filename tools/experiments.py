@@ -151,14 +151,38 @@ def scaling_runs(mode: Mode, results: dict) -> list[Run]:
                     continue
                 key = f"lars-b{batch}"
                 if seed == 0:
-                    for f in mode.lars_sweep:
-                        runs.append(_scaling_run("lars", batch, 0, mode, lars_gamma(batch) * f,
-                                                 tune=key if len(mode.lars_sweep) > 1 else ""))
+                    runs += lars_sweep(batch, mode, results, key)
                 else:
                     best = best_of_sweep(runs, results, key)
                     if best is not None:
                         runs.append(_scaling_run("lars", batch, seed, mode, best))
     return runs
+
+
+SWEEP_EXTENSIONS = 2
+"""How many times a LARS sweep whose best gamma is the lowest or highest tried is extended
+by halving or doubling it, so that the best is not an artefact of where the grid stops."""
+
+
+def lars_sweep(batch: int, mode: Mode, results: dict, key: str) -> list[Run]:
+    """Seed 0's gamma sweep at `batch`: the rule's gamma x mode.lars_sweep, then, once those
+    have finished, gamma / 2 below (or x 2 above) while the best is at that edge, up to
+    SWEEP_EXTENSIONS more runs (You et al. tuned gamma per batch)."""
+    gammas = [lars_gamma(batch) * f for f in mode.lars_sweep]
+    tune = key if len(gammas) > 1 else ""
+    sweep = [_scaling_run("lars", batch, 0, mode, g, tune=tune) for g in gammas]
+    for _ in range(SWEEP_EXTENSIONS if tune else 0):
+        if any(r.name not in results for r in sweep):
+            break  # the next step depends on these
+        best = gammas[max(range(len(sweep)), key=lambda i: results[sweep[i].name]["top1"])]
+        if best == min(gammas):
+            gammas.append(best / 2)
+        elif best == max(gammas):
+            gammas.append(best * 2)
+        else:
+            break  # the best has a worse gamma on each side
+        sweep.append(_scaling_run("lars", batch, 0, mode, gammas[-1], tune=tune))
+    return sweep
 
 
 def _scaling_run(method, batch, seed, mode, gamma=0.0, tune="") -> Run:
@@ -169,7 +193,8 @@ def _scaling_run(method, batch, seed, mode, gamma=0.0, tune="") -> Run:
 
 
 def best_of_sweep(runs: list[Run], results: dict, key: str) -> float | None:
-    """Gamma of the best finished sweep run (None until every sweep run has finished)."""
+    """Gamma of the best finished sweep run (None until every sweep run has finished,
+    extensions included: an extension is planned only once the runs before it finished)."""
     sweep = [r for r in runs if r.tune == key]
     if not sweep:  # no sweep: the rule's gamma
         return lars_gamma(int(key.split("-b")[1]))
@@ -264,6 +289,18 @@ def plan(mode: Mode, results: dict) -> list[Run]:
     return scaling_runs(mode, results) + collapse_runs(mode) + cyclic_runs(mode) + lstm_runs(mode)
 
 
+def settle(mode: Mode, out_dir: Path) -> tuple[list[Run], dict]:
+    """(runs, results) once planning with the finished runs plans nothing new: a sweep's
+    extension and its seeds depend on runs that were themselves planned from results."""
+    results: dict = {}
+    while True:
+        runs = plan(mode, results)
+        found = read_results(out_dir, runs)
+        if found.keys() == results.keys():
+            return runs, found
+        results = found
+
+
 # ---------------------------------------------------------------------------- running
 
 def read_results(out_dir: Path, runs: list[Run]) -> dict:
@@ -314,10 +351,7 @@ def run_all(mode: Mode, out_dir: Path, *, mpiexec: str, python: str, log=print) 
     the sweep is done). Returns name -> result; failed runs are left out (reported)."""
     failed: set[str] = set()
     while True:
-        runs = plan(mode, {})
-        results = read_results(out_dir, runs)
-        runs = plan(mode, results)
-        results = read_results(out_dir, runs)
+        runs, results = settle(mode, out_dir)
         todo = [r for r in runs if r.name not in results and r.name not in failed]
         if not todo:
             return results
@@ -363,8 +397,8 @@ def main(argv=None) -> int:
         run_all(mode, out_dir, mpiexec=str(venv / "mpiexec"), python=str(venv / "python"),
                 log=lambda line: print(line, flush=True))
         print(f"[{mode.name}] all runs finished in {(time.time() - t0) / 60:.1f} min")
-    runs = plan(mode, read_results(out_dir, plan(mode, {})))
-    path = write_report(mode, runs, read_results(out_dir, runs), out_dir, args.docs)
+    runs, results = settle(mode, out_dir)
+    path = write_report(mode, runs, results, out_dir, args.docs)
     print(f"wrote {path}")
     return 0
 

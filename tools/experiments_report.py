@@ -70,6 +70,23 @@ def mean_of(cells, key) -> float:
     return stats(cells.get(key, []))[0]
 
 
+def sweep_edges(sweep, results) -> list[tuple[int, float]]:
+    """(batch, best gamma) of each finished sweep whose best gamma is the lowest or the
+    highest it tried (the best may lie beyond the swept range)."""
+    by_batch: dict[int, list] = {}
+    for r in sweep:
+        gamma = float(next(o for o in r.overrides if o.startswith("--optim.base_lr="))
+                      .split("=")[1])
+        by_batch.setdefault(r.batch, []).append((results[r.name]["top1"], gamma))
+    edges = []
+    for batch, tried in sorted(by_batch.items()):
+        best = max(tried)[1]
+        gammas = [g for _, g in tried]
+        if len(gammas) > 1 and best in (min(gammas), max(gammas)):
+            edges.append((batch, best))
+    return edges
+
+
 def verdict_goyal(base: float, goyal: dict[int, float], tol: float = TOL) -> tuple[str, str]:
     """Claim: linear scaling + warmup holds up to some batch and breaks down beyond it."""
     goyal = {b: v for b, v in goyal.items() if not math.isnan(v)}
@@ -211,6 +228,13 @@ def write_report(mode, runs, results: dict, out_dir: Path, docs: Path) -> Path:
                  "is no separate validation split), so LARS's numbers are optimistic:", "",
                  "| run | test top-1 |", "|---|---|",
                  *[f"| `{r.name}` | {results[r.name]['top1']:.2%} |" for r in sweep], ""]
+        edge = sweep_edges(sweep, results)
+        body += ["Where the best gamma was the lowest or the highest tried, the sweep was "
+                 "extended (gamma / 2 or x 2, at most twice). "
+                 + (("Still at the edge of the swept range after that: "
+                     + ", ".join(f"batch {b} (gamma {g:g})" for b, g in edge)
+                     + "; a gamma beyond it might do better.") if edge else
+                    "Every batch's best gamma has a worse one on each side."), ""]
 
     # (5) collapse ------------------------------------------------------------------------
     groups = {n: [results[r.name]["top1"] for r in runs

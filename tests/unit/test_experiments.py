@@ -58,11 +58,61 @@ def test_full_lars_seeds_follow_the_best_of_the_sweep():
     assert not [r for r in first if r.method == "lars" and r.seed > 0]
     sweep = [r for r in first if r.tune == "lars-b512"]
     assert len(sweep) == 3
-    results = {r.name: {"top1": 0.5 + 0.1 * i} for i, r in enumerate(sweep)}  # the last wins
+    results = {r.name: {"top1": [0.5, 0.7, 0.6][i]} for i, r in enumerate(sweep)}  # the middle
     seeds = [r for r in ex.plan(ex.FULL, results) if r.method == "lars" and r.seed > 0]
     assert {r.batch for r in seeds} == {512} and len(seeds) == 2
-    gamma = f"--optim.base_lr={ex.lars_gamma(512) * 2.0}"
+    gamma = f"--optim.base_lr={ex.lars_gamma(512) * 1.0}"
     assert all(gamma in r.overrides for r in seeds)
+
+
+def test_a_sweep_whose_best_is_at_an_edge_is_extended_then_settles(tmp_path):
+    lars = lambda runs: [r for r in runs if r.tune == "lars-b2048"]  # noqa: E731
+    gamma = lambda r: float(r.overrides[r.overrides.index("--optim.name=lars") + 1]  # noqa: E731
+                            .split("=")[1])
+    sweep = lars(ex.plan(ex.FULL, {}))
+    assert sorted(gamma(r) for r in sweep) == [8.0, 16.0, 32.0]
+    # the lowest gamma wins: gamma / 2 is tried next, and no seed runs until it has finished
+    results = {r.name: {"top1": 0.9 - gamma(r) / 100} for r in sweep}
+    runs = ex.plan(ex.FULL, results)
+    assert sorted(gamma(r) for r in lars(runs)) == [4.0, 8.0, 16.0, 32.0]
+    assert not [r for r in runs if r.method == "lars" and r.batch == 2048 and r.seed > 0]
+    # 4 wins too: one more extension (2), then, at the limit, the seeds take the best
+    results.update({r.name: {"top1": 0.9 - gamma(r) / 100} for r in lars(runs)})
+    runs = ex.plan(ex.FULL, results)
+    assert sorted(gamma(r) for r in lars(runs)) == [2.0, 4.0, 8.0, 16.0, 32.0]
+    results.update({r.name: {"top1": 0.9 - gamma(r) / 100} for r in lars(runs)})
+    runs = ex.plan(ex.FULL, results)
+    assert len(lars(runs)) == 5  # SWEEP_EXTENSIONS = 2
+    seeds = [r for r in runs if r.method == "lars" and r.batch == 2048 and r.seed > 0]
+    assert len(seeds) == 2 and all("--optim.base_lr=2.0" in r.overrides for r in seeds)
+    assert rep.sweep_edges(lars(runs), results) == [(2048, 2.0)]  # the report says so
+    # an interior best stops the extension at once
+    interior = {r.name: {"top1": 0.9 - abs(gamma(r) - 16.0) / 100} for r in sweep}
+    assert len(lars(ex.plan(ex.FULL, interior))) == 3
+    assert rep.sweep_edges(sweep, interior) == []
+
+
+def test_settle_plans_chained_extensions_from_run_folders(tmp_path):
+    """The runner and the report plan to a fixed point: an extension planned from results is
+    read back, and may plan the next one."""
+    def finish(run, top1):
+        folder = tmp_path / run.name
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps({"top1": top1}))
+        (folder / "experiment.json").write_text(json.dumps({"overrides": list(run.overrides)}))
+
+    def lars_2048(runs):
+        return sorted((r for r in runs if r.tune == "lars-b2048"), key=lambda r: r.name)
+
+    for r in lars_2048(ex.plan(ex.FULL, {})):
+        finish(r, 0.5 if "-g8-" in r.name else 0.4)  # the lowest (8) wins
+    runs, results = ex.settle(ex.FULL, tmp_path)
+    (ext,) = [r for r in lars_2048(runs) if r.name not in results]
+    assert "-g4-" in ext.name
+    finish(ext, 0.6)  # 4 wins: settle must now plan 2 without another call to the runner
+    runs, results = ex.settle(ex.FULL, tmp_path)
+    assert [r.name for r in lars_2048(runs) if r.name not in results] == \
+        ["scaling-lars-b2048-g2-s0"]
 
 
 def test_verdict_rules():
