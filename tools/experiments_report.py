@@ -71,17 +71,18 @@ def mean_of(cells, key) -> float:
 
 
 def sweep_edges(sweep, results) -> list[tuple[int, float]]:
-    """(batch, best gamma) of each finished sweep whose best gamma is the lowest or the
-    highest it tried (the best may lie beyond the swept range)."""
+    """(batch, best gamma) of each finished sweep (every planned run of it done) whose best
+    gamma is the lowest or the highest it tried; ties go to the earlier run, as in the plan."""
     by_batch: dict[int, list] = {}
     for r in sweep:
-        gamma = float(next(o for o in r.overrides if o.startswith("--optim.base_lr="))
-                      .split("=")[1])
-        by_batch.setdefault(r.batch, []).append((results[r.name]["top1"], gamma))
+        by_batch.setdefault(r.batch, []).append(r)
     edges = []
-    for batch, tried in sorted(by_batch.items()):
-        best = max(tried)[1]
-        gammas = [g for _, g in tried]
+    for batch, planned in sorted(by_batch.items()):
+        if any(r.name not in results for r in planned):
+            continue  # an extension is still to run
+        gammas = [float(next(o for o in r.overrides if o.startswith("--optim.base_lr="))
+                        .split("=")[1]) for r in planned]
+        best = gammas[max(range(len(planned)), key=lambda i: results[planned[i].name]["top1"])]
         if len(gammas) > 1 and best in (min(gammas), max(gammas)):
             edges.append((batch, best))
     return edges
@@ -228,13 +229,20 @@ def write_report(mode, runs, results: dict, out_dir: Path, docs: Path) -> Path:
                  "is no separate validation split), so LARS's numbers are optimistic:", "",
                  "| run | test top-1 |", "|---|---|",
                  *[f"| `{r.name}` | {results[r.name]['top1']:.2%} |" for r in sweep], ""]
-        edge = sweep_edges(sweep, results)
+        planned = [r for r in runs if r.tune]
+        edge = sweep_edges(planned, results)
+        pending = sorted({r.batch for r in planned if r.name not in results})
+        said = []
+        if edge:
+            said.append("Still at the edge of the swept range after that: "
+                        + ", ".join(f"batch {b} (gamma {g:g})" for b, g in edge)
+                        + "; a gamma beyond it might do better.")
+        if pending:
+            said.append("Still being swept: batch " + ", ".join(map(str, pending)) + ".")
         body += ["Where the best gamma was the lowest or the highest tried, the sweep was "
                  "extended (gamma / 2 or x 2, at most twice). "
-                 + (("Still at the edge of the swept range after that: "
-                     + ", ".join(f"batch {b} (gamma {g:g})" for b, g in edge)
-                     + "; a gamma beyond it might do better.") if edge else
-                    "Every batch's best gamma has a worse one on each side."), ""]
+                 + (" ".join(said) or "Every batch's best gamma has a worse one on each side."),
+                 ""]
 
     # (5) collapse ------------------------------------------------------------------------
     groups = {n: [results[r.name]["top1"] for r in runs

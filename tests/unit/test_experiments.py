@@ -90,6 +90,12 @@ def test_a_sweep_whose_best_is_at_an_edge_is_extended_then_settles(tmp_path):
     interior = {r.name: {"top1": 0.9 - abs(gamma(r) - 16.0) / 100} for r in sweep}
     assert len(lars(ex.plan(ex.FULL, interior))) == 3
     assert rep.sweep_edges(sweep, interior) == []
+    # a tie goes to the earlier run (as the plan decides), and a sweep with an extension
+    # still to run is not reported as ending at an edge
+    tie = {r.name: {"top1": 0.9 if gamma(r) in (16.0, 32.0) else 0.5} for r in sweep}
+    assert rep.sweep_edges(sweep, tie) == [] and len(lars(ex.plan(ex.FULL, tie))) == 3
+    low = {r.name: {"top1": 0.9 - gamma(r) / 100} for r in sweep}
+    assert rep.sweep_edges(lars(ex.plan(ex.FULL, low)), low) == []
 
 
 def test_settle_plans_chained_extensions_from_run_folders(tmp_path):
