@@ -70,6 +70,10 @@ def mean_of(cells, key) -> float:
     return stats(cells.get(key, []))[0]
 
 
+def _gamma(run) -> float:
+    return float(next(o for o in run.overrides if o.startswith("--optim.base_lr=")).split("=")[1])
+
+
 def sweep_edges(sweep, results) -> list[tuple[int, float]]:
     """(batch, best gamma) of each finished sweep (every planned run of it done) whose best
     gamma is the lowest or the highest it tried; ties go to the earlier run, as in the plan."""
@@ -80,8 +84,7 @@ def sweep_edges(sweep, results) -> list[tuple[int, float]]:
     for batch, planned in sorted(by_batch.items()):
         if any(r.name not in results for r in planned):
             continue  # an extension is still to run
-        gammas = [float(next(o for o in r.overrides if o.startswith("--optim.base_lr="))
-                        .split("=")[1]) for r in planned]
+        gammas = [_gamma(r) for r in planned]
         best = gammas[max(range(len(planned)), key=lambda i: results[planned[i].name]["top1"])]
         if len(gammas) > 1 and best in (min(gammas), max(gammas)):
             edges.append((batch, best))
@@ -222,7 +225,8 @@ def write_report(mode, runs, results: dict, out_dir: Path, docs: Path) -> Path:
     if gone:
         body += ["Runs whose training loss became NaN (diverged; their top-1 is chance, 10%): "
                  + ", ".join(f"`{n}`" for n in gone) + ".", ""]
-    sweep = [r for r in runs if r.tune and r.name in results]
+    sweep = sorted((r for r in runs if r.tune and r.name in results),
+                   key=lambda r: (r.batch, _gamma(r)))  # extensions in gamma order
     if sweep:
         body += ["LARS's global LR gamma was swept at seed 0 (You et al. tune gamma per batch); "
                  "the best was kept for the other seeds. The sweep reads the *test* split (there "
