@@ -101,6 +101,17 @@ def test_mpi_refuses_to_sum_bf16_with_its_builtin_operator(world):
     assert MPI.Query_thread() == MPI.THREAD_MULTIPLE  # what hpcsgd.world asked for
 
 
+def _wait_behind_a_late_rank(wait, comm, delay: float) -> tuple[bool, float, float]:
+    """Call wait() on every rank of comm, the last rank `delay` seconds late: (this rank is
+    the late one, wall seconds, CPU seconds of this thread) spent in it."""
+    late = comm.rank == comm.size - 1
+    wall, cpu = time.perf_counter(), time.thread_time()
+    if late:
+        time.sleep(delay)
+    wait()
+    return late, time.perf_counter() - wall, time.thread_time() - cpu
+
+
 def test_node_barrier_sleeps_until_the_last_rank_wakes_it(world):
     """The hierarchical allreduce's node barrier: ranks that arrive early sleep on the futex
     (almost no CPU) and the last one wakes them; over many rounds nobody passes early."""
@@ -108,14 +119,9 @@ def test_node_barrier_sleeps_until_the_last_rank_wakes_it(world):
     node = world.comm.Split_type(MPI.COMM_TYPE_SHARED, key=world.rank)
     barrier = NodeBarrier(node, poll_s=2e-4)
     assert barrier.futex is not None  # Linux on a known architecture: the futex path
-    late = node.size - 1
-    wall, cpu = time.perf_counter(), time.thread_time()
-    if node.rank == late:
-        time.sleep(1.0)
-    barrier.wait()
-    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    late, wall, cpu = _wait_behind_a_late_rank(barrier.wait, node, 1.0)
     woken = node.allreduce(barrier.woken)
-    if node.rank != late:  # waited about a second, asleep
+    if not late:  # waited about a second, asleep
         assert wall > 0.5 and cpu < 0.05 * wall, (wall, cpu)
     if node.size > 1:  # the late rank woke the sleepers (at most all of the others)
         assert 1 <= woken <= node.size - 1
@@ -152,13 +158,8 @@ def test_node_barrier_falls_back_to_sleeping_polls_when_the_futex_call_fails(wor
     node = world.comm.Split_type(MPI.COMM_TYPE_SHARED, key=world.rank)
     barrier = NodeBarrier(node, poll_s=2e-4)
     barrier.futex._number = ctypes.c_long(100_000)
-    late = node.size - 1
-    wall, cpu = time.perf_counter(), time.thread_time()
-    if node.rank == late:
-        time.sleep(0.6)
-    barrier.wait()
-    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-    if node.rank != late:
+    late, wall, cpu = _wait_behind_a_late_rank(barrier.wait, node, 0.6)
+    if not late:
         assert barrier.futex is None  # gave up on the futex, polls with sleeps instead
         assert wall > 0.3 and cpu < 0.25 * wall, (wall, cpu)
     barrier.wait()  # and it still works as a barrier
