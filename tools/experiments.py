@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 from experiments_report import provenance, write_report  # noqa: E402
+from experiments_sweep import SWEEP_EXTENSIONS, best_gamma, edge_extension, run_gamma  # noqa: E402
 
 LENET, RESNET, LSTM = ("jobs/experiments/fmnist_lenet.toml", "jobs/experiments/fmnist_resnet20.toml",
                        "jobs/experiments/ptb_lstm.toml")
@@ -159,29 +160,20 @@ def scaling_runs(mode: Mode, results: dict) -> list[Run]:
     return runs
 
 
-SWEEP_EXTENSIONS = 2
-"""How many times a LARS sweep whose best gamma is the lowest or highest tried is extended
-by halving or doubling it, so that the best is not an artefact of where the grid stops."""
-
-
 def lars_sweep(batch: int, mode: Mode, results: dict, key: str) -> list[Run]:
     """Seed 0's gamma sweep at `batch`: the rule's gamma x mode.lars_sweep, then, once those
-    have finished, gamma / 2 below (or x 2 above) while the best is at that edge, up to
-    SWEEP_EXTENSIONS more runs (You et al. tuned gamma per batch)."""
+    have finished, extended while the best is at an edge (experiments_sweep)."""
     gammas = [lars_gamma(batch) * f for f in mode.lars_sweep]
     tune = key if len(gammas) > 1 else ""
     sweep = [_scaling_run("lars", batch, 0, mode, g, tune=tune) for g in gammas]
     for _ in range(SWEEP_EXTENSIONS if tune else 0):
         if any(r.name not in results for r in sweep):
             break  # the next step depends on these
-        best = gammas[max(range(len(sweep)), key=lambda i: results[sweep[i].name]["top1"])]
-        if best == min(gammas):
-            gammas.append(best / 2)
-        elif best == max(gammas):
-            gammas.append(best * 2)
-        else:
-            break  # the best has a worse gamma on each side
-        sweep.append(_scaling_run("lars", batch, 0, mode, gammas[-1], tune=tune))
+        step = edge_extension(gammas, [results[r.name]["top1"] for r in sweep])
+        if step is None:
+            break
+        gammas.append(step)
+        sweep.append(_scaling_run("lars", batch, 0, mode, step, tune=tune))
     return sweep
 
 
@@ -200,8 +192,7 @@ def best_of_sweep(runs: list[Run], results: dict, key: str) -> float | None:
         return lars_gamma(int(key.split("-b")[1]))
     if any(r.name not in results for r in sweep):
         return None
-    best = max(sweep, key=lambda r: results[r.name]["top1"])
-    return float(next(o for o in best.overrides if o.startswith("--optim.base_lr=")).split("=")[1])
+    return best_gamma([run_gamma(r) for r in sweep], [results[r.name]["top1"] for r in sweep])
 
 
 def large_batch_rule(model: str) -> str:

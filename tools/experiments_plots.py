@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from experiments_report import TOL, stats
+from experiments_verdicts import TOL, stats
 
 # ---------------------------------------------------------------------------- reading
 

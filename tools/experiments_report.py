@@ -3,19 +3,20 @@
     .venv/bin/python tools/experiments.py --report-only [--quick]
 
 Claim by claim: a table of final top-1 (or perplexity) as mean +- standard deviation over the
-seeds, and a verdict computed by the stated rule (`verdict_*`, pure functions of the numbers),
+seeds, and a verdict computed by the stated rule (experiments_verdicts.py: pure functions of the numbers),
 including every claim that did not reproduce and every run that failed.
 """
 from __future__ import annotations
 
 import math
-import statistics
 import subprocess
 import time
 from pathlib import Path
 
-TOL = 0.01        # "keeps the baseline's accuracy": within 1 percentage point of top-1
-LM_TOL = 0.05     # "without losing perplexity": within 5% of the baseline's perplexity
+from experiments_sweep import best_gamma, edge_extension, run_gamma
+from experiments_verdicts import (LM_TOL, TOL, fmt, stats, verdict_better, verdict_ensemble,
+                                  verdict_goyal, verdict_keeps, verdict_lm)
+
 ROOT = Path(__file__).resolve().parents[1]
 # What each paper reports for the claim (shared/papers), shown beside our numbers.
 PAPER = {
@@ -32,22 +33,6 @@ PAPER = {
 
 
 # ---------------------------------------------------------------------------- numbers
-
-def stats(values: list[float]) -> tuple[float, float, int]:
-    """(mean, sample standard deviation (0 for one value), count)."""
-    if not values:
-        return math.nan, math.nan, 0
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
-
-
-def fmt(values: list[float], pct: bool = True) -> str:
-    mean, std, n = stats(values)
-    if n == 0:
-        return "—"
-    scale, unit = (100.0, "%") if pct else (1.0, "")
-    spread = f" ± {std * scale:.2f}" if n > 1 else ""
-    return f"{mean * scale:.2f}{unit}{spread} (n={n})"
-
 
 def scaling_cells(runs, results) -> dict[tuple[str, int], list[float]]:
     """(method, batch) -> final top-1 of each seed. LARS: seed 0 is the best run of its gamma
@@ -70,13 +55,9 @@ def mean_of(cells, key) -> float:
     return stats(cells.get(key, []))[0]
 
 
-def _gamma(run) -> float:
-    return float(next(o for o in run.overrides if o.startswith("--optim.base_lr=")).split("=")[1])
-
-
 def sweep_edges(sweep, results) -> list[tuple[int, float]]:
     """(batch, best gamma) of each finished sweep (every planned run of it done) whose best
-    gamma is the lowest or the highest it tried; ties go to the earlier run, as in the plan."""
+    gamma is still the lowest or the highest it tried, after its extensions."""
     by_batch: dict[int, list] = {}
     for r in sweep:
         by_batch.setdefault(r.batch, []).append(r)
@@ -84,80 +65,10 @@ def sweep_edges(sweep, results) -> list[tuple[int, float]]:
     for batch, planned in sorted(by_batch.items()):
         if any(r.name not in results for r in planned):
             continue  # an extension is still to run
-        gammas = [_gamma(r) for r in planned]
-        best = gammas[max(range(len(planned)), key=lambda i: results[planned[i].name]["top1"])]
-        if len(gammas) > 1 and best in (min(gammas), max(gammas)):
-            edges.append((batch, best))
+        gammas, tops = [run_gamma(r) for r in planned], [results[r.name]["top1"] for r in planned]
+        if edge_extension(gammas, tops) is not None:
+            edges.append((batch, best_gamma(gammas, tops)))
     return edges
-
-
-def verdict_goyal(base: float, goyal: dict[int, float], tol: float = TOL) -> tuple[str, str]:
-    """Claim: linear scaling + warmup holds up to some batch and breaks down beyond it."""
-    goyal = {b: v for b, v in goyal.items() if not math.isnan(v)}
-    if math.isnan(base) or not goyal:
-        return "not measured", "the baseline or every large-batch run is missing"
-    held = [b for b, v in sorted(goyal.items()) if v >= base - tol]
-    broke = [b for b, v in sorted(goyal.items()) if v < base - tol]
-    if broke and held and max(held) < min(broke):
-        return "reproduced", f"held up to batch {max(held)}, broke down from {min(broke)}"
-    if broke and not held:
-        return "partly reproduced", (f"broke down at every batch above the baseline's "
-                                     f"(from {min(broke)}); no batch where it held was seen")
-    if broke:
-        return "not reproduced", "no single threshold: it broke at some batches and held at larger ones"
-    return "not reproduced", "held at every batch tested"
-
-
-def verdict_keeps(base: float, method: dict[int, float], batches, tol: float = TOL,
-                  what: str = "") -> tuple[str, str]:
-    """Claim: `method` stays within tol of the baseline at every batch in `batches`."""
-    missing = [b for b in batches if b not in method or math.isnan(method[b])]
-    if math.isnan(base):
-        return "not measured", "no finished baseline run"
-    if missing:
-        return "not measured", f"no finished run at batch {missing}"
-    worst = min(batches, key=lambda b: method[b] - base)
-    gap = (method[worst] - base) * 100
-    if all(method[b] >= base - tol for b in batches):
-        return "reproduced", f"within {tol * 100:g} point(s) at every batch{what} (worst {gap:+.2f} at {worst})"
-    return "not reproduced", f"{gap:+.2f} points at batch {worst}, beyond the {tol * 100:g}-point tolerance"
-
-
-def verdict_better(a: list[float], b: list[float]) -> tuple[str, str]:
-    """Claim: b is more accurate than a. Reproduced when the mean gain exceeds one standard
-    error of the difference; with one seed each only the direction can be seen."""
-    (ma, sa, na), (mb, sb, nb) = stats(a), stats(b)
-    if na == 0 or nb == 0:
-        return "not measured", "a run is missing"
-    diff = (mb - ma) * 100
-    if na < 2 or nb < 2:
-        word = "same direction" if diff > 0 else "not reproduced"
-        return f"{word} (one seed, no spread)", f"{diff:+.2f} points"
-    se = math.sqrt(sa ** 2 / na + sb ** 2 / nb) * 100
-    if diff > se:
-        return "reproduced", f"{diff:+.2f} points (standard error {se:.2f})"
-    if diff > 0:
-        return "inconclusive", f"{diff:+.2f} points, within the seed spread (standard error {se:.2f})"
-    return "not reproduced", f"{diff:+.2f} points (standard error {se:.2f})"
-
-
-def verdict_ensemble(snapshots: list[float], ensemble: float) -> tuple[str, str]:
-    """Claim: the ensemble of the snapshots beats every single snapshot."""
-    if not snapshots:
-        return "not measured", "no snapshots"
-    best = max(snapshots)
-    gap = (ensemble - best) * 100
-    return ("reproduced" if gap > 0 else "not reproduced"), \
-        f"ensemble {ensemble:.2%} vs best snapshot {best:.2%} ({gap:+.2f} points)"
-
-
-def verdict_lm(base: float, date: float, tol: float = LM_TOL) -> tuple[str, str]:
-    """Claim: DATE at 32 x B0 loses no perplexity (within tol, relative) without tuning."""
-    if math.isnan(base) or math.isnan(date):
-        return "not measured", "a run is missing"
-    rel = date / base - 1.0
-    word = "reproduced" if rel <= tol else "not reproduced"
-    return word, f"perplexity {date:.1f} vs baseline {base:.1f} ({rel:+.1%})"
 
 
 # ---------------------------------------------------------------------------- provenance
@@ -169,6 +80,7 @@ def provenance() -> str:
     # porcelain lines are "XY path": the status letters, a space, the path
     dirty = [line[3:] for line in git("status", "--porcelain", "--", "hpcsgd", "tools/experiments.py",
                                       "tools/experiments_report.py", "tools/experiments_plots.py",
+                                      "tools/experiments_sweep.py", "tools/experiments_verdicts.py",
                                       "jobs/experiments").splitlines() if line.strip()]
     text = f"commit `{git('rev-parse', '--short', 'HEAD').strip()}`"
     if dirty:
@@ -226,7 +138,7 @@ def write_report(mode, runs, results: dict, out_dir: Path, docs: Path) -> Path:
         body += ["Runs whose training loss became NaN (diverged; their top-1 is chance, 10%): "
                  + ", ".join(f"`{n}`" for n in gone) + ".", ""]
     sweep = sorted((r for r in runs if r.tune and r.name in results),
-                   key=lambda r: (r.batch, _gamma(r)))  # extensions in gamma order
+                   key=lambda r: (r.batch, run_gamma(r)))  # extensions in gamma order
     if sweep:
         body += ["LARS's global LR gamma was swept at seed 0 (You et al. tune gamma per batch); "
                  "the best was kept for the other seeds. The sweep reads the *test* split (there "

@@ -1,4 +1,4 @@
-"""tools/experiments.py and tools/experiments_report.py: the plan is complete and every run is
+"""tools/experiments*.py: the plan is complete and every run is
 a configuration the trainers accept; verdict rules; the report from run folders; one real
 `mpiexec -n 4` run (+ ensemble evaluation) through the runner. No accuracy thresholds."""
 import json
@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 import experiments as ex  # noqa: E402
 import experiments_report as rep  # noqa: E402
+import experiments_sweep as sw  # noqa: E402
+import experiments_verdicts as vd  # noqa: E402
 
 
 def test_quick_plan_covers_every_claim_within_about_15_minutes():
@@ -121,23 +123,32 @@ def test_settle_plans_chained_extensions_from_run_folders(tmp_path):
         ["scaling-lars-b2048-g2-s0"]
 
 
+def test_sweep_edge_rule():
+    assert sw.edge_extension([4.0, 8.0, 16.0], [0.80, 0.85, 0.70]) is None    # interior best
+    assert sw.edge_extension([4.0, 8.0, 16.0], [0.86, 0.85, 0.70]) == 2.0     # lowest: halve
+    assert sw.edge_extension([4.0, 8.0, 16.0], [0.80, 0.85, 0.90]) == 32.0    # highest: double
+    assert sw.edge_extension([8.0, 4.0, 16.0, 2.0], [0.8, 0.9, 0.7, 0.85]) is None  # by value
+    assert sw.edge_extension([8.0], [0.9]) is None                               # no sweep
+    assert sw.best_gamma([4.0, 8.0, 16.0], [0.85, 0.85, 0.7]) == 4.0            # tie: earlier
+
+
 def test_verdict_rules():
-    assert rep.verdict_goyal(0.90, {512: 0.899, 2048: 0.85})[0] == "reproduced"
-    assert rep.verdict_goyal(0.90, {512: 0.90, 2048: 0.895})[0] == "not reproduced"
-    assert rep.verdict_goyal(0.90, {512: 0.80})[0] == "partly reproduced"
-    assert rep.verdict_goyal(0.90, {})[0] == "not measured"
-    assert rep.verdict_goyal(float("nan"), {512: 0.80})[0] == "not measured"
-    assert rep.verdict_keeps(float("nan"), {512: 0.9}, [512])[0] == "not measured"
-    assert rep.verdict_keeps(0.90, {512: 0.895, 8192: 0.891}, [512, 8192])[0] == "reproduced"
-    assert rep.verdict_keeps(0.90, {8192: 0.70}, [8192])[0] == "not reproduced"
-    assert rep.verdict_keeps(0.90, {}, [8192])[0] == "not measured"
-    assert rep.verdict_better([0.90, 0.901, 0.899], [0.91, 0.912, 0.909])[0] == "reproduced"
-    assert rep.verdict_better([0.90, 0.92], [0.906, 0.918])[0] == "inconclusive"
-    assert rep.verdict_better([0.90], [0.89])[0].startswith("not reproduced")
-    assert rep.verdict_ensemble([0.90, 0.91], 0.915)[0] == "reproduced"
-    assert rep.verdict_ensemble([0.90, 0.91], 0.905)[0] == "not reproduced"
-    assert rep.verdict_lm(100.0, 104.0)[0] == "reproduced"
-    assert rep.verdict_lm(100.0, 120.0)[0] == "not reproduced"
+    assert vd.verdict_goyal(0.90, {512: 0.899, 2048: 0.85})[0] == "reproduced"
+    assert vd.verdict_goyal(0.90, {512: 0.90, 2048: 0.895})[0] == "not reproduced"
+    assert vd.verdict_goyal(0.90, {512: 0.80})[0] == "partly reproduced"
+    assert vd.verdict_goyal(0.90, {})[0] == "not measured"
+    assert vd.verdict_goyal(float("nan"), {512: 0.80})[0] == "not measured"
+    assert vd.verdict_keeps(float("nan"), {512: 0.9}, [512])[0] == "not measured"
+    assert vd.verdict_keeps(0.90, {512: 0.895, 8192: 0.891}, [512, 8192])[0] == "reproduced"
+    assert vd.verdict_keeps(0.90, {8192: 0.70}, [8192])[0] == "not reproduced"
+    assert vd.verdict_keeps(0.90, {}, [8192])[0] == "not measured"
+    assert vd.verdict_better([0.90, 0.901, 0.899], [0.91, 0.912, 0.909])[0] == "reproduced"
+    assert vd.verdict_better([0.90, 0.92], [0.906, 0.918])[0] == "inconclusive"
+    assert vd.verdict_better([0.90], [0.89])[0].startswith("not reproduced")
+    assert vd.verdict_ensemble([0.90, 0.91], 0.915)[0] == "reproduced"
+    assert vd.verdict_ensemble([0.90, 0.91], 0.905)[0] == "not reproduced"
+    assert vd.verdict_lm(100.0, 104.0)[0] == "reproduced"
+    assert vd.verdict_lm(100.0, 120.0)[0] == "not reproduced"
 
 
 def _fake_run_folder(out_dir: Path, run, value: float) -> None:
