@@ -222,7 +222,8 @@ def write_report(mode, runs, results: dict, out_dir: Path, docs: Path) -> Path:
              "eta0 = lr0 / 10, as for LeNet. Verdict rule: within "
              f"{LM_TOL:.0%} of the baseline's perplexity.", "",
              "| run | batch | validation perplexity |", "|---|---|---|",
-             *[f"| {m} | {r.batch} | {ppl[m]:.1f} |" for m, r in lm.items()], "",
+             *[f"| {m} | {r.batch} | {ppl[m]:.1f} |" if r.name in results else f"| {m} | {r.batch} | — (no finished run) |"
+               for m, r in lm.items()], "",
              "![lstm](results_lstm.png)", "", f"- **Claim 7:** {lv7[0]}: {lv7[1]}.", ""]
 
     failed = [r.name for r in runs if r.name not in results]

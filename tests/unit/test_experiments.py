@@ -195,6 +195,19 @@ def test_report_from_run_folders_names_every_claim_and_missing_run(tmp_path):
         assert (tmp_path / "docs" / f"results_{png}.png").stat().st_size > 1000
 
 
+def test_a_missing_lstm_run_is_named_not_printed_as_nan(tmp_path):
+    runs = ex.plan(ex.QUICK, {})
+    missing = next(r for r in runs if r.experiment == "lstm" and r.method == "date")
+    for i, run in enumerate(runs):
+        if run is not missing:
+            _fake_run_folder(tmp_path / "runs", run, 0.80 + 0.001 * i)
+    results = ex.read_results(tmp_path / "runs", runs)
+    text = rep.write_report(ex.QUICK, runs, results, tmp_path / "runs", tmp_path / "docs").read_text()
+    claim7 = text.split("## Claim 7")[1].split("## ")[0]
+    assert f"| date | {missing.batch} | — (no finished run) |" in claim7
+    assert "| nan |" not in claim7 and "**Claim 7:** not measured" in claim7
+
+
 def test_a_changed_command_is_run_again(tmp_path):
     run = ex.plan(ex.QUICK, {})[0]
     _fake_run_folder(tmp_path, run, 0.9)
