@@ -28,6 +28,7 @@ import weakref
 from mpi4py import MPI
 
 from hpcsgd.comm.engine import Progress, pin_current_thread
+from hpcsgd.world import abort_job
 
 TAG_QUERY, TAG_REPLY, TAG_ABORT = 71, 72, 73
 EXIT_STALL = 4
@@ -167,7 +168,7 @@ class Watchdog:
         self._out.flush()
 
     def _mpi_abort(self, code: int, text: str) -> None:
-        self._world.Abort(code)
+        abort_job(self._world, code)
 
     def _deadman(self, seq: int, label: str) -> None:
         # not when the job is ending anyway, or the collective completed late after all (the

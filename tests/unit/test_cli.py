@@ -59,8 +59,8 @@ def test_good_job_trains_and_reports(job):
 
 
 def test_an_exception_on_one_rank_ends_the_whole_job(job):
-    # rank 2 alone fails (its corrupt-record limit is hit) while the others would wait in the
-    # allreduce: the job must end with the failing rank named, not hang
+    # every record is corrupt: the first rank to hit its corrupt-record limit fails while the
+    # others would wait in the allreduce: the job must end with that rank named, not hang
     import lmdb
     from hpcsgd.records import record_key
     env = lmdb.open(str(job / "data" / "train"), map_size=1 << 28)
@@ -71,3 +71,4 @@ def test_an_exception_on_one_rank_ends_the_whole_job(job):
     res = _launch(job, "job.toml")
     assert res.returncode != 0
     assert "aborting all 4 ranks" in res.stderr and "CorruptDataError" in res.stderr
+    assert "'NoneType' object" not in res.stderr  # the aborting rank ran on after MPI_Abort

@@ -38,6 +38,10 @@ for step in range(10**6):
     if step == 3 and world.rank == world.size - 1:
         if mode == "stop":
             time.sleep(300)  # alive but no longer taking part
+        elif mode == "abort":
+            world.abort("gave up at step 3")
+            print("ABORT RETURNED", file=sys.stderr, flush=True)
+            time.sleep(300)
         else:
             os.kill(os.getpid(), signal.SIGKILL)
     F.cross_entropy(model(torch.randn(8, 64)), torch.randint(0, 4, (8,))).backward()
@@ -77,6 +81,16 @@ def test_a_rank_that_stops_participating_is_named_and_the_job_ends(tmp_path):
     res, elapsed = _run(tmp_path, "stop")
     assert res.returncode != 0
     assert "ranks that have not arrived: [3]" in res.stderr, res.stderr
+    assert elapsed < 60
+
+
+def test_abort_forwards_the_message_and_never_returns(tmp_path):
+    # MPICH's MPI_Abort returns to the caller while the launcher tears the job down (measured:
+    # the line after it printed); World.abort must end the process itself
+    res, elapsed = _run(tmp_path, "abort")
+    assert res.returncode != 0
+    assert "[hpcsgd] rank 3" in res.stderr and "gave up at step 3" in res.stderr, res.stderr
+    assert "ABORT RETURNED" not in res.stderr, res.stderr
     assert elapsed < 60
 
 
