@@ -78,9 +78,8 @@ def provenance() -> str:
     def git(*args):
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
     # porcelain lines are "XY path": the status letters, a space, the path
-    dirty = [line[3:] for line in git("status", "--porcelain", "--", "hpcsgd", "tools/experiments.py",
-                                      "tools/experiments_report.py", "tools/experiments_plots.py",
-                                      "tools/experiments_sweep.py", "tools/experiments_verdicts.py",
+    # (a glob pathspec: every tools/experiments*.py module, present and future)
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "hpcsgd", "tools/experiments*.py",
                                       "jobs/experiments").splitlines() if line.strip()]
     text = f"commit `{git('rev-parse', '--short', 'HEAD').strip()}`"
     if dirty:
@@ -222,7 +221,8 @@ def write_report(mode, runs, results: dict, out_dir: Path, docs: Path) -> Path:
              "eta0 = lr0 / 10, as for LeNet. Verdict rule: within "
              f"{LM_TOL:.0%} of the baseline's perplexity.", "",
              "| run | batch | validation perplexity |", "|---|---|---|",
-             *[f"| {m} | {r.batch} | {ppl[m]:.1f} |" if r.name in results else f"| {m} | {r.batch} | — (no finished run) |"
+             *[f"| {m} | {r.batch} | "
+               + (f"{ppl[m]:.1f}" if r.name in results else "— (no finished run)") + " |"
                for m, r in lm.items()], "",
              "![lstm](results_lstm.png)", "", f"- **Claim 7:** {lv7[0]}: {lv7[1]}.", ""]
 
