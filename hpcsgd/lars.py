@@ -15,8 +15,9 @@ eta is the trust coefficient (0.001 in the paper), beta the weight decay, mu the
 - ``clip``: NVCaffe's LARC "clip" policy, layer LR = min(gamma, alpha) instead of gamma *
   alpha: alpha only caps the global LR.
 - ``eps`` is added to the denominator (0 in the paper).
-- Groups with ``layerwise = False`` (BatchNorm parameters and biases by default, see
-  hpcsgd/optim.py) are plain momentum SGD with the global LR.
+- Groups with ``layerwise = False`` (BatchNorm parameters and biases with
+  ``optim.layerwise_bn_bias = false``, the MLPerf-style exclusion, hpcsgd/optim.py) are plain
+  momentum SGD with the global LR. By default every tensor takes its ratio, as in the paper.
 """
 from __future__ import annotations
 

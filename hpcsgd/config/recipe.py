@@ -117,9 +117,11 @@ class OptimConfig:
     """L2 weight decay; the schedule may change it (schedule.wd_*, collapse)."""
     no_decay_bn_bias: bool = True
     """Exclude BatchNorm parameters and biases from weight decay."""
-    layerwise_bn_bias: bool = False
-    """Apply the LARS/DATE per-layer ratio to BatchNorm parameters and biases too (default:
-    they keep the global LR)."""
+    layerwise_bn_bias: bool = True
+    """Apply the LARS/DATE per-layer ratio to BatchNorm parameters and biases too, as You et
+    al. do (3.2.3, Table 4: a layer's bias is a layer of its own). false = the MLPerf-style
+    exclusion: they take plain momentum at the global LR (and, with no_decay_bn_bias, no
+    weight decay)."""
     lars_eta: float = 0.001
     """LARS trust coefficient eta (You et al. 3.2.3: 0.001 for AlexNet and ResNet)."""
     lars_eps: float = 0.0

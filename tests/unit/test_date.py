@@ -123,17 +123,33 @@ def test_date_on_each_base_optimizer_matches_the_reference(kind):
         np.testing.assert_allclose(p.detach().numpy(), w, rtol=1e-9, atol=1e-12)
 
 
-def test_no_weight_decay_inside_the_ratio_and_bn_bias_keep_ratio_one():
+def _ratio_or_one(p):
+    w, g = float(p.detach().norm()), float(p.grad.norm())
+    return w / g if w > 0 and g > 0 else 1.0
+
+
+def test_no_weight_decay_inside_the_ratio_and_every_tensor_has_its_ratio():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
     opt = build_optimizer(model, OptimConfig(date=True, weight_decay=10.0, date_lower=0.0,
                                              date_upper=1e9))
     model(torch.randn(8, 5)).square().sum().backward()
-    weights = [p for p in model.parameters() if p.ndim == 2]
-    raw = [float(p.detach().norm() / p.grad.norm()) for p in weights]
-    opt.step()
     # the links run over the groups in order: the weight matrices first, then BN and biases
-    assert opt.last_ratios[:2] == pytest.approx(raw)          # ||w|| / ||g||, no 10 ||w|| term
+    order = [p for p in model.parameters() if p.ndim == 2] + \
+        [p for p in model.parameters() if p.ndim == 1]
+    raw = [_ratio_or_one(p) for p in order]
+    opt.step()
+    assert opt.last_ratios == pytest.approx(raw)              # ||w|| / ||g||, no 10 ||w|| term
+    assert opt.last_ratios[2] != 1.0                          # a bias with its own ratio
+
+
+def test_mlperf_style_exclusion_keeps_bn_and_bias_at_ratio_one():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    opt = build_optimizer(model, OptimConfig(date=True, date_lower=0.0, date_upper=1e9,
+                                             layerwise_bn_bias=False))
+    model(torch.randn(8, 5)).square().sum().backward()
+    opt.step()
     assert opt.last_ratios[2:] == [1.0] * 4                   # BN gamma/beta and biases
 
 

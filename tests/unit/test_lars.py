@@ -3,6 +3,7 @@ written here from the paper's equations, the LARC clip variant, exclusions, stat
 import copy
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ import torch.nn as nn
 from hpcsgd.config import ConfigError, OptimConfig, load_config
 from hpcsgd.lars import LARS, lars_factor, lars_layer_lr, lars_local_lr
 from hpcsgd.optim import build_optimizer
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 def _param(values):
@@ -141,26 +144,70 @@ def test_lars_matches_an_independent_reference_over_many_steps(style):
     assert not np.allclose(params[0].detach().numpy(), ws[0])   # it did move
 
 
-def test_bn_and_bias_are_excluded_from_lars_and_weight_decay_by_default():
+def test_lars_scales_every_tensor_by_default_biases_and_bn_included():
+    # You et al. 3.2.3 / Table 4: every parameter tensor is a layer with its own ratio (the
+    # bias of a layer is a layer of its own); weight decay still skips BN/bias by default
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(32, 3))
+    nn.init.uniform_(model[1].bias, 0.1, 0.2)                 # non-zero BN beta: a real ratio
     cfg = OptimConfig(name="lars", weight_decay=0.01, momentum=0.9, base_lr=2.0)
+    opt = build_optimizer(model, cfg)
+    assert all(g["layerwise"] for g in opt.param_groups)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model(torch.randn(4, 1, 6, 6)).square().sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    opt.step()
+    for name in ("1.weight", "1.bias", "0.bias", "3.bias"):   # BN gamma/beta, biases: no wd
+        w, g = before[name], grads[name]
+        alpha = lars_local_lr(float(w.norm()), float(g.norm()), eta=0.001, weight_decay=0.0)
+        torch.testing.assert_close(model.get_parameter(name).detach(), w - 2.0 * alpha * g)
+    w, g = before["0.weight"], grads["0.weight"]                          # a conv layer
+    alpha = lars_local_lr(float(w.norm()), float(g.norm()), eta=0.001, weight_decay=0.01)
+    torch.testing.assert_close(model.get_parameter("0.weight").detach(),
+                               w - 2.0 * alpha * (g + 0.01 * w))
+
+
+def test_mlperf_style_exclusion_is_a_named_option():
+    # optim.layerwise_bn_bias = false: BN/bias take plain momentum at the global LR, no wd
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(32, 3))
+    cfg = OptimConfig(name="lars", weight_decay=0.01, momentum=0.9, base_lr=2.0,
+                      layerwise_bn_bias=False)
     opt = build_optimizer(model, cfg)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     model(torch.randn(4, 1, 6, 6)).square().sum().backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     opt.step()
-    for name in ("1.weight", "1.bias", "0.bias", "3.bias"):   # BN gamma/beta, biases
+    for name in ("1.weight", "1.bias", "0.bias", "3.bias"):
         torch.testing.assert_close(model.get_parameter(name).detach(),
                                    before[name] - 2.0 * grads[name])     # gamma x g, no wd
-    w, g = before["0.weight"], grads["0.weight"]                          # a conv layer
-    alpha = lars_local_lr(float(w.norm()), float(g.norm()), eta=0.001, weight_decay=0.01)
-    torch.testing.assert_close(model.get_parameter("0.weight").detach(),
-                               w - 2.0 * alpha * (g + 0.01 * w))
-    # configurable: BN/bias layerwise and decayed too
     cfg2 = OptimConfig(name="lars", no_decay_bn_bias=False, layerwise_bn_bias=True)
     groups = build_optimizer(model, cfg2).param_groups
     assert all(g["layerwise"] and g["decays"] for g in groups)
+
+
+@pytest.mark.skipif(not FMNIST.is_dir(), reason="needs the Debian package dataset-fashion-mnist")
+def test_lenet_at_batch_512_and_gamma_32_stays_bounded():
+    # the case that made the old default (biases at the raw global LR) blow up: after 25
+    # steps a bias norm had grown from 0.46 to 659 and the loss reached 508
+    from hpcsgd.idx import read_idx
+    from hpcsgd.models import build_model
+    images = read_idx(FMNIST / "train-images-idx3-ubyte.gz")[:25 * 512]
+    labels = read_idx(FMNIST / "train-labels-idx1-ubyte.gz")[:25 * 512]
+    x = (torch.from_numpy(images).float()[:, None] / 255.0 - 0.286) / 0.353
+    y = torch.from_numpy(labels.astype(np.int64))
+    torch.manual_seed(0)
+    model = build_model("lenet", num_classes=10, in_channels=1)
+    opt = build_optimizer(model, OptimConfig(name="lars", base_lr=32.0, weight_decay=5e-4))
+    for k in range(25):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x[k * 512:(k + 1) * 512]),
+                                           y[k * 512:(k + 1) * 512])
+        loss.backward()
+        opt.step()
+    biases = [float(p.norm()) for p in model.parameters() if p.ndim == 1]
+    assert max(biases) < 5.0, biases
+    assert float(loss) < 2.0
 
 
 def test_state_dict_round_trip_continues_identically():

@@ -42,8 +42,9 @@ def test_param_groups_split_weights_from_bn_and_biases():
                                                           "4.bias"]
     assert (groups[0]["weight_decay"], groups[0]["decays"], groups[0]["layerwise"]) == \
         (1e-4, True, True)
+    # no weight decay (Goyal et al.), but a LARS/DATE ratio of their own (You et al. 3.2.3)
     assert (groups[1]["weight_decay"], groups[1]["decays"], groups[1]["layerwise"]) == \
-        (0.0, False, False)
+        (0.0, False, True)
 
 
 def test_default_optimizer_is_unchanged():
