@@ -11,6 +11,11 @@ The paper calls the bounds dynamic but publishes neither their values nor how th
 here they are constants from the config (optim.date_lower / date_upper), which the schedule
 could drive like any group option.
 
+r is taken from the gradient as the step receives it. Where the trainer clips gradients (the
+LSTM), the clipping runs after r is taken, on the base optimizer (hpcsgd.optim.
+clip_before_update): Algorithm 1 computes r from g_t, and a clipped g made every LSTM matrix
+hit the upper bound (||w|| / 0.25 >> 10), which reduced DATE to sqrt scaling x upper.
+
 How r is applied: for momentum SGD it scales the direction entering the velocity (the same
 place as the LARS trust ratio, hpcsgd/momentum.py), so the two momentum forms stay equal at
 a constant LR; for AdaGrad, RMSProp and Adam, which normalise the gradient's scale away, it
@@ -80,6 +85,22 @@ class DateBounded(torch.optim.Optimizer):
                 inner["lr"] = group["lr"] * r
         self.inner.step()
         return loss
+
+    def ratio_summary(self) -> dict:
+        """Distribution of the last step's ratios over the layer tensors (those that take
+        one): quantiles and the fractions pinned at either bound, for the train log."""
+        ratios = sorted(r for (gi, _, _), r in zip(self._links, self.last_ratios)
+                        if self.param_groups[gi]["layerwise"])
+        if not ratios:
+            return {}
+        lower, upper = self.defaults["lower"], self.defaults["upper"]
+
+        def quantile(q: float) -> float:
+            return ratios[min(len(ratios) - 1, int(q * len(ratios)))]
+        return {"min": ratios[0], "p10": quantile(0.1), "p50": quantile(0.5),
+                "p90": quantile(0.9), "max": ratios[-1],
+                "at_lower": sum(r <= lower for r in ratios) / len(ratios),
+                "at_upper": sum(r >= upper for r in ratios) / len(ratios)}
 
     def state_dict(self) -> dict:
         state = super().state_dict()

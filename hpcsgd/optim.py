@@ -76,6 +76,23 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     return _base_optimizer(groups, cfg)
 
 
+def clip_before_update(optimizer: torch.optim.Optimizer, params: list, max_norm: float):
+    """Clip the gradients' global norm to ``max_norm`` just before the parameters move (a
+    step pre-hook). Under DATE the hook sits on the base optimizer, so DATE's ratio
+    (Algorithm 1 line 13) is taken from the unclipped gradient first."""
+    def clip(*_) -> None:  # a pre-hook returns None (or replacement arguments)
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+    mover = optimizer.inner if isinstance(optimizer, DateBounded) else optimizer
+    return mover.register_step_pre_hook(clip)
+
+
+def optimizer_stats(optimizer: torch.optim.Optimizer) -> dict:
+    """What the train log records of the optimizer itself: DATE's ratio distribution."""
+    if isinstance(optimizer, DateBounded):
+        return {"date_ratio": optimizer.ratio_summary()}
+    return {}
+
+
 def apply_schedule_(optimizer: torch.optim.Optimizer, point) -> None:
     """Set the LR of every group and the weight decay of the groups that decay."""
     for group in optimizer.param_groups:

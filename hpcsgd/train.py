@@ -41,7 +41,7 @@ from hpcsgd.lmdb_store import DataPathError, check_lmdb_path
 from hpcsgd.metrics import Timer
 from hpcsgd.models import build_from_config
 from hpcsgd.nonfinite import EXIT_NONFINITE, NonFiniteGuard
-from hpcsgd.optim import apply_schedule_, build_optimizer
+from hpcsgd.optim import apply_schedule_, build_optimizer, optimizer_stats
 from hpcsgd.run_folder import finish_run, open_run
 from hpcsgd.schedules import build_schedule
 from hpcsgd.stop import EXIT_REQUEUE, StopRequest
@@ -207,7 +207,7 @@ def train(cfg: config_mod.Config, world: World) -> dict:
                 log.write("train", step=step, epoch=round(step / spe, 4), loss=mean_loss,
                           lr=optimizer.param_groups[0]["lr"],
                           weight_decay=optimizer.param_groups[0].get("weight_decay", 0.0),
-                          img_per_s=rate,
+                          img_per_s=rate, **optimizer_stats(optimizer),
                           max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                           **{f"{k}_s": v for k, v in phases.items()})
                 log.print(f"epoch {step / spe:6.2f}  step {step:6d}/{total_steps}  "

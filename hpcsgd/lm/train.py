@@ -9,7 +9,8 @@ corpus, the BPTT length, the LSTM's size and gradient clipping. `train.global_ba
 token *streams* (sequences) per step over all ranks, as DATE's batch sizes do.
 
 Every step: window of seq_len tokens from each of this rank's streams -> forward from the
-carried hidden state -> backward -> gradient allreduce (average) -> clip -> step. Rank 0
+carried hidden state -> backward -> gradient allreduce (average) -> step (clipping after DATE's ratio:
+hpcsgd.optim.clip_before_update). Rank 0
 writes runs/<name>/: config.toml, metrics.jsonl (tags start/train/eval/summary; eval has the
 perplexity of lm.eval_split), summary.json and final.pt.
 
@@ -36,7 +37,7 @@ from hpcsgd.lm.evaluate import evaluate_perplexity
 from hpcsgd.lm.streams import steps_per_epoch, train_streams, window
 from hpcsgd.metrics import Timer
 from hpcsgd.models.lstm import LSTMLanguageModel
-from hpcsgd.optim import apply_schedule_, build_optimizer
+from hpcsgd.optim import apply_schedule_, build_optimizer, clip_before_update, optimizer_stats
 from hpcsgd.run_folder import finish_run, open_run
 from hpcsgd.schedules import build_schedule
 from hpcsgd.world import World, agree, run_or_abort
@@ -88,9 +89,13 @@ def train_lm(cfg: config_mod.Config, world: World, data) -> dict:
     broadcast_state_(model, backend)  # every replica starts from rank 0's weights
     torch.manual_seed(cfg.train.seed + 1 + world.rank)  # per-rank dropout masks
     optimizer = build_optimizer(model, cfg.optim)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if lm.clip_norm:
+        # after DATE has taken its ratio; the averaged gradient is identical on every rank,
+        # so is the clipping
+        clip_before_update(optimizer, params, lm.clip_norm)
     schedule = build_schedule(cfg, steps_per_epoch=spe)
     reducer = build_reducer(model, cfg.comm, world)
-    params = [p for p in model.parameters() if p.requires_grad]
     log.write("start", ranks=world.size, vocab=vocab_size, train_tokens=len(train_ids),
               eval_tokens=len(eval_ids), local_streams=streams.shape[0],
               stream_length=streams.shape[1], steps_per_epoch=spe, total_steps=total_steps,
@@ -118,9 +123,6 @@ def train_lm(cfg: config_mod.Config, world: World, data) -> dict:
         timer.mark("compute")
         reducer.synchronize()  # sync point: gradients averaged over all ranks
         timer.mark("comm")
-        if lm.clip_norm:
-            # the averaged gradient is identical on every rank, so is the clipping
-            torch.nn.utils.clip_grad_norm_(params, lm.clip_norm)
         apply_schedule_(optimizer, schedule.at(step / spe))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -135,7 +137,8 @@ def train_lm(cfg: config_mod.Config, world: World, data) -> dict:
             tokens_done += tokens * world.size
             log.write("train", step=step, epoch=round(step / spe, 4), loss=mean_loss,
                       perplexity=math.exp(min(mean_loss, 50.0)),
-                      lr=optimizer.param_groups[0]["lr"], tok_per_s=rate)
+                      lr=optimizer.param_groups[0]["lr"], tok_per_s=rate,
+                      **optimizer_stats(optimizer))
             log.print(f"epoch {step / spe:6.2f}  step {step:6d}/{total_steps}  loss "
                       f"{mean_loss:.4f}  lr {optimizer.param_groups[0]['lr']:.4g}  "
                       f"{rate:8.0f} tok/s")

@@ -72,3 +72,19 @@ def test_lm_run_exact_perplexity_and_same_weights_as_one_rank(world, shared_tmp)
         assert {"start", "train", "eval", "summary"} <= {r["tag"] for r in records}
         assert [r["epoch"] for r in records if r["tag"] == "eval"] == [1.0, 2.0]
         assert json.loads((cfg.run_dir / "summary.json").read_text())["ranks"] == world.size
+
+
+def test_lm_date_ratio_is_logged_and_taken_before_clipping(world, shared_tmp):
+    # DATE's ratio from the unclipped gradient: with the gradient clipped to 1e-4 first, every
+    # ratio would be >= ||w|| / 1e-4 (> 1e3 for every tensor here); from the raw gradient
+    # it is ||w|| / ||g||
+    cfg = _config(shared_tmp, "date")
+    cfg.optim.date, cfg.optim.date_lower, cfg.optim.date_upper = True, 0.0, 1e9
+    cfg.lm.clip_norm, cfg.train.epochs = 1e-4, 1.0
+    train_lm(cfg, world, _data())
+    if world.rank == 0:
+        ratios = [r["date_ratio"] for r in read_metrics(cfg.run_dir / "metrics.jsonl")
+                  if r["tag"] == "train"]
+        assert ratios and all(set(r) >= {"min", "p50", "max", "at_upper"} for r in ratios)
+        assert all(0.0 < r["min"] <= r["p50"] <= r["max"] for r in ratios), ratios
+        assert all(r["min"] < 1e2 for r in ratios), ratios

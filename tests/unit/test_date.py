@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from hpcsgd.config import ConfigError, OptimConfig, load_config
 from hpcsgd.date import DateBounded, date_ratio
-from hpcsgd.optim import build_optimizer
+from hpcsgd.optim import build_optimizer, clip_before_update
 
 
 def test_bounds_clip_the_ratio():
@@ -189,3 +189,37 @@ def test_bad_date_options_are_refused():
         load_config(None, ["--optim.name=lars", "--optim.date=true"])
     with pytest.raises(ConfigError, match=r"optim\.date_lower"):
         load_config(None, ["--optim.date=true", "--optim.date_lower=5", "--optim.date_upper=1"])
+
+
+def test_ratio_is_taken_from_the_gradient_before_clipping():
+    # the LSTM clips the averaged gradient; DATE's r (Algorithm 1 line 13) must see g_t as it
+    # is, and the base optimizer then moves by the clipped gradient
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 2))
+    params = list(model.parameters())
+    opt = build_optimizer(model, OptimConfig(date=True, base_lr=0.1, momentum=0.0,
+                                             weight_decay=0.0, date_lower=0.0, date_upper=1e9))
+    clip_before_update(opt, params, 1e-3)
+    (model(torch.randn(16, 6)) ** 2).sum().backward()
+    raw = [_ratio_or_one(p) for p in params]
+    before = [p.detach().clone() for p in params]
+    grads = [p.grad.clone() for p in params]
+    total = math.sqrt(sum(float(g.square().sum()) for g in grads))
+    assert total > 1e-3                                       # the clip bites
+    opt.step()
+    assert sorted(opt.last_ratios) == pytest.approx(sorted(raw))
+    for p, w, g, r in zip(params, before, grads, raw):        # plain SGD: w - lr r g_clipped
+        torch.testing.assert_close(p.detach(), w - 0.1 * r * g * (1e-3 / (total + 1e-6)))
+    summary = opt.ratio_summary()
+    assert summary["min"] == pytest.approx(min(raw)) and summary["max"] == pytest.approx(max(raw))
+    assert summary["at_upper"] == 0.0 and summary["at_lower"] == 0.0
+
+
+def test_ratio_summary_counts_the_layers_at_the_bounds():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 2))
+    opt = build_optimizer(model, OptimConfig(date=True, date_lower=0.5, date_upper=0.5))
+    model(torch.randn(4, 6)).sum().backward()
+    opt.step()
+    summary = opt.ratio_summary()                              # lower = upper: all pinned
+    assert summary["p50"] == 0.5 and summary["at_lower"] == summary["at_upper"] == 1.0
