@@ -48,9 +48,12 @@ class DataConfig:
     std: list[float] = field(default_factory=list)
     """Per-channel standard deviation of pixels in [0, 1]; [] = the data set's standard values."""
     dct_scaling: bool = True
-    """Decode JPEGs at 1/2, 1/4 or 1/8 size when the crop stays at least crop_size."""
+    """Training: decode JPEGs at 1/2, 1/4 or 1/8 size when the crop stays at least crop_size
+    (evaluation always decodes at full size, as Caffe and Pillow do)."""
     fast_decode: bool = True
-    """libjpeg-turbo's fast integer IDCT and plain chroma upsampling (tiny loss, faster)."""
+    """Training: libjpeg-turbo's fast integer IDCT and plain chroma upsampling (faster; up to
+    ~140 levels off on sharp edges). Evaluation always uses the accurate IDCT and smooth
+    upsampling."""
     region_decode: bool = True
     """Decode only the crop box with TurboJPEG 3 (the turbojpeg wheel; ~10-15% faster, the
     same pixels as a whole decode with smooth upsampling: docs/data_path.md); false, or no

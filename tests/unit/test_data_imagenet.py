@@ -137,3 +137,39 @@ def test_workers_stop_on_close_and_a_dead_worker_is_reported(jpeg_db):
             pass
     src.pool.close()
     assert not any(_alive(p) for p in pids)
+
+
+def _sharp_jpeg(h: int, w: int) -> bytes:
+    """Saturated colour blocks and one-pixel stripes, 4:2:0: where fast IDCT and merged
+    chroma upsampling differ most from the accurate decode."""
+    import io
+
+    from PIL import Image
+    rng = np.random.default_rng(5)
+    img = np.kron(rng.integers(0, 2, (h // 8, w // 8, 3)) * 255, np.ones((8, 8, 1)))
+    img[:, ::3] = [255, 0, 0]
+    buf = io.BytesIO()
+    Image.fromarray(img.astype(np.uint8)).save(buf, "JPEG", quality=90, subsampling=2)
+    return buf.getvalue()
+
+
+def test_evaluation_decodes_as_pillow_does(tmp_path):
+    # the numbers users compare with the papers: accurate integer IDCT, smooth upsampling,
+    # full resolution (Caffe's OpenCV decode and Pillow), not the training path's fast decode
+    import io
+
+    from PIL import Image
+
+    from hpcsgd.data import transforms
+    data = _sharp_jpeg(296, 400)
+    write_jpeg_lmdb(tmp_path / "val", [(data, 3)])
+    cfg = _cfg(0)
+    (source,) = build_sources(cfg, [tmp_path / "val"], local_batch=1)
+    out = np.zeros((1, 64, 64, 3), np.uint8)
+    source.fill(out, [0], mode="eval", seed_key=(0, 0))
+    whole = np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+    box = transforms.centre_crop_box(296, 400, resize=73, crop=64)
+    ref = np.zeros((64, 64, 3), np.uint8)
+    transforms.resize_crop(whole, transforms.scaled_box(box, 1.0, 1.0, 400, 296), 64, ref,
+                           flip=False)
+    assert int(np.abs(out[0].astype(int) - ref).max()) <= 1
