@@ -1,12 +1,15 @@
 """Collapsed ensembles (Codreanu et al. VI, Table XI): evaluate snapshots and their average.
 
     mpiexec -n 4 .venv/bin/python -m hpcsgd.ensemble CONFIG.toml [--section.key=value ...] \
-        [--snapshots a.pt b.pt ...]
+        [--snapshots a.pt b.pt ...] [--report ensemble.json]
 
-The snapshots are the weights the cyclic schedule marks at the end of each cycle (the trainer
-writes them to <run dir>/snapshots/). The ensemble's prediction is the mean of the snapshots'
-softmax outputs. The evaluation split is shared by the ranks exactly as in training-time
-evaluation (every image once); the data are decoded once and fed to every snapshot.
+Evaluates any set of checkpoints (a checkpoint's "model" state) and the ensemble of them:
+the mean of their softmax outputs. Without --snapshots, the snapshots the cyclic schedule
+wrote at its cycle ends (<run dir>/snapshots/). Codreanu et al.'s collapsed ensemble (VI,
+Table XI) is of the collapse branches taken from those snapshots, not of the snapshots
+themselves: ``python -m hpcsgd.collapsed_ensemble`` runs the whole procedure. The evaluation
+split is shared by the ranks exactly as in training-time evaluation (every image once); the
+data are decoded once and fed to every model. The report (JSON) goes to the run folder.
 """
 from __future__ import annotations
 
@@ -62,7 +65,8 @@ def _count(row: np.ndarray, probs: torch.Tensor, labels: torch.Tensor) -> None:
         row[1 + j] += int(hit[:, :k].any(dim=1).sum())
 
 
-def run(cfg: config_mod.Config, world, paths: list[Path]) -> dict:
+def run(cfg: config_mod.Config, world, paths: list[Path],
+        report_name: str = "ensemble.json") -> dict:
     torch.set_num_threads(compute_threads(cfg.compute, world.local_size))
     _, eval_source = build_loaders(cfg, world, config_mod.local_batch(cfg, world.size))
     models = []
@@ -80,8 +84,8 @@ def run(cfg: config_mod.Config, world, paths: list[Path]) -> dict:
         e = results[-1]
         print(f"{'ensemble of ' + str(len(paths)):28s} top-1 {e['top1']:.2%}  top-5 {e['top5']:.2%}"
               f"  ({e['count']})")
-        (cfg.run_dir / "ensemble.json").write_text(json.dumps(report, indent=2))
-    world.comm.Barrier()  # sync point: ensemble.json written
+        (cfg.run_dir / report_name).write_text(json.dumps(report, indent=2))
+    world.comm.Barrier()  # sync point: the report is written
     return report
 
 
@@ -89,6 +93,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("config")
     p.add_argument("--snapshots", nargs="*", type=Path)
+    p.add_argument("--report", default="ensemble.json",
+                   help="file name of the JSON report in the run folder")
     args, overrides = p.parse_known_args(argv)
     world = init_world()
     try:
@@ -97,7 +103,9 @@ def main(argv=None) -> int:
         paths = args.snapshots or snapshot_paths(cfg.run_dir)
         if not paths:
             raise Refused(f"no snapshots given and none in {cfg.run_dir / 'snapshots'}")
-        run_or_abort(world, run, cfg, world, paths)
+        if Path(args.report).name != args.report:
+            raise Refused(f"--report {args.report!r}: a file name, written in the run folder")
+        run_or_abort(world, run, cfg, world, paths, args.report)
     except Refused as e:
         if world.is_root:
             print(f"hpcsgd.ensemble: refused: {e}", file=sys.stderr)

@@ -9,7 +9,8 @@ Composition (every piece in hpcsgd/lr_curves.py, hpcsgd/lr_scaling.py):
 2. warmup (linear, constant, quadratic) over warmup_epochs, or LEGW's w0 * B/B0;
 3. decay: poly, cosine, multistep, constant, DATE's roller coaster, Codreanu's cycles;
 4. Codreanu's collapse over the last epochs: power-2 poly from where the LR was, weight decay
-   x2, scale/aspect augmentation off (``SchedulePoint.collapse``);
+   x2, scale/aspect augmentation off (``SchedulePoint.collapse``); or, in a collapse branch
+   (``branch_from``), the same collapse from a snapshot of the main run (Codreanu VI);
 5. weight decay: optim.weight_decay, stepped at wd_milestones, times the collapse factor.
 """
 from __future__ import annotations
@@ -48,6 +49,9 @@ class Plan:
     base_weight_decay: float
     collapse_start: float | None
     """Epoch at which the final collapse starts (None: no collapse phase)."""
+    end_epochs: float
+    """Where the run ends: total_epochs, or a collapse branch's branch_from + collapse_epochs
+    (the main curve keeps total_epochs as its horizon)."""
 
 
 # ---------------------------------------------------------------------------- pure pieces
@@ -79,8 +83,8 @@ def main_lr(epoch: float, cfg: ScheduleConfig, *, peak_lr: float, warmup_epochs:
             start_ratio=cfg.cyclic_start_ratio, rewarm_epochs=cfg.cyclic_rewarm_epochs,
             rewarm_factor=cfg.cyclic_rewarm_factor, decay_epochs=cfg.cyclic_decay_epochs,
             decay_factor=cfg.cyclic_decay_factor, power=cfg.cyclic_power)
-        if segment == "power" and cfg.cyclic_collapse:
-            return lr, "collapse"
+        # Codreanu VI: the main trajectory never collapses; its snapshots branch into
+        # collapses (Table XI's "Nc", schedule.branch_from)
         return lr, "rewarm" if segment == "rewarm" else "decay"
     raise ValueError(f"schedule.decay = {cfg.decay!r}: unknown")
 
@@ -111,7 +115,7 @@ def point_at(epoch: float, plan: Plan) -> SchedulePoint:
         left_off, _ = main_lr(plan.collapse_start, cfg, peak_lr=plan.peak_lr,
                               warmup_epochs=plan.warmup_epochs, total_epochs=plan.total_epochs)
         lr = lr_curves.collapse(epoch, start_epoch=plan.collapse_start,
-                                end_epoch=plan.total_epochs, start_lr=left_off,
+                                end_epoch=plan.end_epochs, start_lr=left_off,
                                 power=cfg.collapse_power)
         phase = "collapse"
     collapsing = phase == "collapse"
@@ -125,7 +129,7 @@ def point_at(epoch: float, plan: Plan) -> SchedulePoint:
 def snapshot_epochs(plan: Plan) -> list[float]:
     """Epochs whose weights the schedule asks to keep: the end of each of Codreanu's cycles."""
     cfg = plan.schedule
-    if cfg.decay != "cyclic":
+    if cfg.decay != "cyclic" or cfg.branch_from:
         return []
     ends = lr_curves.cyclic_cycle_ends(
         start=cfg.cyclic_start, cycle_epochs=cfg.cyclic_rewarm_epochs + cfg.cyclic_decay_epochs,
@@ -163,8 +167,14 @@ def resolve_plan(cfg: Config) -> Plan:
         _refuse("schedule.warmup_epochs", s.warmup_epochs,
                 f"warmup of {warm:g} epochs{' (LEGW x B/B0)' if s.legw else ''} must be "
                 f"shorter than train.epochs = {total}")
-    collapse_epochs = s.collapse_epochs or s.collapse_fraction * total
-    collapse_start = total - collapse_epochs if collapse_epochs else None
+    if s.branch_from:
+        if s.branch_from > total:
+            _refuse("schedule.branch_from", s.branch_from,
+                    f"must be within the main run (train.epochs = {total})")
+        collapse_start, end = s.branch_from, s.branch_from + s.collapse_epochs
+    else:
+        collapse_epochs = s.collapse_epochs or s.collapse_fraction * total
+        collapse_start, end = (total - collapse_epochs if collapse_epochs else None), total
     if collapse_start is not None and collapse_start < warm:
         _refuse("schedule.collapse_epochs", s.collapse_epochs or s.collapse_fraction,
                 f"the collapse would start at epoch {collapse_start:g}, inside the warmup "
@@ -173,7 +183,8 @@ def resolve_plan(cfg: Config) -> Plan:
             and s.warmup_epochs >= total:
         _refuse("schedule.warmup_epochs", s.warmup_epochs, "w0 must be < train.epochs")
     plan = Plan(schedule=s, peak_lr=peak, warmup_epochs=warm, total_epochs=total,
-                base_weight_decay=cfg.optim.weight_decay, collapse_start=collapse_start)
+                base_weight_decay=cfg.optim.weight_decay, collapse_start=collapse_start,
+                end_epochs=end)
     if s.decay == "cyclic":
         _check_cyclic(plan)
     return plan

@@ -100,7 +100,9 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     placement.pin_workers(loader)
     train_source = loader.source
     spe = loader.steps_per_epoch
-    total_steps = max(1, round(cfg.train.epochs * spe))
+    schedule = build_schedule(cfg, steps_per_epoch=spe)
+    # train.epochs, or where a collapse branch ends (schedule.branch_from)
+    total_steps = max(1, round(schedule.plan.end_epochs * spe))
     if cfg.train.max_steps:
         total_steps = min(total_steps, cfg.train.max_steps)
     eval_every = max(1, round(cfg.train.eval_every_epochs * spe))
@@ -112,7 +114,6 @@ def train(cfg: config_mod.Config, world: World) -> dict:
     broadcast_state_(model, backend)  # every replica starts from rank 0's weights
     torch.manual_seed(cfg.train.seed + 1 + world.rank)  # per-rank randomness (dropout)
     optimizer = build_optimizer(model, cfg.optim)
-    schedule = build_schedule(cfg, steps_per_epoch=spe)
     # on the plan's comm cores; the loop below only reads the averaged gradients, and zeroes
     # them after each optimizer step, so they may be the node's shared memory
     reducer = build_reducer(model, placement.comm(cfg.comm), world, gradients_read_only=True)
@@ -239,9 +240,8 @@ def train(cfg: config_mod.Config, world: World) -> dict:
                 path = snap_dir / f"snapshot_{step:08d}.pt"
                 if world.is_root:
                     snap_dir.mkdir(exist_ok=True)
-                    save_checkpoint(path, {"model": model.state_dict(), "step": step,
-                                           "epoch": step / spe}, config_mod.to_toml(cfg))
-                world.comm.Barrier()  # sync point: the snapshot is on disk
+                # a whole checkpoint: a collapse branch continues from it (Codreanu VI)
+                save(path)
                 log.write("snapshot", step=step, epoch=round(step / spe, 4), path=str(path))
                 timer.mark("checkpoint")
             if ckpt_every and step % ckpt_every == 0 and step < total_steps:

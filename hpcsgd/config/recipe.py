@@ -203,7 +203,8 @@ class ScheduleConfig:
     """w in DATE's (1 - w/E): "run" (this run's warmup: continuous at the peak) or "baseline"
     (w0, as DATE's worked LeNet example writes (1 - 2/30))."""
     collapse_epochs: float = 0.0
-    """Codreanu V-B2 collapse over the last N epochs (0 = none)."""
+    """Codreanu V-B2 collapse over the last N epochs (0 = none); in a collapse branch
+    (branch_from), the branch's length."""
     collapse_fraction: float = 0.0
     """...or over the last fraction of training (Codreanu: 0.05-0.07)."""
     collapse_power: float = 2.0
@@ -230,10 +231,14 @@ class ScheduleConfig:
     """Cyclic: each cycle's decay divides its top LR by this."""
     cyclic_power: float = 2.0
     """Cyclic: power of the decays after cyclic_linear_until."""
-    cyclic_collapse: bool = True
-    """Cyclic: the power decays are collapse phases (no scale/aspect augmentation, wd x factor)."""
     cyclic_snapshot_start: bool = False
-    """Cyclic: snapshot at cyclic_start too (Table XI's 1c), besides every cycle end."""
+    """Cyclic: snapshot at cyclic_start too (Table XI's 1 and 1c), besides every cycle end."""
+    branch_from: float = 0.0
+    """A collapse branch (Codreanu VI, Table XI's "Nc"): this run continues a snapshot taken at
+    this epoch (checkpoint.resume = the snapshot) with a collapse of collapse_epochs epochs
+    (power-2 LR decay to 0 from the snapshot's LR, weight decay x collapse_wd_factor,
+    scale/aspect augmentation off) and ends there. 0 = an ordinary run. The main run's
+    schedule (train.epochs included) stays as it was: it gives the LR at the branch point."""
 
     def check(self) -> None:
         decays = ("poly", "cosine", "multistep", "constant", "roller_coaster", "cyclic")
@@ -267,9 +272,15 @@ class ScheduleConfig:
         _require(not (self.collapse_epochs and self.collapse_fraction),
                  "schedule.collapse_fraction", self.collapse_fraction,
                  f"set either it or schedule.collapse_epochs (= {self.collapse_epochs}), not both")
-        _require(not (self.decay == "cyclic" and (self.collapse_epochs or self.collapse_fraction)),
+        _require(not (self.decay == "cyclic" and not self.branch_from
+                      and (self.collapse_epochs or self.collapse_fraction)),
                  "schedule.collapse_epochs", self.collapse_epochs or self.collapse_fraction,
-                 "the cyclic decay has its own collapses (cyclic_collapse)")
+                 "the cyclic run's collapses are branches from its snapshots (set "
+                 "schedule.branch_from, or run python -m hpcsgd.collapsed_ensemble)")
+        _require(self.branch_from >= 0, "schedule.branch_from", self.branch_from, "must be >= 0")
+        _require(not self.branch_from or self.collapse_epochs > 0, "schedule.collapse_epochs",
+                 self.collapse_epochs, f"a collapse branch (schedule.branch_from = "
+                 f"{self.branch_from}) needs its length in epochs, > 0")
         _require(self.collapse_power > 0, "schedule.collapse_power", self.collapse_power,
                  "must be > 0")
         _require(self.collapse_wd_factor >= 0, "schedule.collapse_wd_factor",

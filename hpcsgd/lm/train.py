@@ -79,7 +79,8 @@ def train_lm(cfg: config_mod.Config, world: World, data) -> dict:
     lm, batch = cfg.lm, cfg.train.global_batch
     streams = train_streams(train_ids, global_batch=batch, rank=world.rank, size=world.size)
     spe = steps_per_epoch(streams.shape[1], lm.seq_len)
-    total_steps = max(1, round(cfg.train.epochs * spe))
+    schedule = build_schedule(cfg, steps_per_epoch=spe)
+    total_steps = max(1, round(schedule.plan.end_epochs * spe))
     if cfg.train.max_steps:
         total_steps = min(total_steps, cfg.train.max_steps)
     eval_every = max(1, round(cfg.train.eval_every_epochs * spe))
@@ -94,7 +95,6 @@ def train_lm(cfg: config_mod.Config, world: World, data) -> dict:
         # after DATE has taken its ratio; the averaged gradient is identical on every rank,
         # so is the clipping
         clip_before_update(optimizer, params, lm.clip_norm)
-    schedule = build_schedule(cfg, steps_per_epoch=spe)
     reducer = build_reducer(model, cfg.comm, world)
     log.write("start", ranks=world.size, vocab=vocab_size, train_tokens=len(train_ids),
               eval_tokens=len(eval_ids), local_streams=streams.shape[0],

@@ -220,7 +220,7 @@ def test_codreanu_cyclic_schedule_fig_4():
     frac = lambda e: s.at(e).lr / peak  # noqa: E731
     assert frac(5) == pytest.approx(1.0)                        # peak after warmup
     assert frac(30) == pytest.approx(1 - 25 / 115)              # linear until ~30: 0.783
-    assert s.at(29.9).phase == "decay" and s.at(30).phase == "collapse"
+    assert s.at(29.9).phase == "decay" and s.at(30).phase == "decay"
     assert frac(45) == pytest.approx(0.22)                      # "around 22%" at epoch 45
     assert 0.22 < frac(40) < frac(35) < frac(30)                # power-2 decay in between
     # cycle 1: x3 linearly over 3 epochs (re-warmup), then /4 over 12 epochs with power 2
@@ -238,17 +238,46 @@ def test_codreanu_cyclic_schedule_fig_4():
     assert steps == [round(e * 1281167 / 4096) for e in (60, 75, 90, 105, 120)]
     assert all(s.point(k).snapshot for k in steps)
     assert not any(s.point(k).snapshot for k in (steps[0] - 1, steps[0] + 1, 100))
-    # the power decays are collapses (weight decay x2, augmentation off); re-warmups are not
-    assert (s.at(50).collapse, s.at(50).weight_decay) == (True, 1e-4)
-    assert (s.at(46).collapse, s.at(46).phase, s.at(46).weight_decay) == (False, "rewarm", 5e-5)
-    assert not s.at(20).collapse
+    # Codreanu VI: the main trajectory has no collapse segment anywhere (its snapshots branch
+    # into collapses); the weight decay stays the half value throughout
+    points = [s.at(e / 4) for e in range(0, 4 * 120 + 1)]
+    assert not any(p.collapse or p.phase == "collapse" for p in points)
+    assert {p.weight_decay for p in points} == {5e-5}
+    assert s.at(46).phase == "rewarm" and s.at(50).phase == "decay"
 
 
 def test_codreanu_cyclic_options():
-    s = build_schedule(_cyclic("--schedule.cyclic_snapshot_start=true",
-                               "--schedule.cyclic_collapse=false"))
-    assert s.snapshot_epochs() == [45, 60, 75, 90, 105, 120]   # + Table XI's 1c at 45
-    assert not s.at(50).collapse and s.at(50).weight_decay == 5e-5
+    s = build_schedule(_cyclic("--schedule.cyclic_snapshot_start=true"))
+    assert s.snapshot_epochs() == [45, 60, 75, 90, 105, 120]   # + Table XI's 1 at 45
+
+
+@pytest.mark.parametrize("snapshot", [45.0, 60.0, 120.0])
+def test_a_collapse_branch_from_a_cycle_end_snapshot(snapshot):
+    # Table XI: "Nc" = 3 collapse epochs from snapshot N (1c at 48 = 45 + 3): power-2 decay to
+    # 0 from the snapshot's LR, weight decay x2 (5e-5 -> 1e-4), augmentation off
+    main = build_schedule(_cyclic("--schedule.cyclic_snapshot_start=true"))
+    branch = build_schedule(_cyclic("--schedule.cyclic_snapshot_start=true",
+                                    f"--schedule.branch_from={snapshot}",
+                                    "--schedule.collapse_epochs=3"), steps_per_epoch=10)
+    assert branch.plan.end_epochs == snapshot + 3
+    assert branch.snapshot_epochs() == []                        # a branch takes no snapshots
+    start_lr = main.at(snapshot).lr
+    for t in (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 2.9):
+        p = branch.at(snapshot + t)
+        assert p.lr == pytest.approx(start_lr * (1 - t / 3) ** 2)
+        assert (p.collapse, p.phase, p.weight_decay) == (True, "collapse", pytest.approx(1e-4))
+    assert branch.at(snapshot + 3).lr == 0.0
+    assert [branch.collapsing(int(snapshot))(k) for k in range(10)] == [True] * 10
+    # before the branch point, the main schedule exactly
+    assert branch.at(snapshot - 1).lr == main.at(snapshot - 1).lr
+    assert not branch.at(snapshot - 1).collapse
+
+
+def test_bad_collapse_branches_are_refused():
+    with pytest.raises(ConfigError, match=r"schedule\.collapse_epochs"):
+        _cyclic("--schedule.branch_from=60")                     # no length
+    with pytest.raises(ConfigError, match=r"schedule\.branch_from"):
+        resolve_plan(_cyclic("--schedule.branch_from=130", "--schedule.collapse_epochs=3"))
 
 
 def test_the_data_path_collapses_at_the_step_the_collapse_starts():
