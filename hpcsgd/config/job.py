@@ -235,5 +235,6 @@ class RunConfig:
     package is installed; it is in the test extra, not a requirement)."""
 
     def check(self) -> None:
-        _require(bool(self.name) and "/" not in self.name, "run.name", self.name,
-                 "must be a non-empty folder name")
+        # "." would make runs share out_dir and ".." put the run folder in its parent
+        _require(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
+                 "run.name", self.name, "must be a non-empty folder name (not '.' or '..')")

@@ -72,3 +72,11 @@ def test_auto_precision_is_bf16_only_with_bf16_in_hardware():
     assert precision(ComputeConfig(precision="bf16")) == "bf16"
     assert precision(ComputeConfig(precision="auto")) == ("bf16" if native_bf16() else "fp32")
     assert precision(ComputeConfig()) == "fp32"  # the default (docs/compute.md)
+
+
+@pytest.mark.parametrize("name", [".", "..", "", "a/b"])
+def test_run_names_that_are_not_a_folder_of_their_own_are_refused(name):
+    # "." made runs share run.out_dir; ".." put the run folder (and resume=auto's search)
+    # in its parent
+    with pytest.raises(ConfigError, match=r"run\.name"):
+        load_config(None, [f"--run.name={name}"])
