@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 from mpi4py import MPI
 
+from hpcsgd.comm.replicas import average_buffers_
 from hpcsgd.compute import autocast, to_layout
 from hpcsgd.config import ComputeConfig
 from hpcsgd.data import eval_batches
@@ -37,3 +38,34 @@ def evaluate(model: nn.Module, source, world, compute: ComputeConfig | None = No
     model.train(was_training)
     return {"count": int(counts[0]),
             **{f"top{kk}": float(counts[1 + i] / counts[0]) for i, kk in enumerate(topk)}}
+
+
+class Evaluator:
+    """When the loop evaluates, beside the step: every train.eval_every_epochs and at the last
+    step, on the replicas' averaged BatchNorm statistics; the result goes to the log and to
+    the progress (last_eval, time_to_target). Collective."""
+
+    def __init__(self, forward, model, backend, source, world, compute, *, every_steps: int,
+                 total_steps: int, steps_per_epoch: int, target_top1: float, progress,
+                 wall_time, log, timer):
+        self.forward, self.model, self.backend, self.source = forward, model, backend, source
+        self.world, self.compute, self.every, self.total_steps = world, compute, every_steps, \
+            total_steps
+        self.spe, self.target, self.progress, self.wall_time = steps_per_epoch, target_top1, \
+            progress, wall_time
+        self.log, self.timer = log, timer
+
+    def after_step(self, step: int) -> None:
+        if not (step % self.every == 0 or step == self.total_steps):
+            return
+        average_buffers_(self.model, self.backend, self.world.size)
+        progress = self.progress
+        progress.last_eval = evaluate(self.forward, self.source, self.world, self.compute)
+        if self.target and progress.time_to_target is None \
+                and progress.last_eval["top1"] >= self.target:
+            progress.time_to_target = self.wall_time()
+        self.log.write("eval", step=step, epoch=round(step / self.spe, 4), **progress.last_eval)
+        self.log.print(f"eval  epoch {step / self.spe:6.2f}  top-1 "
+                       f"{progress.last_eval['top1']:.2%}  top-5 "
+                       f"{progress.last_eval['top5']:.2%}  ({progress.last_eval['count']} images)")
+        self.timer.mark("eval")

@@ -1,0 +1,76 @@
+"""What the training loop measures and logs, beside the step: phase times, the mean loss of
+every log interval and epoch, throughput (hpcsgd/loop.py calls it; the step never does).
+
+A log point comes every train.log_every_steps steps, at the end of every epoch and at the
+last step: one "train" record (mean loss over the ranks' counted micro-batches, LR, weight
+decay, img/s, seconds per phase) and, at an epoch's end, one "epoch" record. Evaluation and
+checkpoint time is not training time: it is charged to phases that the records leave out.
+"""
+from __future__ import annotations
+
+import resource
+
+from hpcsgd.metrics import MetricsLog, Timer
+from hpcsgd.optim import optimizer_stats
+
+NOT_TRAINING = ("eval", "checkpoint")
+"""Timer phases excluded from training time and throughput."""
+
+
+class Meter:
+    def __init__(self, log: MetricsLog, comm, *, global_batch: int, steps_per_epoch: int,
+                 total_steps: int, log_every: int, progress):
+        self.log, self.comm, self.progress = log, comm, progress
+        self.global_batch, self.spe, self.total_steps = global_batch, steps_per_epoch, total_steps
+        self.log_every = log_every
+        self.timer = Timer()
+        self.loss_sum, self.loss_n, self.steps_since_log = 0.0, 0, 0
+        self.epoch_start = (progress.train_time, progress.images_done)
+        self.epoch_loss = (0.0, 0)
+
+    def count(self, result) -> None:
+        """One finished step; its losses count only when its update was made."""
+        if result.action == "update":
+            self.loss_sum, self.loss_n = self.loss_sum + sum(result.losses), \
+                self.loss_n + len(result.losses)
+        self.steps_since_log += 1
+
+    def log_point(self, step: int, optimizer) -> None:
+        """Collective at a log point (one allgather of each rank's loss sum and count)."""
+        if not (step % self.log_every == 0 or step == self.total_steps or step % self.spe == 0):
+            return
+        phases = self.timer.reset()
+        for phase in NOT_TRAINING:
+            phases.pop(phase, None)
+        elapsed = sum(phases.values())
+        self.progress.train_time += elapsed
+        totals = self.comm.allgather((self.loss_sum, self.loss_n))  # skipped steps excluded
+        summed, counted = sum(s for s, _ in totals), sum(n for _, n in totals)
+        mean_loss = summed / counted if counted else None
+        rate = self.steps_since_log * self.global_batch / elapsed
+        self.epoch_loss = (self.epoch_loss[0] + summed, self.epoch_loss[1] + counted)
+        group = optimizer.param_groups[0]
+        self.log.write("train", step=step, epoch=round(step / self.spe, 4), loss=mean_loss,
+                       lr=group["lr"], weight_decay=group.get("weight_decay", 0.0),
+                       img_per_s=rate, **optimizer_stats(optimizer),
+                       max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                       **{f"{k}_s": v for k, v in phases.items()})
+        self.log.print(f"epoch {step / self.spe:6.2f}  step {step:6d}/{self.total_steps}  "
+                       f"loss {'-' if mean_loss is None else f'{mean_loss:.4f}'}  "
+                       f"lr {group['lr']:.4g}  "
+                       f"{rate:8.1f} img/s  data {phases.get('data', 0) / elapsed:5.1%}  "
+                       f"comm {phases.get('comm', 0) / elapsed:5.1%}")
+        self.loss_sum, self.loss_n, self.steps_since_log = 0.0, 0, 0
+        if step % self.spe == 0:  # per-epoch summary (a log point is forced there)
+            self._epoch_record(step)
+
+    def _epoch_record(self, step: int) -> None:
+        progress = self.progress
+        seconds = progress.train_time - self.epoch_start[0]
+        self.log.write("epoch", epoch=step // self.spe, step=step,
+                       loss=self.epoch_loss[0] / self.epoch_loss[1] if self.epoch_loss[1]
+                       else None,
+                       img_per_s=(progress.images_done - self.epoch_start[1]) / seconds,
+                       train_time_s=seconds)
+        self.epoch_start = (progress.train_time, progress.images_done)
+        self.epoch_loss = (0.0, 0)
