@@ -79,16 +79,20 @@ def load_checkpoint(path: Path) -> dict:
 
 # ---------------------------------------------------------------------------- run state
 
-def _rank_state(model: nn.Module) -> dict:
-    return {"rng": torch.get_rng_state(),
-            "buffers": {name: b.clone() for name, b in model.named_buffers()
-                        if b.is_floating_point()}}
+def _rank_state(model: nn.Module, task: dict) -> dict:
+    state = {"rng": torch.get_rng_state(),
+             "buffers": {name: b.clone() for name, b in model.named_buffers()
+                         if b.is_floating_point()}}
+    if task:
+        state["task"] = task
+    return state
 
 
-def capture_state(model, optimizer, progress: dict, world) -> dict | None:
-    """Collective: every rank contributes its RNG state and buffers; rank 0 gets the whole
-    checkpoint state, the other ranks None."""
-    per_rank = world.comm.gather(_rank_state(model), root=0)
+def capture_state(model, optimizer, progress: dict, world, task: dict | None = None) -> dict | None:
+    """Collective: every rank contributes its RNG state, buffers and what its task carries
+    between steps (`task`: the LSTM's hidden state); rank 0 gets the whole checkpoint state,
+    the other ranks None."""
+    per_rank = world.comm.gather(_rank_state(model, task or {}), root=0)
     if not world.is_root:
         return None
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -109,6 +113,13 @@ def restore_state_(state: dict, model, optimizer, world) -> dict:
     for name, value in mine["buffers"].items():
         buffers[name].copy_(value)
     return state["progress"]
+
+
+def rank_entry(state: dict, world) -> dict:
+    """This rank's own entry of a checkpoint written by a world of the same size; {} for
+    another size (the per-rank state belongs to another split of the data)."""
+    ranks = state["ranks"]
+    return ranks[world.rank] if len(ranks) == world.size else {}
 
 
 def checkpoint_path(folder: Path, step: int) -> Path:

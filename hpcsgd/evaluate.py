@@ -42,15 +42,15 @@ def evaluate(model: nn.Module, source, world, compute: ComputeConfig | None = No
 
 class Evaluator:
     """When the loop evaluates, beside the step: every train.eval_every_epochs and at the last
-    step, on the replicas' averaged BatchNorm statistics; the result goes to the log and to
-    the progress (last_eval, time_to_target). Collective."""
+    step, on the replicas' averaged BatchNorm statistics, with the task's evaluation (top-k,
+    or the language model's perplexity); the result goes to the log and to the progress
+    (last_eval, time_to_target). Collective."""
 
-    def __init__(self, forward, model, backend, source, world, compute, *, every_steps: int,
+    def __init__(self, task, forward, model, backend, world, *, every_steps: int,
                  total_steps: int, steps_per_epoch: int, target_top1: float, progress,
                  wall_time, log, timer):
-        self.forward, self.model, self.backend, self.source = forward, model, backend, source
-        self.world, self.compute, self.every, self.total_steps = world, compute, every_steps, \
-            total_steps
+        self.task, self.forward, self.model, self.backend = task, forward, model, backend
+        self.world, self.every, self.total_steps = world, every_steps, total_steps
         self.spe, self.target, self.progress, self.wall_time = steps_per_epoch, target_top1, \
             progress, wall_time
         self.log, self.timer = log, timer
@@ -60,12 +60,10 @@ class Evaluator:
             return
         average_buffers_(self.model, self.backend, self.world.size)
         progress = self.progress
-        progress.last_eval = evaluate(self.forward, self.source, self.world, self.compute)
+        progress.last_eval = result = self.task.evaluate(self.forward)
         if self.target and progress.time_to_target is None \
-                and progress.last_eval["top1"] >= self.target:
+                and result.get("top1", 0.0) >= self.target:
             progress.time_to_target = self.wall_time()
-        self.log.write("eval", step=step, epoch=round(step / self.spe, 4), **progress.last_eval)
-        self.log.print(f"eval  epoch {step / self.spe:6.2f}  top-1 "
-                       f"{progress.last_eval['top1']:.2%}  top-5 "
-                       f"{progress.last_eval['top5']:.2%}  ({progress.last_eval['count']} images)")
+        self.log.write("eval", step=step, epoch=round(step / self.spe, 4), **result)
+        self.log.print(f"eval  epoch {step / self.spe:6.2f}  {self.task.eval_line(result)}")
         self.timer.mark("eval")

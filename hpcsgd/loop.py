@@ -3,8 +3,8 @@
 ``train_step`` is the algorithm of one synchronous data-parallel SGD step:
 
     data -> forward -> backward (the gradient allreduce overlaps it; micro-batches before the
-    last only accumulate) -> synchronize (the one sync point) -> agree on non-finite values
-    -> schedule -> optimizer step -> zero the gradients
+    last only accumulate) -> synchronize (gradients averaged) -> one control collective (non-finite values, stop
+    signals) -> schedule -> optimizer step -> zero the gradients
 
 ``run_loop`` repeats it and hands each finished step to the objects beside it, each owning
 one concern: the Meter (timing and the train/epoch records, hpcsgd/meter.py), the Evaluator
@@ -18,10 +18,9 @@ import signal
 from dataclasses import dataclass, field
 from itertools import chain, islice
 
-import torch.nn.functional as F
-
 from hpcsgd.comm.reducer import check_consistency
 from hpcsgd.compute import autocast, to_layout
+from hpcsgd.control import agree_step
 from hpcsgd.nonfinite import EXIT_NONFINITE, NonFinite
 from hpcsgd.optim import apply_schedule_
 from hpcsgd.stop import EXIT_REQUEUE
@@ -33,6 +32,7 @@ class Progress:
     pure functions of `step`."""
     step: int = 0
     images_done: int = 0
+    """Samples trained on over all ranks: images, or the language model's target tokens."""
     train_time: float = 0.0
     """Seconds of training steps (evaluation and checkpointing excluded)."""
     wall_time: float = 0.0
@@ -53,10 +53,16 @@ class Parts:
     reducer: object
     schedule: object
     guard: object
+    task: object
+    """What differs between tasks: the loss (hpcsgd/trainer.py)."""
+    comm: object
+    stop: object
+    """The run's StopRequest (hpcsgd/stop.py): its signal enters the control collective."""
     compute: object
     """The [compute] config section (layout, autocast)."""
     accumulation: int
     steps_per_epoch: int
+    world_size: int
 
 
 @dataclass
@@ -66,34 +72,43 @@ class StepResult:
     bad: NonFinite | None
     losses: list[float]
     """Each micro-batch's loss on this rank."""
+    samples: int
+    """Samples this rank trained on (images or target tokens); every rank counts the same."""
+    signum: int
+    """A stop signal some rank received (agreed by all): stop after this step."""
 
 
 def train_step(parts: Parts, step: int, micro_batches, timer) -> StepResult:
-    """Optimizer step number `step` + 1 from its micro-batches ((images, labels) pairs)."""
-    losses = []
+    """Optimizer step number `step` + 1 from its micro-batches ((inputs, targets) pairs)."""
+    losses, samples = [], 0
     last = parts.accumulation - 1
-    for micro, (images, labels) in enumerate(micro_batches):
-        images = to_layout(images, parts.compute)
+    for micro, (inputs, targets) in enumerate(micro_batches):
+        inputs = to_layout(inputs, parts.compute)
         timer.mark("data")
         if micro == 0:
             parts.guard.before_step()  # charged to forward, not to the data wait
         with autocast(parts.compute):
-            loss = F.cross_entropy(parts.forward(images), labels)
+            loss = parts.task.loss(parts.forward, inputs, targets)
         timer.mark("forward")
         # the bucket allreduces start during the last micro-batch's backward pass
         with contextlib.nullcontext() if micro == last else parts.reducer.no_sync():
             (loss / parts.accumulation).backward()
         losses.append(loss.item())
+        samples += targets.numel()
         timer.mark("backward")
     parts.reducer.synchronize()  # sync point: gradients averaged over all ranks
     timer.mark("comm")
-    action, bad = parts.guard.after_step(step + 1, losses)  # all ranks agree
+    loss_finite, gradients_finite = parts.guard.local_flags(losses)
+    # the step's one control collective: non-finite flags and stop signals, all ranks agree
+    agreed = agree_step(parts.comm, loss_finite=loss_finite, gradients_finite=gradients_finite,
+                        signum=parts.stop.signum)
+    action, bad = parts.guard.decide(step + 1, agreed)
     if action == "update":
         apply_schedule_(parts.optimizer, parts.schedule.at(step / parts.steps_per_epoch))
         parts.optimizer.step()
     parts.reducer.zero_grad()  # gradients stay views of the zeroed buckets (no copies)
     timer.mark("update")
-    return StepResult(action, bad, losses)
+    return StepResult(action, bad, losses, samples, agreed.signum)
 
 
 def steps_of(micro_batches, accumulation: int):
@@ -105,16 +120,15 @@ def steps_of(micro_batches, accumulation: int):
         yield step, chain([(images, labels)], rest)
 
 
-def run_loop(parts: Parts, progress: Progress, *, loader, total_steps: int, global_batch: int,
-             meter, evaluator, checkpointer, stop, world, log,
-             consistency_every: int = 0) -> dict | None:
-    """Train until `total_steps`; None when done, or the stopped run's summary."""
+def run_loop(parts: Parts, progress: Progress, *, batches, total_steps: int, meter, evaluator,
+             checkpointer, stop, world, log, consistency_every: int = 0) -> dict | None:
+    """Train until `total_steps`: None when done, or the stopped run's summary.
+    batches(epoch, start step, collapse) yields the (step, micro, inputs, targets) items."""
     spe = parts.steps_per_epoch
     while progress.step < total_steps:
         epoch, start = divmod(progress.step, spe)
         collapse = parts.schedule.collapsing(epoch)  # Codreanu V-B2, from the step it starts at
-        for _, micro_batches in steps_of(loader.epoch(epoch, start, collapse),
-                                         parts.accumulation):
+        for _, micro_batches in steps_of(batches(epoch, start, collapse), parts.accumulation):
             result = train_step(parts, progress.step, micro_batches, meter.timer)
             meter.count(result)
             if result.bad is not None:
@@ -126,14 +140,14 @@ def run_loop(parts: Parts, progress: Progress, *, loader, total_steps: int, glob
                     return stopped(log, stop, parts.reducer, progress.step, EXIT_NONFINITE,
                                    reason="nonfinite")
             progress.step += 1
-            progress.images_done += global_batch
+            progress.images_done += result.samples * parts.world_size
             step = progress.step
             if consistency_every and step % consistency_every == 0:
                 check_consistency(parts.model, world, step)  # cheap checksum: replicas identical
             meter.log_point(step, parts.optimizer)
             evaluator.after_step(step)
             checkpointer.after_step(step)
-            signum = stop.agreed(world.comm)  # one tiny allreduce: all ranks stop together
+            signum = result.signum  # agreed in the step's control collective
             if signum and step < total_steps:
                 checkpointer.save_periodic(step)
                 log.print(f"stopped by {signal.Signals(signum).name} at step {step}: "

@@ -18,13 +18,14 @@ NOT_TRAINING = ("eval", "checkpoint")
 
 
 class Meter:
-    def __init__(self, log: MetricsLog, comm, *, global_batch: int, steps_per_epoch: int,
-                 total_steps: int, log_every: int, progress):
-        self.log, self.comm, self.progress = log, comm, progress
-        self.global_batch, self.spe, self.total_steps = global_batch, steps_per_epoch, total_steps
-        self.log_every = log_every
+    def __init__(self, log: MetricsLog, comm, *, unit: str, steps_per_epoch: int,
+                 total_steps: int, log_every: int, progress, train_fields=None):
+        self.log, self.comm, self.progress, self.unit = log, comm, progress, unit
+        self.spe, self.total_steps, self.log_every = steps_per_epoch, total_steps, log_every
+        self.train_fields = train_fields or (lambda mean_loss: {})
+        """mean loss -> the task's own fields of the train record (the LM's perplexity)."""
         self.timer = Timer()
-        self.loss_sum, self.loss_n, self.steps_since_log = 0.0, 0, 0
+        self.loss_sum, self.loss_n, self.samples_since_log = 0.0, 0, 0
         self.epoch_start = (progress.train_time, progress.images_done)
         self.epoch_loss = (0.0, 0)
 
@@ -33,7 +34,7 @@ class Meter:
         if result.action == "update":
             self.loss_sum, self.loss_n = self.loss_sum + sum(result.losses), \
                 self.loss_n + len(result.losses)
-        self.steps_since_log += 1
+        self.samples_since_log += result.samples * self.comm.size
 
     def log_point(self, step: int, optimizer) -> None:
         """Collective at a log point (one allgather of each rank's loss sum and count)."""
@@ -47,20 +48,21 @@ class Meter:
         totals = self.comm.allgather((self.loss_sum, self.loss_n))  # skipped steps excluded
         summed, counted = sum(s for s, _ in totals), sum(n for _, n in totals)
         mean_loss = summed / counted if counted else None
-        rate = self.steps_since_log * self.global_batch / elapsed
+        rate = self.samples_since_log / elapsed
         self.epoch_loss = (self.epoch_loss[0] + summed, self.epoch_loss[1] + counted)
         group = optimizer.param_groups[0]
         self.log.write("train", step=step, epoch=round(step / self.spe, 4), loss=mean_loss,
-                       lr=group["lr"], weight_decay=group.get("weight_decay", 0.0),
-                       img_per_s=rate, **optimizer_stats(optimizer),
+                       **self.train_fields(mean_loss), lr=group["lr"],
+                       weight_decay=group.get("weight_decay", 0.0),
+                       **{f"{self.unit}_per_s": rate}, **optimizer_stats(optimizer),
                        max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                        **{f"{k}_s": v for k, v in phases.items()})
         self.log.print(f"epoch {step / self.spe:6.2f}  step {step:6d}/{self.total_steps}  "
                        f"loss {'-' if mean_loss is None else f'{mean_loss:.4f}'}  "
                        f"lr {group['lr']:.4g}  "
-                       f"{rate:8.1f} img/s  data {phases.get('data', 0) / elapsed:5.1%}  "
+                       f"{rate:8.1f} {self.unit}/s  data {phases.get('data', 0) / elapsed:5.1%}  "
                        f"comm {phases.get('comm', 0) / elapsed:5.1%}")
-        self.loss_sum, self.loss_n, self.steps_since_log = 0.0, 0, 0
+        self.loss_sum, self.loss_n, self.samples_since_log = 0.0, 0, 0
         if step % self.spe == 0:  # per-epoch summary (a log point is forced there)
             self._epoch_record(step)
 
@@ -70,7 +72,8 @@ class Meter:
         self.log.write("epoch", epoch=step // self.spe, step=step,
                        loss=self.epoch_loss[0] / self.epoch_loss[1] if self.epoch_loss[1]
                        else None,
-                       img_per_s=(progress.images_done - self.epoch_start[1]) / seconds,
+                       **{f"{self.unit}_per_s":
+                          (progress.images_done - self.epoch_start[1]) / seconds},
                        train_time_s=seconds)
         self.epoch_start = (progress.train_time, progress.images_done)
         self.epoch_loss = (0.0, 0)

@@ -1,8 +1,9 @@
 """NaN or Inf in the loss or the gradients: every rank agrees on what happened, then the step
 is skipped or the run stops, naming the iteration and the ranks (train.nonfinite).
 
-One check per optimizer step, after the gradient allreduce: one small allgather of each
-rank's (loss finite, gradients finite) flags, so every rank takes the same decision. The
+One check per optimizer step, after the gradient allreduce: each rank's (loss finite,
+gradients finite) flags travel in the step's one control collective (hpcsgd/control.py), so
+every rank takes the same decision. The
 gradient check is one fused norm over all gradients (a pass over them, ~1% of a ResNet-50
 step here). "skip" also restores the model's buffers (BatchNorm running statistics) to their
 state before the step: a non-finite forward pass has already updated them, and evaluation
@@ -46,19 +47,9 @@ def gradients_finite(parameters) -> bool:
     return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=2.0)))
 
 
-def check_step(comm, step: int, loss_finite: bool, parameters) -> NonFinite | None:
-    """Collective: None when the step may update, else what was wrong (same on all ranks)."""
-    flags = comm.allgather((bool(loss_finite), gradients_finite(parameters)))
-    bad_loss = tuple(r for r, (loss_ok, _) in enumerate(flags) if not loss_ok)
-    grads_bad = not all(grads_ok for _, grads_ok in flags)
-    if not bad_loss and not grads_bad:
-        return None
-    return NonFinite(step=step, loss_ranks=bad_loss, gradients=grads_bad)
-
-
 class NonFiniteGuard:
-    """train.nonfinite for one run: call before_step() before a step's first micro-batch and
-    after_step() once its gradients are averaged; after_step says what to do."""
+    """train.nonfinite for one run: call before_step() before a step's first micro-batch,
+    local_flags() once its gradients are averaged, and decide() with the agreed flags."""
 
     def __init__(self, policy: str, max_skips: int, comm, model, skips: int = 0):
         self.policy, self.max_skips, self.comm, self.model = policy, max_skips, comm, model
@@ -70,14 +61,20 @@ class NonFiniteGuard:
         if self.policy == "skip":  # BatchNorm statistics: a few hundred KB for ResNet-50
             self._buffers = [b.detach().clone() for b in self.model.buffers()]
 
-    def after_step(self, step: int, losses: list[float]) -> tuple[str, NonFinite | None]:
-        """("update", None), or ("skip" | "stop", what was wrong). Collective."""
+    def local_flags(self, losses: list[float]) -> tuple[bool, bool]:
+        """(this rank's losses finite, the averaged gradients finite) for the step's control
+        collective (hpcsgd/control.py); "ignore" checks nothing."""
         if self.policy == "ignore":
+            return True, True
+        return all(map(math.isfinite, losses)), gradients_finite(self.model.parameters())
+
+    def decide(self, step: int, agreement) -> tuple[str, NonFinite | None]:
+        """("update", None), or ("skip" | "stop", what was wrong): the same on every rank,
+        from the agreed flags."""
+        if self.policy == "ignore" or not (agreement.loss_ranks or agreement.gradients_bad):
             return "update", None
-        bad = check_step(self.comm, step, all(map(math.isfinite, losses)),
-                         self.model.parameters())
-        if bad is None:
-            return "update", None
+        bad = NonFinite(step=step, loss_ranks=agreement.loss_ranks,
+                        gradients=agreement.gradients_bad)
         self.skips += 1
         if self.policy == "stop" or self.skips > self.max_skips:
             return "stop", bad

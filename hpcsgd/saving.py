@@ -16,11 +16,13 @@ from hpcsgd.config import to_toml
 
 class Checkpointer:
     def __init__(self, cfg, world, *, model, optimizer, backend, progress, wall_time, log,
-                 timer, snapshot_steps, every_steps: int, total_steps: int,
+                 timer, rank_state, snapshot_steps, every_steps: int, total_steps: int,
                  steps_per_epoch: int):
         self.cfg, self.world, self.model, self.optimizer = cfg, world, model, optimizer
         self.backend, self.progress, self.wall_time = backend, progress, wall_time
         self.log, self.timer, self.spe = log, timer, steps_per_epoch
+        self.rank_state = rank_state
+        """() -> what the task carries from step to step on this rank (the LSTM's state)."""
         self.snapshot_steps, self.every, self.total_steps = set(snapshot_steps), every_steps, \
             total_steps
         self.ckpt_dir, self.snap_dir = cfg.run_dir / "checkpoints", cfg.run_dir / "snapshots"
@@ -30,7 +32,8 @@ class Checkpointer:
     def save(self, path: Path) -> None:
         """Collective: all ranks contribute; rank 0 writes atomically."""
         saved = {**asdict(self.progress), "wall_time": self.wall_time()}
-        state = capture_state(self.model, self.optimizer, saved, self.world)
+        state = capture_state(self.model, self.optimizer, saved, self.world,
+                              task=self.rank_state())
         if self.world.is_root:
             save_checkpoint(path, state, to_toml(self.cfg))
             if path.parent == self.ckpt_dir:

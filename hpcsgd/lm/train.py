@@ -2,43 +2,38 @@
 
     mpiexec -n 4 .venv/bin/python -m hpcsgd.lm.train jobs/experiments/ptb_lstm.toml [--train.epochs=2]
 
-The same configuration tree, optimizers (SGD/momentum, LARS, DATE, AdaGrad, RMSProp, Adam),
-schedules (LR scaling, LEGW, roller coaster, ...), gradient reducer, metrics and checkpoint
-format as the CNN trainer (hpcsgd/train.py); the `[lm]` section says what is different: the
-corpus, the BPTT length, the LSTM's size and gradient clipping. `train.global_batch` counts
-token *streams* (sequences) per step over all ranks, as DATE's batch sizes do.
+One loop, two tasks: the same trainer as the image classifiers (hpcsgd/trainer.py, the step
+in hpcsgd/loop.py) with LMTask below for what differs: token streams instead of images, a
+loss that carries the LSTM's hidden state, perplexity instead of top-k, gradient clipping
+(lm.clip_norm, a step hook that acts after DATE's ratio). So the LM trainer resumes
+(checkpoint.resume, the hidden states saved per rank), stops and requeues on SIGUSR1/SIGTERM,
+refuses NaN/Inf (train.nonfinite), follows the core plan and keeps the reducer's gradient
+buckets. `train.global_batch` counts token *streams* (sequences) per step over all ranks, as
+DATE's batch sizes do. Rank 0 writes runs/<name>/: config.toml, metrics.jsonl (train records
+carry tok_per_s and perplexity; eval records the perplexity of lm.eval_split), summary.json
+and final.pt.
 
-Every step: window of seq_len tokens from each of this rank's streams -> forward from the
-carried hidden state -> backward -> gradient allreduce (average) -> step (clipping after DATE's ratio:
-hpcsgd.optim.clip_before_update). Rank 0
-writes runs/<name>/: config.toml, metrics.jsonl (tags start/train/eval/summary; eval has the
-perplexity of lm.eval_split), summary.json and final.pt.
-
-Exit codes: 0 done; 2 refused before any work (bad config, corpus unavailable).
+Exit codes: as hpcsgd.train's (0 done, 2 refused before any work, 3 stopped for a requeue,
+4 stall, 5 non-finite).
 """
 from __future__ import annotations
 
 import math
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from hpcsgd import config as config_mod
-from hpcsgd.checkpoint import capture_state, save_checkpoint
-from hpcsgd.comm import build_backend, build_reducer
-from hpcsgd.comm.reducer import broadcast_state_, check_replicas
-from hpcsgd.compute import compute_threads
+from hpcsgd import trainer
 from hpcsgd.entry import config_from_argv, run_entry
 from hpcsgd.lm.corpus import CorpusError, load_corpus
 from hpcsgd.lm.evaluate import evaluate_perplexity
 from hpcsgd.lm.streams import steps_per_epoch, train_streams, window
-from hpcsgd.metrics import Timer
 from hpcsgd.models.lstm import LSTMLanguageModel
-from hpcsgd.optim import apply_schedule_, build_optimizer, clip_before_update, optimizer_stats
-from hpcsgd.run_folder import finish_run, open_run
+from hpcsgd.optim import clip_before_update
 from hpcsgd.schedules import build_schedule
 from hpcsgd.world import World, agree, run_or_abort
 
@@ -54,8 +49,10 @@ def check_lm_config(cfg: config_mod.Config, world_size: int) -> None:
             "the language-model trainer trains 'lstm_lm' (sizes in [lm])")
     require(cfg.train.accumulation == 1, "train.accumulation", cfg.train.accumulation,
             "must be 1 for the language model (streams carry their hidden state)")
-    require(cfg.checkpoint.resume == "", "checkpoint.resume", cfg.checkpoint.resume,
-            "the language-model trainer does not resume (runs are short)")
+    resume = cfg.checkpoint.resume
+    require(resume in ("", "auto") or Path(resume).is_file(), "checkpoint.resume", resume,
+            "no such checkpoint file")
+    build_schedule(cfg)  # schedule plans checked with batch and epochs known (ConfigError)
 
 
 def load_ids(cfg: config_mod.Config) -> tuple[int, np.ndarray, np.ndarray]:
@@ -65,110 +62,93 @@ def load_ids(cfg: config_mod.Config) -> tuple[int, np.ndarray, np.ndarray]:
     return len(vocab), train_ids, ids[cfg.lm.eval_split]
 
 
+class LMTask:
+    """The word-level LSTM language model on token streams (hpcsgd/lm/streams.py): the loss
+    carries the hidden state from window to window (truncated BPTT), evaluation is the
+    perplexity of lm.eval_split, and the gradients are clipped (lm.clip_norm) after DATE has
+    taken its ratio."""
+    prog, unit = "hpcsgd.lm", "tok"
+    gradients_read_only = False
+    """Clipping scales the averaged gradients in place: each rank keeps its own copy."""
+
+    def __init__(self, cfg: config_mod.Config, world: World, data):
+        self.cfg, self.world, self.lm = cfg, world, cfg.lm
+        self.vocab_size, self.train_ids, self.eval_ids = data
+        self.state = None
+        """The hidden state carried from one window to the next (per rank: its streams)."""
+
+    def build_data(self, placement) -> int:
+        self.streams = train_streams(self.train_ids, global_batch=self.cfg.train.global_batch,
+                                     rank=self.world.rank, size=self.world.size)
+        self.spe = steps_per_epoch(self.streams.shape[1], self.lm.seq_len)
+        return self.spe
+
+    def batches(self, epoch: int, start: int, collapse):
+        for step in range(start, self.spe):
+            if step == 0:
+                self.state = None  # each epoch reads the streams from their start again
+            inputs, targets = (torch.from_numpy(np.ascontiguousarray(a))
+                               for a in window(self.streams, step, self.lm.seq_len))
+            yield step, 0, inputs, targets
+
+    def build_model(self):
+        return LSTMLanguageModel(self.vocab_size, self.lm.hidden, self.lm.layers,
+                                 self.lm.dropout)
+
+    def attach_optimizer(self, optimizer, model) -> None:
+        if self.lm.clip_norm:
+            # after DATE has taken its ratio; the averaged gradient is identical on every
+            # rank, so is the clipping
+            clip_before_update(optimizer, [p for p in model.parameters() if p.requires_grad],
+                               self.lm.clip_norm)
+
+    def loss(self, forward, inputs, targets):
+        logits, state = forward(inputs, self.state)
+        self.state = tuple(s.detach() for s in state)  # truncated BPTT: values, not graphs
+        return F.cross_entropy(logits.reshape(-1, self.vocab_size), targets.reshape(-1))
+
+    def evaluate(self, forward) -> dict:
+        result = evaluate_perplexity(forward, self.eval_ids, self.world,
+                                     num_streams=self.lm.eval_streams, seq_len=self.lm.seq_len)
+        return {"split": self.lm.eval_split, **result}
+
+    @staticmethod
+    def eval_line(result: dict) -> str:
+        return f"{result['split']} perplexity {result['perplexity']:.2f} ({result['count']} targets)"
+
+    @staticmethod
+    def train_fields(mean_loss) -> dict:
+        return {} if mean_loss is None else {"perplexity": math.exp(min(mean_loss, 50.0))}
+
+    def rank_state(self) -> dict:
+        return {} if self.state is None else {"hidden": [s.clone() for s in self.state]}
+
+    def load_rank_state(self, state: dict) -> None:
+        # a checkpoint of another world size holds other streams' states: start from zeros
+        self.state = tuple(state["hidden"]) if "hidden" in state else None
+
+    def start_fields(self) -> dict:
+        return {"vocab": self.vocab_size, "train_tokens": len(self.train_ids),
+                "eval_tokens": len(self.eval_ids), "local_streams": self.streams.shape[0],
+                "stream_length": self.streams.shape[1]}
+
+    def summary(self, progress, *, steps_per_epoch: int, wall_time: float) -> tuple[dict, str]:
+        last, lm = progress.last_eval, self.lm
+        summary = {"perplexity": last["perplexity"], "nll": last["nll"],
+                   "eval_split": lm.eval_split, "eval_targets": last["count"],
+                   "steps": progress.step, "epochs": progress.step / steps_per_epoch,
+                   "ranks": self.world.size, "global_batch": self.cfg.train.global_batch,
+                   "seq_len": lm.seq_len,
+                   "train_tok_per_s": progress.images_done / max(progress.train_time, 1e-9),
+                   "train_time_s": progress.train_time, "wall_time_s": wall_time}
+        return summary, (f"final: {lm.eval_split} perplexity {summary['perplexity']:.2f} | "
+                         f"{summary['train_tok_per_s']:.0f} tokens/s")
+
+
 def train_lm(cfg: config_mod.Config, world: World, data) -> dict:
     """Run the configured LM training on (vocab size, train ids, eval ids); returns the
     summary (final perplexity, throughput, ...)."""
-    t0 = time.time()
-    torch.set_num_threads(compute_threads(cfg.compute, world.local_size))
-    torch.manual_seed(cfg.train.seed)
-    vocab_size, train_ids, eval_ids = data
-    run_dir = cfg.run_dir
-    log = open_run(cfg, world, f"hpcsgd.lm: {world.size} ranks, {torch.get_num_threads()} "
-                   "compute threads per rank")
-
-    lm, batch = cfg.lm, cfg.train.global_batch
-    streams = train_streams(train_ids, global_batch=batch, rank=world.rank, size=world.size)
-    spe = steps_per_epoch(streams.shape[1], lm.seq_len)
-    schedule = build_schedule(cfg, steps_per_epoch=spe)
-    total_steps = max(1, round(schedule.plan.end_epochs * spe))
-    if cfg.train.max_steps:
-        total_steps = min(total_steps, cfg.train.max_steps)
-    eval_every = max(1, round(cfg.train.eval_every_epochs * spe))
-
-    model = LSTMLanguageModel(vocab_size, lm.hidden, lm.layers, lm.dropout)
-    backend = build_backend(cfg.comm.backend, world)
-    broadcast_state_(model, backend)  # every replica starts from rank 0's weights
-    torch.manual_seed(cfg.train.seed + 1 + world.rank)  # per-rank dropout masks
-    optimizer = build_optimizer(model, cfg.optim)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if lm.clip_norm:
-        # after DATE has taken its ratio; the averaged gradient is identical on every rank,
-        # so is the clipping
-        clip_before_update(optimizer, params, lm.clip_norm)
-    reducer = build_reducer(model, cfg.comm, world)
-    log.write("start", ranks=world.size, vocab=vocab_size, train_tokens=len(train_ids),
-              eval_tokens=len(eval_ids), local_streams=streams.shape[0],
-              stream_length=streams.shape[1], steps_per_epoch=spe, total_steps=total_steps,
-              params=sum(p.numel() for p in params))
-
-    def evaluate_now() -> dict:
-        return evaluate_perplexity(model, eval_ids, world, num_streams=lm.eval_streams,
-                                   seq_len=lm.seq_len)
-
-    model.train()
-    timer, loss_sum, loss_n, tokens, step = Timer(), 0.0, 0, 0, 0
-    train_time, tokens_done, last_eval, state = 0.0, 0, {}, None
-    while step < total_steps:
-        epoch, in_epoch = divmod(step, spe)
-        if in_epoch == 0:
-            state = None  # each epoch reads the streams from their start again
-        inputs, targets = (torch.from_numpy(np.ascontiguousarray(a))
-                           for a in window(streams, in_epoch, lm.seq_len))
-        timer.mark("data")
-        logits, state = model(inputs, state)
-        state = tuple(s.detach() for s in state)  # truncated BPTT: carry values, not graphs
-        loss = F.cross_entropy(logits.reshape(-1, vocab_size), targets.reshape(-1))
-        loss.backward()
-        loss_sum, loss_n, tokens = loss_sum + loss.item(), loss_n + 1, tokens + targets.numel()
-        timer.mark("compute")
-        reducer.synchronize()  # sync point: gradients averaged over all ranks
-        timer.mark("comm")
-        apply_schedule_(optimizer, schedule.at(step / spe))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        timer.mark("update")
-        step += 1
-
-        if step % cfg.train.log_every_steps == 0 or step == total_steps:
-            elapsed = sum(timer.reset().values())
-            train_time += elapsed
-            mean_loss = world.comm.allreduce(loss_sum / loss_n) / world.size
-            rate = world.comm.allreduce(tokens) / elapsed
-            tokens_done += tokens * world.size
-            log.write("train", step=step, epoch=round(step / spe, 4), loss=mean_loss,
-                      perplexity=math.exp(min(mean_loss, 50.0)),
-                      lr=optimizer.param_groups[0]["lr"], tok_per_s=rate,
-                      **optimizer_stats(optimizer))
-            log.print(f"epoch {step / spe:6.2f}  step {step:6d}/{total_steps}  loss "
-                      f"{mean_loss:.4f}  lr {optimizer.param_groups[0]['lr']:.4g}  "
-                      f"{rate:8.0f} tok/s")
-            loss_sum, loss_n, tokens = 0.0, 0, 0
-        if step % eval_every == 0 or step == total_steps:
-            last_eval = evaluate_now()
-            log.write("eval", step=step, epoch=round(step / spe, 4), split=lm.eval_split,
-                      **last_eval)
-            log.print(f"eval  epoch {step / spe:6.2f}  {lm.eval_split} perplexity "
-                      f"{last_eval['perplexity']:.2f} ({last_eval['count']} targets)")
-            timer.reset()  # evaluation is not training time
-
-    reducer.close()  # stops the communication thread and the watchdog (collective)
-    check_replicas(model, world)  # every rank must hold the same parameters
-    progress = {"step": step, "images_done": tokens_done, "train_time": train_time,
-                "wall_time": time.time() - t0}
-    state_dict = capture_state(model, optimizer, progress, world)
-    if world.is_root:
-        save_checkpoint(run_dir / "final.pt", state_dict, config_mod.to_toml(cfg))
-    summary = {"perplexity": last_eval["perplexity"], "nll": last_eval["nll"],
-               "eval_split": lm.eval_split, "eval_targets": last_eval["count"],
-               "steps": step, "epochs": step / spe, "ranks": world.size,
-               "global_batch": batch, "seq_len": lm.seq_len,
-               "train_tok_per_s": tokens_done / max(train_time, 1e-9),
-               "train_time_s": train_time, "wall_time_s": time.time() - t0}
-    # collective (barrier): the run folder is complete when train_lm() returns
-    return finish_run(run_dir, world, log, summary,
-                      f"final: {lm.eval_split} perplexity {summary['perplexity']:.2f} | "
-                      f"{summary['train_tok_per_s']:.0f} tokens/s on {world.size} ranks | "
-                      f"{summary['wall_time_s']:.0f} s wall | run folder {run_dir}")
+    return trainer.train(LMTask(cfg, world, data), cfg, world)
 
 
 def setup(argv: list[str], world: World):

@@ -88,3 +88,27 @@ def test_lm_date_ratio_is_logged_and_taken_before_clipping(world, shared_tmp):
         assert ratios and all(set(r) >= {"min", "p50", "max", "at_upper"} for r in ratios)
         assert all(0.0 < r["min"] <= r["p50"] <= r["max"] for r in ratios), ratios
         assert all(r["min"] < 1e2 for r in ratios), ratios
+
+
+def test_lm_refuses_a_nan_loss_on_one_rank_like_the_image_trainer(world, shared_tmp,
+                                                                  monkeypatch):
+    # the shared loop's non-finite guard: every rank stops at the step, exit code 5, the
+    # step and the rank named (a test-only patch: a NaN loss on the last rank at step 3)
+    from hpcsgd.lm.train import LMTask
+    from hpcsgd.nonfinite import EXIT_NONFINITE
+    real, calls = LMTask.loss, {"n": 0}
+
+    def loss(self, forward, inputs, targets):
+        calls["n"] += 1
+        out = real(self, forward, inputs, targets)
+        return out * float("nan") if calls["n"] == 3 else out
+
+    if world.rank == world.size - 1:
+        monkeypatch.setattr(LMTask, "loss", loss)
+    cfg = _config(shared_tmp, "nan")
+    summary = train_lm(cfg, world, _data())
+    assert summary["exit_code"] == EXIT_NONFINITE and summary["step"] == 2
+    if world.rank == 0:
+        (bad,) = read_metrics(cfg.run_dir / "metrics.jsonl", "nonfinite")
+        assert bad["step"] == 3 and bad["loss_ranks"] == [world.size - 1]
+        assert bad["action"] == "stop"

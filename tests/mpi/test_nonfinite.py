@@ -1,14 +1,13 @@
 """NaN in one rank's loss, at any world size: every rank agrees, the step's update is refused,
 and the run skips the step or stops (exit code 5), naming the step and the rank.
 
-The NaN is injected on the last rank by wrapping hpcsgd.loop's cross_entropy (a NaN loss) or
+The NaN is injected on the last rank by wrapping the image task's cross_entropy (a NaN loss) or
 the model's input (a NaN forward pass, which also poisons BatchNorm's running statistics):
 test-only patches, since a real divergence cannot be confined to one rank on purpose."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-import hpcsgd.loop as loop_mod
 import hpcsgd.train as train_mod
 from hpcsgd.metrics import read_metrics
 from hpcsgd.nonfinite import EXIT_NONFINITE
@@ -27,7 +26,7 @@ def _nan_at(step: int, monkeypatch, world):
         return out * float("nan") if calls["n"] == step else out
 
     if world.rank == world.size - 1:
-        monkeypatch.setattr(loop_mod.F, "cross_entropy", loss)
+        monkeypatch.setattr(train_mod.F, "cross_entropy", loss)
 
 
 def _nan_input_at(step: int, monkeypatch, world):

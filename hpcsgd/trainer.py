@@ -1,0 +1,154 @@
+"""One trainer for every task: build the run, run the loop, finish the run folder.
+
+    train(task, cfg, world)
+
+A task (hpcsgd/train.py: ImageTask; hpcsgd/lm/train.py: LMTask) says only what differs
+between image classification and the language model: its data and batches, its model and
+loss, its evaluation, the per-rank state it carries between steps, and its summary. The rest
+is shared: threads and core plan, the run folder, rank 0's weights on every replica, the
+optimizer and schedule, the overlapped gradient reducer, resume (checkpoint.resume), the
+SIGUSR1/SIGTERM requeue stop, the non-finite guard, metering, evaluation and checkpoints.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from hpcsgd import config as config_mod
+from hpcsgd.affinity.apply import apply_plan
+from hpcsgd.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint,
+                               rank_entry, restore_state_)
+from hpcsgd.comm import build_backend, build_reducer
+from hpcsgd.comm.reducer import broadcast_state_, check_replicas
+from hpcsgd.compute import compute_threads, precision, prepare_model
+from hpcsgd.evaluate import Evaluator
+from hpcsgd.loop import Parts, Progress, run_loop
+from hpcsgd.meter import Meter
+from hpcsgd.nonfinite import NonFiniteGuard
+from hpcsgd.optim import build_optimizer
+from hpcsgd.run_folder import finish_run, open_run
+from hpcsgd.saving import Checkpointer
+from hpcsgd.schedules import build_schedule
+from hpcsgd.stop import StopRequest
+from hpcsgd.world import World, agree
+
+
+def train(task, cfg: config_mod.Config, world: World) -> dict:
+    """Run the configured training of `task`; returns its summary."""
+    t0 = time.time()
+    # first: a SIGUSR1/SIGTERM during set-up or staging is kept for the first step boundary,
+    # where all ranks agree to checkpoint and exit 3 (not the default action: death, no requeue)
+    stop = StopRequest()
+    run = build_run(task, cfg, world, stop)
+    progress, log = run.progress, run.log
+
+    def wall_time() -> float:
+        return progress.wall_time + time.time() - t0
+
+    spe, total_steps = run.parts.steps_per_epoch, run.total_steps
+    meter = Meter(log, world.comm, unit=task.unit, steps_per_epoch=spe,
+                  total_steps=total_steps, log_every=cfg.train.log_every_steps,
+                  progress=progress, train_fields=task.train_fields)
+    evaluator = Evaluator(task, run.forward, run.model, run.backend, world,
+                          every_steps=max(1, round(cfg.train.eval_every_epochs * spe)),
+                          total_steps=total_steps, steps_per_epoch=spe,
+                          target_top1=cfg.train.target_top1, progress=progress,
+                          wall_time=wall_time, log=log, timer=meter.timer)
+    checkpointer = Checkpointer(cfg, world, model=run.model, optimizer=run.parts.optimizer,
+                                backend=run.backend, progress=progress, wall_time=wall_time,
+                                log=log, timer=meter.timer, rank_state=task.rank_state,
+                                snapshot_steps=run.parts.schedule.snapshot_steps(),
+                                every_steps=round(cfg.checkpoint.every_epochs * spe),
+                                total_steps=total_steps, steps_per_epoch=spe)
+    run.model.train()
+    stopped_early = run_loop(run.parts, progress, batches=task.batches, total_steps=total_steps,
+                             meter=meter, evaluator=evaluator, checkpointer=checkpointer,
+                             stop=stop, world=world, log=log,
+                             consistency_every=cfg.comm.consistency_check_steps)
+    if stopped_early is not None:
+        return stopped_early
+
+    run.parts.reducer.close()  # stops the communication thread and the watchdog (collective)
+    check_replicas(run.model, world)  # every rank must hold the same parameters
+    checkpointer.save_final()
+    summary, final_line = task.summary(progress, steps_per_epoch=spe, wall_time=wall_time())
+    # collective (barrier): the run folder is complete when train() returns
+    return finish_run(cfg.run_dir, world, log, summary,
+                      f"{final_line} | {world.size} ranks | {summary['wall_time_s']:.0f} s "
+                      f"wall | run folder {cfg.run_dir}")
+
+
+@dataclass
+class Run:
+    """A built run: its parts and where it starts."""
+    parts: Parts
+    model: object
+    forward: object
+    backend: object
+    progress: Progress
+    total_steps: int
+    log: object
+
+
+def build_run(task, cfg: config_mod.Config, world: World, stop: StopRequest) -> Run:
+    """Collective: threads and core plan, run folder, data, model (rank 0's weights on every
+    replica), optimizer, schedule, reducer, and the resumed state when there is one."""
+    torch.set_num_threads(compute_threads(cfg.compute, world.local_size))
+    # cores of the compute threads, communication thread and decode workers (collective)
+    placement = apply_plan(cfg, world)
+    torch.manual_seed(cfg.train.seed)
+    log = open_run(cfg, world, f"{task.prog}: {world.size} ranks on {world.num_nodes} "
+                   f"node(s), {torch.get_num_threads()} compute threads per rank, "
+                   f"{precision(cfg.compute)} compute (compute.precision = "
+                   f"{cfg.compute.precision!r})")
+    log.print(placement.table)
+
+    spe = task.build_data(placement)
+    schedule = build_schedule(cfg, steps_per_epoch=spe)
+    # train.epochs, or where a collapse branch ends (schedule.branch_from)
+    total_steps = max(1, round(schedule.plan.end_epochs * spe))
+    if cfg.train.max_steps:
+        total_steps = min(total_steps, cfg.train.max_steps)
+
+    model = task.build_model()
+    forward = prepare_model(model, cfg.compute)  # layout in place; maybe a compiled wrapper
+    backend = build_backend(cfg.comm.backend, world)
+    broadcast_state_(model, backend)  # every replica starts from rank 0's weights
+    torch.manual_seed(cfg.train.seed + 1 + world.rank)  # per-rank randomness (dropout)
+    optimizer = build_optimizer(model, cfg.optim)
+    task.attach_optimizer(optimizer, model)  # e.g. the LSTM's gradient clipping (a step hook)
+    # on the plan's comm cores; a task whose loop only reads the averaged gradients (and
+    # zeroes them after each step) lets them be the node's shared memory
+    reducer = build_reducer(model, placement.comm(cfg.comm), world,
+                            gradients_read_only=task.gradients_read_only)
+
+    progress = Progress()
+    resume_from = _resume_path(cfg)
+    if resume_from is not None:
+        state = agree(world, lambda: load_checkpoint(resume_from), CheckpointError)
+        progress = Progress(**restore_state_(state, model, optimizer, world))
+        task.load_rank_state(rank_entry(state, world).get("task", {}))
+        log.print(f"resumed from {resume_from} at step {progress.step}")
+        log.resumed_at(progress.step + 1)
+    pids = world.comm.gather(f"{world.hostname}:{os.getpid()}")  # to signal or inspect a rank
+    log.write("start", ranks=world.size, pids=pids, steps_per_epoch=spe,
+              total_steps=total_steps, threads=torch.get_num_threads(), step=progress.step,
+              resumed_from=str(resume_from) if resume_from else None, **task.start_fields())
+    guard = NonFiniteGuard(cfg.train.nonfinite, cfg.train.max_nonfinite_skips, world.comm,
+                           model, skips=progress.nonfinite_skips)
+    parts = Parts(model=model, forward=forward, optimizer=optimizer, reducer=reducer,
+                  schedule=schedule, guard=guard, task=task, comm=world.comm, stop=stop,
+                  compute=cfg.compute,
+                  accumulation=cfg.train.accumulation, steps_per_epoch=spe, world_size=world.size)
+    return Run(parts=parts, model=model, forward=forward, backend=backend, progress=progress,
+               total_steps=total_steps, log=log)
+
+
+def _resume_path(cfg: config_mod.Config) -> Path | None:
+    if cfg.checkpoint.resume == "auto":
+        return latest_checkpoint(cfg.run_dir / "checkpoints")
+    return Path(cfg.checkpoint.resume) if cfg.checkpoint.resume else None
