@@ -33,5 +33,5 @@ setup(
     packages=find_packages(include=["hpcsgd", "hpcsgd.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest>=8", "protobuf>=4", "tensorboard>=2.16"], "mpich": ["mpich>=4.2,<6"]},
-    entry_points={"console_scripts": ["hpcsgd-train=hpcsgd.train:main"]},
+    entry_points={"console_scripts": ["hpcsgd=hpcsgd.cli:main", "hpcsgd-train=hpcsgd.train:main"]},
 )

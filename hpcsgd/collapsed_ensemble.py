@@ -46,7 +46,9 @@ class Branch:
     snapshot: Path
 
     def overrides(self, collapse_epochs: float) -> list[str]:
+        # a branch that did not finish restarts from its snapshot (its folder replaced)
         return [f"--run.name={self.name}", f"--checkpoint.resume={self.snapshot}",
+                "--run.overwrite=true",
                 f"--schedule.branch_from={self.from_epoch!r}",
                 f"--schedule.collapse_epochs={collapse_epochs!r}"]
 

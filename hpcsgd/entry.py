@@ -9,6 +9,7 @@ or the code the run's summary asks for (hpcsgd.stop.EXIT_REQUEUE after a stop si
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -16,6 +17,34 @@ from hpcsgd.config import Config, ConfigError, load_config
 from hpcsgd.world import Refused, World, expected_world_size, init_world
 
 EXIT_CONFIG_ERROR = 2
+
+
+def launcher_rank() -> int:
+    """This process's rank as the launcher tells it (0 when not launched by one)."""
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
+def usage_help(prog: str, args: list[str]) -> str:
+    """--help: the usage; --help SECTION: every option of [SECTION] with its type, default and
+    documentation (read from the config dataclasses)."""
+    from hpcsgd.config.doc import format_section, sections
+    wanted = [a for a in args if a in sections()]
+    if wanted:
+        return "\n\n".join(format_section(s) for s in wanted)
+    cmd = {"hpcsgd": "hpcsgd train", "hpcsgd.lm": "hpcsgd lm"}.get(prog, prog)
+    return (f"usage: mpiexec -n N {cmd} CONFIG.toml [--section.key=value ...]\n"
+            f"       {cmd} --help [SECTION ...]\n\n"
+            "Trains with the configuration tree: defaults <- CONFIG.toml <- --section.key=value "
+            "overrides\n(the value is read as TOML: --optim.base_lr=0.05, "
+            "--schedule.milestones=[30,60], --run.name=b8k).\n\n"
+            f"Sections ({cmd} --help SECTION lists their options, types, defaults and "
+            f"meaning):\n  {', '.join(sections())}\n\n"
+            "Exit codes: 0 done; 2 refused before any work (bad option, missing data, an "
+            "earlier run's folder);\n3 stopped by SIGUSR1/SIGTERM after a checkpoint "
+            "(requeue with --checkpoint.resume=auto); 4 stall; 5 NaN/Inf.")
 
 
 def config_from_argv(argv: list[str], module: str) -> Config:
@@ -32,6 +61,11 @@ def run_entry(prog: str, start: Callable[[list[str], World], dict],
     ``start`` refuses bad input by raising Refused on every rank together (hpcsgd.world.agree);
     rank 0 prints it once, prefixed with ``prog``.
     """
+    args = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in args):  # before MPI: help needs no world
+        if launcher_rank() == 0:
+            print(usage_help(prog, args))
+        return 0
     world = init_world()
     expected = expected_world_size()
     if expected is not None and expected != world.size:
@@ -40,7 +74,7 @@ def run_entry(prog: str, start: Callable[[list[str], World], dict],
               "(use the environment's own mpiexec)", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     try:
-        summary = start(sys.argv[1:] if argv is None else argv, world)
+        summary = start(args, world)
     except Refused as e:
         if world.is_root:
             print(f"{prog}: refused: {e}", file=sys.stderr)

@@ -12,18 +12,44 @@ Rank 0 writes; every rank calls both functions (finish_run is collective).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
-from hpcsgd.config import Config, to_toml
+from hpcsgd.config import Config, ConfigError, to_toml
 from hpcsgd.metrics import MetricsLog
 from hpcsgd.world import World
 
 
+RUN_FILES = ("config.toml", "metrics.jsonl", "summary.json")
+"""Files whose presence makes a folder an earlier run's."""
+
+
+def check_run_folder(cfg: Config) -> None:
+    """Refuse (ConfigError) to start a run in an earlier run's folder: the two would mix
+    (metrics appended, summary and final.pt replaced). Resuming it (checkpoint.resume =
+    "auto") continues that run; run.overwrite = true replaces it."""
+    run_dir = cfg.run_dir
+    resume = cfg.checkpoint.resume
+    if cfg.run.overwrite and resume not in ("", "auto") \
+            and Path(resume).resolve().is_relative_to(run_dir.resolve()):
+        raise ConfigError(f"run.overwrite = true would delete {resume!r}, the checkpoint "
+                          "this run resumes from: resume into another --run.name")
+    if cfg.run.overwrite or resume == "auto":
+        return
+    if any((run_dir / name).exists() for name in RUN_FILES):
+        raise ConfigError(f"run folder {str(run_dir)!r} holds an earlier run: choose another "
+                          "--run.name, continue it with --checkpoint.resume=auto, or replace "
+                          "it with --run.overwrite=true")
+
+
 def open_run(cfg: Config, world: World, banner: str) -> MetricsLog:
-    """Create the run folder with config.toml; print ``banner`` and the configuration; return
-    the metrics log (a no-op on ranks other than 0)."""
+    """Create the run folder with config.toml (an earlier run's folder is emptied first with
+    run.overwrite); print ``banner`` and the configuration; return the metrics log (a no-op
+    on ranks other than 0)."""
     run_dir = cfg.run_dir
     if world.is_root:
+        if cfg.run.overwrite and cfg.checkpoint.resume != "auto" and run_dir.is_dir():
+            shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(to_toml(cfg))
     log = MetricsLog(run_dir / "metrics.jsonl" if world.is_root else None,

@@ -27,6 +27,7 @@ from hpcsgd.entry import config_from_argv, run_entry
 from hpcsgd.evaluate import evaluate
 from hpcsgd.lmdb_store import DataPathError, check_lmdb_path
 from hpcsgd.models import build_from_config
+from hpcsgd.run_folder import check_run_folder
 from hpcsgd.schedules import build_schedule
 from hpcsgd.world import World, agree, run_or_abort
 
@@ -43,6 +44,7 @@ def check_inputs(cfg: config_mod.Config, world: World) -> None:
     resume = cfg.checkpoint.resume
     if resume not in ("", "auto") and not Path(resume).is_file():
         raise config_mod.ConfigError(f"checkpoint.resume = {resume!r}: no such checkpoint file")
+    check_run_folder(cfg)  # never mix two runs in one folder
 
 
 class ImageTask:
@@ -105,8 +107,7 @@ class ImageTask:
                    "train_time_s": progress.train_time, "wall_time_s": wall_time,
                    "corrupt_records": corrupt, "time_to_target_s": progress.time_to_target}
         return summary, (f"final: test top-1 {summary['top1']:.2%} on {summary['eval_images']} "
-                         f"images | training throughput {summary['train_img_per_s']:.0f} img/s "
-                         f"on {self.world.size} ranks")
+                         f"images | training throughput {summary['train_img_per_s']:.0f} img/s")
 
 
 def train(cfg: config_mod.Config, world: World) -> dict:

@@ -78,7 +78,7 @@ def train(task, cfg: config_mod.Config, world: World) -> dict:
     summary, final_line = task.summary(progress, steps_per_epoch=spe, wall_time=wall_time())
     # collective (barrier): the run folder is complete when train() returns
     return finish_run(cfg.run_dir, world, log, summary,
-                      f"{final_line} | {world.size} ranks | {summary['wall_time_s']:.0f} s "
+                      f"{final_line} on {world.size} ranks | {summary['wall_time_s']:.0f} s "
                       f"wall | run folder {cfg.run_dir}")
 
 

@@ -228,11 +228,16 @@ class LMConfig:
 @dataclass
 class RunConfig:
     name: str = "run"
+    """The run's name: its folder is <out_dir>/<name> (a plain folder name)."""
     out_dir: str = "runs"
     """Run folder = <out_dir>/<name>: config.toml, metrics.jsonl, final checkpoint."""
     tensorboard: bool = True
     """Also write TensorBoard event files to <run folder>/tensorboard (when the tensorboard
     package is installed; it is in the test extra, not a requirement)."""
+    overwrite: bool = False
+    """Replace an existing run folder of the same name (its files are deleted first). Without
+    it a run into an existing run folder is refused, unless it resumes that run
+    (checkpoint.resume = "auto")."""
 
     def check(self) -> None:
         # "." would make runs share out_dir and ".." put the run folder in its parent

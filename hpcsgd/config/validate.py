@@ -16,7 +16,8 @@ def validate(cfg: Config, world_size: int | None = None) -> None:
         getattr(cfg, section.name).check()
     t = cfg.train
     _require(cfg.schedule.warmup_epochs < t.epochs, "schedule.warmup_epochs",
-             cfg.schedule.warmup_epochs, f"must be shorter than train.epochs = {t.epochs}")
+             cfg.schedule.warmup_epochs, f"must be shorter than train.epochs = {t.epochs}: "
+             f"set --schedule.warmup_epochs below {t.epochs:g} (or raise --train.epochs)")
     if world_size is not None:
         per_step = world_size * t.accumulation
         _require(t.global_batch % per_step == 0, "train.global_batch", t.global_batch,

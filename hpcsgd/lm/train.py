@@ -34,6 +34,7 @@ from hpcsgd.lm.evaluate import evaluate_perplexity
 from hpcsgd.lm.streams import steps_per_epoch, train_streams, window
 from hpcsgd.models.lstm import LSTMLanguageModel
 from hpcsgd.optim import clip_before_update
+from hpcsgd.run_folder import check_run_folder
 from hpcsgd.schedules import build_schedule
 from hpcsgd.world import World, agree, run_or_abort
 
@@ -53,6 +54,7 @@ def check_lm_config(cfg: config_mod.Config, world_size: int) -> None:
     require(resume in ("", "auto") or Path(resume).is_file(), "checkpoint.resume", resume,
             "no such checkpoint file")
     build_schedule(cfg)  # schedule plans checked with batch and epochs known (ConfigError)
+    check_run_folder(cfg)  # never mix two runs in one folder
 
 
 def load_ids(cfg: config_mod.Config) -> tuple[int, np.ndarray, np.ndarray]:

@@ -72,3 +72,58 @@ def test_an_exception_on_one_rank_ends_the_whole_job(job):
     assert res.returncode != 0
     assert "aborting all 4 ranks" in res.stderr and "CorruptDataError" in res.stderr
     assert "'NoneType' object" not in res.stderr  # the aborting rank ran on after MPI_Abort
+
+
+def _hashes(folder):
+    import hashlib
+    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_rerun_into_an_existing_run_folder_is_refused_and_changes_nothing(job):
+    assert _launch(job, "job.toml").returncode == 0
+    run = job / "runs" / "run"
+    before = _hashes(run)
+    res = _launch(job, "job.toml", "--train.epochs=2.0")
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("holds an earlier run") == 1, res.stderr
+    assert "--run.overwrite=true" in res.stderr and "--checkpoint.resume=auto" in res.stderr
+    assert _hashes(run) == before                       # nothing in the folder changed
+
+    res = _launch(job, "job.toml", "--train.epochs=2.0", "--run.overwrite=true")
+    assert res.returncode == 0, res.stderr
+    starts = [line for line in (run / "metrics.jsonl").read_text().splitlines()
+              if '"tag": "start"' in line]
+    assert len(starts) == 1                             # replaced, not merged
+    # resuming the run is not a rerun: it is allowed
+    assert _launch(job, "job.toml", "--checkpoint.resume=auto").returncode == 0
+
+
+HPCSGD = Path(sys.executable).parent / "hpcsgd"
+
+
+def test_the_hpcsgd_command_and_its_help():
+    res = subprocess.run([str(HPCSGD), "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "collapsed-ensemble" in res.stdout and "train" in res.stdout
+    res = subprocess.run([str(HPCSGD), "train", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0 and "usage: mpiexec -n N hpcsgd train CONFIG.toml" in res.stdout
+    # the options of one section: name, default, type and the docstring from the dataclass
+    res = subprocess.run([str(HPCSGD), "train", "--help", "optim"], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "--optim.base_lr=0.1    (float)" in res.stdout
+    assert "Peak LR for the global batch" in res.stdout
+    assert "--schedule." not in res.stdout                  # only the section asked for
+    # the module keeps working and answers --help the same way, without MPI
+    res = subprocess.run([sys.executable, "-m", "hpcsgd.train", "-h"], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0 and "Sections" in res.stdout
+    res = subprocess.run([str(HPCSGD), "nonsense"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "invalid choice: 'nonsense'" in res.stderr
+
+
+def test_a_warmup_longer_than_the_run_names_the_option_to_change(job):
+    res = _launch(job, "job.toml", "--schedule.warmup_epochs=1.0", ranks=1)
+    assert res.returncode == 2
+    assert "set --schedule.warmup_epochs below 1 (or raise --train.epochs)" in res.stderr
