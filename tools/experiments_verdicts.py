@@ -1,16 +1,30 @@
-"""The report's verdict rules: pure functions from measured numbers to a verdict and the reason.
+"""The report's verdict rules: pure functions from measured numbers to a verdict, its reason
+and the strength of the evidence.
 
-A verdict is one of "reproduced", "partly reproduced", "inconclusive", "not reproduced" or
-"not measured"; every rule says which numbers and which tolerance decide it, so the report can
-state, claim by claim, why a claim did or did not reproduce (tools/experiments_report.py).
+A verdict's word is "reproduced", "partly reproduced", "not reproduced", "inconclusive" (the
+deciding number lies within 2 standard errors of the rule's threshold) or "not measured" (a
+run it needs is missing); the report adds "not run yet" for a claim none of whose runs has
+finished. The standard error is the seeds' (n >= 2) or, with one seed, the test set's
+sampling noise alone (binomial, 10,000 images), which understates the seed-to-seed spread;
+`strength` says so, and whether the step budget at the largest batch was the papers' regime.
 """
 from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 
 TOL = 0.01        # "keeps the baseline's accuracy": within 1 percentage point of top-1
 LM_TOL = 0.05     # "without losing perplexity": within 5% of the baseline's perplexity
+TEST_IMAGES = 10000
+MIN_STEPS = 800   # optimizer steps at the largest batch below which a call is weak
+
+
+@dataclass(frozen=True)
+class Verdict:
+    word: str
+    reason: str
+    strength: str = ""
 
 
 def stats(values: list[float]) -> tuple[float, float, int]:
@@ -29,70 +43,127 @@ def fmt(values: list[float], pct: bool = True) -> str:
     return f"{mean * scale:.2f}{unit}{spread} (n={n})"
 
 
-def verdict_goyal(base: float, goyal: dict[int, float], tol: float = TOL) -> tuple[str, str]:
+def standard_error(values: list[float]) -> float:
+    """Of the mean top-1: the seeds' spread, or with one seed the test set's binomial noise."""
+    mean, std, n = stats(values)
+    if n >= 2:
+        return std / math.sqrt(n)
+    return math.sqrt(mean * (1 - mean) / TEST_IMAGES)
+
+
+def diff_se(a: list[float], b: list[float]) -> float:
+    return math.hypot(standard_error(a), standard_error(b))
+
+
+def call(margin: float, se: float, yes: str, no: str) -> str:
+    """yes / no by the side of the threshold the margin is on; inconclusive within 2 SE."""
+    if abs(margin) <= 2 * se:
+        return "inconclusive"
+    return yes if margin > 0 else no
+
+
+def strength(margin: float, se: float, seeds: int, steps: int | None = None) -> str:
+    """Whether the evidence is enough to call: "strong" (2+ seeds, beyond 2 standard errors,
+    the papers' step budget), "indicative" (one seed) or "weak" (within the noise, or too
+    few steps at the largest batch)."""
+    notes = []
+    if steps is not None and steps < MIN_STEPS:
+        notes.append(f"only {steps} steps at the largest batch (< {MIN_STEPS})")
+    if abs(margin) <= 2 * se:
+        notes.insert(0, f"{abs(margin) * 100:.2f} points from the threshold, within 2 "
+                        f"standard errors ({se * 100:.2f})")
+        return "weak: " + "; ".join(notes)
+    if notes:
+        return "weak: " + "; ".join(notes)
+    clear = f"{abs(margin) * 100:.2f} points from the threshold, > 2 standard errors ({se * 100:.2f})"
+    if seeds < 2:
+        return f"indicative: {clear}, but one seed (test-set noise only, seed spread unmeasured)"
+    return f"strong: {clear} over {seeds} seeds"
+
+
+def _missing(word="not measured", reason="a run it needs is missing") -> Verdict:
+    return Verdict(word, reason, "")
+
+
+def verdict_goyal(base: list[float], goyal: dict[int, list[float]], tol: float = TOL,
+                  steps: int | None = None) -> Verdict:
     """Claim: linear scaling + warmup holds up to some batch and breaks down beyond it."""
-    goyal = {b: v for b, v in goyal.items() if not math.isnan(v)}
-    if math.isnan(base) or not goyal:
-        return "not measured", "the baseline or every large-batch run is missing"
-    held = [b for b, v in sorted(goyal.items()) if v >= base - tol]
-    broke = [b for b, v in sorted(goyal.items()) if v < base - tol]
+    goyal = {b: v for b, v in goyal.items() if v}
+    if not base or not goyal:
+        return _missing(reason="the baseline or every large-batch run is missing")
+    m0 = stats(base)[0]
+    margins = {b: stats(v)[0] - (m0 - tol) for b, v in goyal.items()}  # > 0: held
+    ses = {b: diff_se(base, v) for b, v in goyal.items()}
+    sides = {b: call(margins[b], ses[b], "held", "broke") for b in goyal}
+    held = [b for b in sorted(goyal) if sides[b] == "held"]
+    broke = [b for b in sorted(goyal) if sides[b] == "broke"]
+    unclear = [b for b in sorted(goyal) if sides[b] == "inconclusive"]
+    decide = min(goyal, key=lambda b: abs(margins[b]) / max(ses[b], 1e-12))
+    how = strength(margins[decide], ses[decide], min(len(base), *map(len, goyal.values())), steps)
+    detail = ", ".join(f"{b}: {(stats(goyal[b])[0] - m0) * 100:+.2f}" for b in sorted(goyal))
+    if unclear:
+        return Verdict("inconclusive", f"within the noise of the {tol * 100:g}-point line at batch "
+                       f"{unclear} (points vs the baseline: {detail})", how)
     if broke and held and max(held) < min(broke):
-        return "reproduced", f"held up to batch {max(held)}, broke down from {min(broke)}"
+        return Verdict("reproduced", f"held up to batch {max(held)}, broke down from "
+                       f"{min(broke)} ({detail})", how)
     if broke and not held:
-        return "partly reproduced", (f"broke down at every batch above the baseline's "
-                                     f"(from {min(broke)}); no batch where it held was seen")
+        return Verdict("partly reproduced", f"broke down at every batch tried (from "
+                       f"{min(broke)}); no batch where it held was seen ({detail})", how)
     if broke:
-        return "not reproduced", "no single threshold: it broke at some batches and held at larger ones"
-    return "not reproduced", "held at every batch tested"
+        return Verdict("not reproduced", f"no single threshold ({detail})", how)
+    return Verdict("not reproduced", f"held at every batch tried ({detail})", how)
 
 
-def verdict_keeps(base: float, method: dict[int, float], batches, tol: float = TOL,
-                  what: str = "") -> tuple[str, str]:
+def verdict_keeps(base: list[float], method: dict[int, list[float]], batches, tol: float = TOL,
+                  steps: int | None = None) -> Verdict:
     """Claim: `method` stays within tol of the baseline at every batch in `batches`."""
-    missing = [b for b in batches if b not in method or math.isnan(method[b])]
-    if math.isnan(base):
-        return "not measured", "no finished baseline run"
-    if missing:
-        return "not measured", f"no finished run at batch {missing}"
-    worst = min(batches, key=lambda b: method[b] - base)
-    gap = (method[worst] - base) * 100
-    if all(method[b] >= base - tol for b in batches):
-        return "reproduced", f"within {tol * 100:g} point(s) at every batch{what} (worst {gap:+.2f} at {worst})"
-    return "not reproduced", f"{gap:+.2f} points at batch {worst}, beyond the {tol * 100:g}-point tolerance"
+    missing = [b for b in batches if not method.get(b)]
+    if not base:
+        return _missing(reason="no finished baseline run")
+    if missing or not batches:
+        return _missing(reason=f"no finished run at batch {missing}")
+    m0 = stats(base)[0]
+    worst = min(batches, key=lambda b: stats(method[b])[0])
+    gap = stats(method[worst])[0] - m0
+    se = diff_se(base, method[worst])
+    word = call(gap + tol, se, "reproduced", "not reproduced")
+    how = strength(gap + tol, se, min(len(base), len(method[worst])), steps)
+    return Verdict(word, f"{gap * 100:+.2f} points at batch {worst} (the worst of {list(batches)}; "
+                   f"tolerance {tol * 100:g} point)", how)
 
 
-def verdict_better(a: list[float], b: list[float]) -> tuple[str, str]:
-    """Claim: b is more accurate than a. Reproduced when the mean gain exceeds one standard
-    error of the difference; with one seed each only the direction can be seen."""
-    (ma, sa, na), (mb, sb, nb) = stats(a), stats(b)
-    if na == 0 or nb == 0:
-        return "not measured", "a run is missing"
-    diff = (mb - ma) * 100
-    if na < 2 or nb < 2:
-        word = "same direction" if diff > 0 else "not reproduced"
-        return f"{word} (one seed, no spread)", f"{diff:+.2f} points"
-    se = math.sqrt(sa ** 2 / na + sb ** 2 / nb) * 100
-    if diff > se:
-        return "reproduced", f"{diff:+.2f} points (standard error {se:.2f})"
-    if diff > 0:
-        return "inconclusive", f"{diff:+.2f} points, within the seed spread (standard error {se:.2f})"
-    return "not reproduced", f"{diff:+.2f} points (standard error {se:.2f})"
+def verdict_better(a: list[float], b: list[float]) -> Verdict:
+    """Claim: b is more accurate than a, the runs paired by seed (same init and data order):
+    the mean of the per-seed differences against its standard error."""
+    n = min(len(a), len(b))
+    if n == 0:
+        return _missing()
+    diffs = [y - x for x, y in zip(a, b)]
+    mean = statistics.fmean(diffs)
+    se = statistics.stdev(diffs) / math.sqrt(n) if n > 1 else diff_se(a[:1], b[:1])
+    word = call(mean, se, "reproduced", "not reproduced")
+    return Verdict(word, f"{mean * 100:+.2f} points (paired over {n} seed(s))", strength(mean, se, n))
 
 
-def verdict_ensemble(snapshots: list[float], ensemble: float) -> tuple[str, str]:
-    """Claim: the ensemble of the snapshots beats every single snapshot."""
-    if not snapshots:
-        return "not measured", "no snapshots"
-    best = max(snapshots)
-    gap = (ensemble - best) * 100
-    return ("reproduced" if gap > 0 else "not reproduced"), \
-        f"ensemble {ensemble:.2%} vs best snapshot {best:.2%} ({gap:+.2f} points)"
+def verdict_ensemble(members: list[float], ensemble: float) -> Verdict:
+    """Claim: the ensemble beats every one of its members (the collapsed branches)."""
+    if not members or math.isnan(ensemble):
+        return _missing(reason="no ensemble evaluation")
+    best = max(members)
+    gap = ensemble - best
+    se = diff_se([best], [ensemble])
+    word = call(gap, se, "reproduced", "not reproduced")
+    return Verdict(word, f"ensemble {ensemble:.2%} vs best member {best:.2%} ({gap * 100:+.2f} "
+                   "points)", strength(gap, se, 1))
 
 
-def verdict_lm(base: float, date: float, tol: float = LM_TOL) -> tuple[str, str]:
+def verdict_lm(base: float, date: float, tol: float = LM_TOL) -> Verdict:
     """Claim: DATE at 32 x B0 loses no perplexity (within tol, relative) without tuning."""
     if math.isnan(base) or math.isnan(date):
-        return "not measured", "a run is missing"
+        return _missing()
     rel = date / base - 1.0
     word = "reproduced" if rel <= tol else "not reproduced"
-    return word, f"perplexity {date:.1f} vs baseline {base:.1f} ({rel:+.1%})"
+    return Verdict(word, f"perplexity {date:.1f} vs baseline {base:.1f} ({rel:+.1%}; tolerance "
+                   f"{tol:.0%})", "indicative: one seed each; the seed spread of perplexity "
+                   "is not measured")

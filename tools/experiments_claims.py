@@ -1,0 +1,332 @@
+"""The claim sections of docs/results.md (tools/experiments_report.py assembles them).
+
+Each `*_section(ctx)` returns (summary rows, body lines) for its claims from whatever runs
+have finished: a claim none of whose runs has finished is "not run yet", one whose runs
+have partly finished is judged on what exists and says what is still missing. Final numbers
+are test top-1 (each image run's final weights, evaluated once on test); sweeps pick on the
+validation split, and their tables show validation top-1 only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from experiments_plan import lr_wd_sum
+from experiments_plots import (LABELS, diverged, plot_collapse, plot_curves, plot_cyclic,
+                               plot_date_ratio, plot_scaling, ratio_curve)
+from experiments_sweep import best_run, sweep_edges
+from experiments_verdicts import (LM_TOL, TOL, Verdict, fmt, verdict_better, verdict_ensemble,
+                                  verdict_goyal, verdict_keeps, verdict_lm)
+
+NOT_RUN = Verdict("not run yet", "none of its runs has finished yet")
+
+
+@dataclass
+class Ctx:
+    mode: object
+    runs: list
+    results: dict
+    out_dir: Path
+    docs: Path
+
+    def mine(self, experiment: str) -> list:
+        return [r for r in self.runs if r.experiment == experiment]
+
+    def done(self, runs) -> list:
+        return [r for r in runs if r.name in self.results]
+
+    def test(self, run) -> float:
+        return self.results[run.name]["test_top1"]
+
+
+def test_cells(ctx: Ctx, runs) -> dict[tuple[str, int], list[float]]:
+    """(method, batch) -> test top-1 of each seed, in seed order. A sweep counts once it has
+    finished, by its run with the best *validation* top-1 (its seed 0)."""
+    cells: dict[tuple[str, int], list[float]] = {}
+    sweeps: dict[str, list] = {}
+    for r in sorted(runs, key=lambda r: r.seed):
+        if r.tune:
+            sweeps.setdefault(r.tune, []).append(r)
+        elif r.name in ctx.results:
+            cells.setdefault((r.method, r.batch), []).append(ctx.test(r))
+    for planned in sweeps.values():
+        best = best_run(planned, ctx.results)
+        if best is not None:
+            cells.setdefault((best.method, best.batch), []).insert(0, ctx.test(best))
+    return cells
+
+
+def steps_at(ctx: Ctx, runs, batch: int) -> int | None:
+    steps = [ctx.results[r.name]["steps"] for r in ctx.done(runs) if r.batch == batch]
+    return max(steps) if steps else None
+
+
+def _pending(ctx: Ctx, runs, verdict: Verdict) -> Verdict:
+    left = [r.name for r in runs if r.name not in ctx.results]
+    if not left or verdict.word == "not measured":
+        return verdict
+    return replace(verdict, reason=f"{verdict.reason}; still to finish: {len(left)} run(s)")
+
+
+def _bullets(rows) -> list[str]:
+    return [f"- **Claim {c}:** {v.word}: {v.reason}."
+            + (f" Evidence: {v.strength}." if v.strength else "") for c, _, v in rows]
+
+
+def _sweep_table(ctx: Ctx, runs, name: str) -> list[str]:
+    planned = [r for r in runs if r.tune]
+    if not planned:
+        return []
+    best = best_run(planned, ctx.results)
+    lines = [f"| {name} | validation top-1 |", "|---|---|"]
+    for r in sorted(planned, key=lambda r: r.value):
+        val = f"{ctx.results[r.name]['top1']:.2%}" if r.name in ctx.results else "— (not finished)"
+        mark = " **(chosen)**" if r is best else ""
+        lines.append(f"| {_swept_value(r)}{mark} | {val} |")
+    edges = sweep_edges(planned, ctx.results)
+    note = ("Its best is still at the edge of the values tried after the extensions; a value "
+            "beyond it might do better." if edges else
+            "Every finished sweep's best has a worse value on each side." if best else
+            "The sweep has not finished.")
+    return lines + ["", "Where the best was the lowest or highest value tried, the sweep was "
+                    "extended (/2 or x2, at most twice). " + note, ""]
+
+
+def _swept_value(run) -> str:
+    return next(o.split("=")[1] for o in run.overrides if o.startswith("--optim.base_lr="))
+
+
+# ---------------------------------------------------------------------------- claims 1-3
+
+def scaling_section(ctx: Ctx, group: str):
+    bn = group == "bn"
+    model = "ResNet-20 (BatchNorm)" if bn else "LeNet (no BatchNorm)"
+    tag = "BN" if bn else "no BN"
+    regime = ctx.mode.bn_batches if bn else ctx.mode.batches
+    stress = () if bn else ctx.mode.stress
+    epochs = ctx.mode.bn_epochs if bn else ctx.mode.epochs
+    runs = ctx.mine(group)
+    claims = [(f"1 ({tag})", f"small-batch SGD baseline, {model}"),
+              (f"2 ({tag})", f"linear scaling + warmup hold up to a batch and break down beyond "
+                             f"it (Goyal; You et al. 3.2.1), {model}"),
+              (f"3 ({tag})", f"LARS + warmup + poly 2 keeps the baseline's accuracy at large "
+                             f"batches (You et al. 3.2.3), {model}")]
+    title = f"## Claims 1-3 on {model}"
+    if not ctx.done(runs):
+        return [(c, t, NOT_RUN) for c, t in claims], [title, "", "Not run yet.", ""]
+    cells = test_cells(ctx, runs)
+    b0, big = regime[0], max(regime)
+    steps = steps_at(ctx, runs, big)
+    base = cells.get(("baseline", b0), [])
+    goyal_runs = [r for r in runs if r.method == "goyal" and r.batch in regime]
+    lars_runs = [r for r in runs if r.method == "lars" and r.batch in regime]
+    lars_batches = sorted({r.batch for r in lars_runs})
+    g = _pending(ctx, goyal_runs, verdict_goyal(
+        base, {b: cells.get(("goyal", b), []) for b in regime[1:]}, steps=steps))
+    lv = _pending(ctx, lars_runs, verdict_keeps(
+        base, {b: cells.get(("lars", b), []) for b in lars_batches}, lars_batches, steps=steps))
+    ref = Verdict("reference", f"{fmt(base)} at B0 = {b0}") if base else \
+        Verdict("not measured", "the baseline has not finished")
+    rows = [(c, t, v) for (c, t), v in zip(claims, [ref, g, lv])]
+    cols = list(regime) + list(stress)
+    head = [f"B = {b}" + (" (beyond the papers)" if b in stress else "") for b in cols]
+    table = ["| method | " + " | ".join(head) + " |", "|---|" + "---|" * len(cols)]
+    for m in ("baseline", "goyal", "lars"):
+        table.append(f"| {LABELS[m]} | " + " | ".join(fmt(cells.get((m, b), [])) for b in cols) + " |")
+    png = f"results_scaling_{group}.png"
+    plot_scaling(cells, regime, ctx.docs / png, title=f"Fashion-MNIST, {model}, {epochs:g} "
+                 "epochs at every batch", stress=stress)
+    best = best_run([r for r in lars_runs if r.tune], ctx.results)
+    shown = [r for r in runs if r.seed == 0 and (r.batch == big or r.method == "baseline")
+             and (not r.tune or r is best)]
+    curves = {f"{r.method} B={r.batch}": r.name for r in shown}
+    plot_curves(ctx.out_dir, curves, ctx.docs / f"results_curves_{group}.png", key="top1",
+                ylabel="validation top-1 [%]", title=f"{model}: validation top-1 (seed 0)")
+    gone = [f"`{r.name}`" for r in ctx.done(runs) if diverged(ctx.out_dir, r.name)]
+    body = [title, "",
+            f"Test top-1 of the final weights after {epochs:g} epochs at every batch (mean ± "
+            f"standard deviation over seeds); {steps or '—'} optimizer steps at batch {big}. "
+            f"Verdict rule: a method *keeps* the baseline's accuracy when its mean is within "
+            f"{TOL * 100:g} percentage point of the baseline's; *inconclusive* when the "
+            "difference from that line is within 2 standard errors.", "", *table, "",
+            f"![top-1 versus batch]({png})", "", f"![validation top-1](results_curves_{group}.png)",
+            "", *_bullets(rows[1:]), ""]
+    if gone:
+        body += ["Runs whose training loss became NaN (diverged; top-1 at chance, 10%): "
+                 + ", ".join(gone) + ".", ""]
+    sweep = _sweep_table(ctx, lars_runs, f"LARS gamma at batch {big} (seed 0)")
+    if sweep:
+        body += [f"LARS's gamma was swept at batch {big} and picked on the validation split "
+                 "(You et al. tune it per batch); the other batches use the same multiple of "
+                 "the rule gamma0 sqrt(B/B0):", "", *sweep]
+    return rows, body
+
+
+# ---------------------------------------------------------------------------- claim 4
+
+def date_section(ctx: Ctx):
+    b0, later = ctx.mode.date_batches[0], sorted(ctx.mode.date_batches[1:])
+    big = max(later)
+    runs = ctx.mine("date")
+    claim = ("4", f"DATE keeps its B0 accuracy with the batch scaled {big // b0}x and nothing "
+                  "retuned (DATE 3.6; its LeNet/MNIST claim: 1K -> 8K)")
+    title = "## Claim 4: DATE, tuned once at B0, scaled without retuning"
+    if not ctx.done(runs):
+        return [(*claim, NOT_RUN)], [title, "", "Not run yet.", ""]
+    cells = test_cells(ctx, runs)
+    steps = steps_at(ctx, runs, big)
+    v = _pending(ctx, runs, verdict_keeps(cells.get(("date", b0), []),
+                                          {b: cells.get(("date", b), []) for b in later},
+                                          later, steps=steps))
+    if ("date", b0) not in cells:
+        v = Verdict("not measured", f"the eta0 sweep at B0 = {b0} has not finished")
+    sgd = test_cells(ctx, ctx.mine("nobn")).get(("baseline", ctx.mode.batches[0]), [])
+    table = ["| batch | x B0 | test top-1 |", "|---|---|---|"]
+    for b in [b0, *later, *ctx.mode.stress]:
+        note = " (beyond the papers)" if b in ctx.mode.stress else ""
+        table.append(f"| {b}{note} | {b // b0} | {fmt(cells.get(('date', b), []))} |")
+    body = [title, "",
+            f"DATE's own protocol (Algorithm 1) on LeNet, {ctx.mode.epochs:g} epochs: its "
+            f"baseline is DATE itself at B0 = {b0} with eta0 picked on the validation split "
+            f"(w0 = 2/30 of the run, as DATE's LeNet example); at {', '.join(map(str, later))} "
+            "the same eta0 and w0 go through sqrt LR scaling, LEGW and the roller-coaster decay, "
+            f"untouched. The verdict compares DATE at {big} with DATE at B0 (within "
+            f"{TOL * 100:g} point). For reference, the SGD baseline at batch "
+            f"{ctx.mode.batches[0]}: {fmt(sgd)}.", "", *table, "", *_bullets([(*claim, v)]), ""]
+    body += _sweep_table(ctx, runs, f"eta0 at B0 = {b0} (seed 0)")
+    best = best_run([r for r in runs if r.tune], ctx.results)
+    named = {f"DATE B={r.batch}": r.name for r in ctx.done(runs)
+             if r.seed == 0 and (not r.tune or r is best)}
+    named.update({f"LSTM DATE B={r.batch}": r.name for r in ctx.done(ctx.mine("lstm"))
+                  if r.method == "date"})
+    body += ratio_lines(ctx, named)
+    return [(*claim, v)], body
+
+
+def ratio_lines(ctx: Ctx, named: dict[str, str]) -> list[str]:
+    """DATE's layer ratio over training (the trainers log it in every train record)."""
+    rows = {label: ratio_curve(ctx.out_dir, name) for label, name in named.items()}
+    rows = {k: v for k, v in rows.items() if v}
+    if not rows:
+        return ["DATE's ratio distribution: no finished DATE run has logged it yet.", ""]
+    plot_date_ratio(ctx.out_dir, named, ctx.docs / "results_date_ratio.png")
+    table = ["| run | median ratio: start / middle / end | tensors at upper bound: start / end "
+             "| at lower bound: start / end |", "|---|---|---|---|"]
+    for label, curve in rows.items():
+        first, mid, last = curve[0][1], curve[len(curve) // 2][1], curve[-1][1]
+        table.append(f"| {label} | {first['p50']:.3g} / {mid['p50']:.3g} / {last['p50']:.3g} | "
+                     f"{first['at_upper']:.0%} / {last['at_upper']:.0%} | "
+                     f"{first['at_lower']:.0%} / {last['at_lower']:.0%} |")
+    return ["DATE's per-layer ratio ||w|| / ||g|| (clipped to [0.1, 10] when applied) over the "
+            "layer tensors, at the logged steps (the LSTM's from the gradient before clipping):",
+            "", *table, "", "![DATE ratio](results_date_ratio.png)", ""]
+
+
+# ---------------------------------------------------------------------------- claim 5
+
+def collapse_section(ctx: Ctx):
+    runs = ctx.mine("collapse")
+    arms = ("wd_full", "wd_half", "wd_half_collapse")
+    claims = [("5a", "half the standard weight decay beats it (Codreanu Table VIII)"),
+              ("5b", "a final collapse adds accuracy on top (Codreanu Table VIII)")]
+    title = "## Claim 5: half weight decay and the final collapse (Codreanu Table VIII)"
+    if not ctx.done(runs):
+        return [(c, t, NOT_RUN) for c, t in claims], [title, "", "Not run yet.", ""]
+    by_seed = {a: {r.seed: ctx.test(r) for r in ctx.done(runs) if r.method == a} for a in arms}
+
+    def paired(a, b):
+        seeds = sorted(set(by_seed[a]) & set(by_seed[b]))
+        return [by_seed[a][s] for s in seeds], [by_seed[b][s] for s in seeds]
+    v1 = _pending(ctx, runs, verdict_better(*paired("wd_full", "wd_half")))
+    v2 = _pending(ctx, runs, verdict_better(*paired("wd_half", "wd_half_collapse")))
+    rows = [(*claims[0], v1), (*claims[1], v2)]
+    seed0 = {r.method: r for r in runs if r.seed == 0}
+    wd = {a: next(o.split("=")[1] for o in seed0[a].overrides if "weight_decay=" in o) for a in arms}
+    table = ["| arm | weight decay | sum over steps of LR x wd | test top-1 |", "|---|---|---|---|"]
+    table += [f"| {a} | {wd[a]}{' (x2 in the collapse)' if 'collapse' in a else ''} | "
+              f"{lr_wd_sum(seed0[a]):.2f} | {fmt(list(by_seed[a].values()))} |" for a in arms]
+    plot_collapse({a: list(by_seed[a].values()) for a in arms}, ctx.docs / "results_collapse.png")
+    m = ctx.mode
+    body = [title, "",
+            f"`{m.collapse_model.name}` at batch {m.collapse_batch} ({m.collapse_batch / 50000:.1%} "
+            f"of the fit split; Codreanu: 4096 = 0.3% of ImageNet), BatchNorm over 32 images per "
+            f"rank (gradient accumulation, as the paper's 32 per node), {m.collapse_epochs:g} "
+            "epochs, linear LR scaling (0.1 x B/128), warmup from 0, linear decay; the arms share "
+            "their seed (same initial weights, same data order). The standard weight decay is "
+            "chosen so that weight decay can act within the run as in the paper: there, 90 "
+            "epochs at LR 1.6 decaying linearly with 1e-4 give a sum of LR x wd of about 2.2 "
+            "(1.1 at half). Collapse: the last 7% of the steps, power-2 LR decay from where it "
+            "was, weight decay x2 back to the standard, no augmentation.", "", *table, "",
+            "![collapse](results_collapse.png)", "", *_bullets(rows), ""]
+    return rows, body
+
+
+# ---------------------------------------------------------------------------- claim 6
+
+def cyclic_section(ctx: Ctx):
+    claim = ("6", "the ensemble of collapsed snapshots beats every member (Codreanu Table XI)")
+    title = "## Claim 6: collapsed ensembles (Codreanu VI, Table XI)"
+    cyc = next(iter(ctx.mine("cyclic")), None)
+    if cyc is None or cyc.name not in ctx.results:
+        return [(*claim, NOT_RUN)], [title, "", "Not run yet.", ""]
+    ens = ctx.results[cyc.name]["collapsed"]
+    branches = ens.get("branches", [])
+    top = ens.get("ensemble", {}).get("top1", math.nan)
+    v = verdict_ensemble([b["top1"] for b in branches], top)
+    plot_cyclic(ctx.out_dir, cyc.name, ens, ctx.docs / "results_cyclic.png")
+    snaps = ens.get("snapshots", [])
+    table = ["| model | from epoch | test top-1 | top-5 |", "|---|---|---|---|",
+             f"| main cyclic run, final ({ens['main']['epochs']:g} epochs, uncollapsed) | — | "
+             f"{ens['main']['top1']:.2%} | — |"]
+    table += [f"| snapshot {k} (uncollapsed) | {s['epoch']:.2f} | {s['top1']:.2%} | — |"
+              for k, s in enumerate(snaps, 1)]
+    table += [f"| `{b['name']}`: + {b['epochs']:g} collapse epochs | {b['from_epoch']:.2f} | "
+              f"{b['top1']:.2%} | {b['top5']:.2%} |" for b in branches]
+    e = ens.get("ensemble", {})
+    table.append(f"| **ensemble of {len(e.get('members', branches))} branches** (mean softmax) "
+                 f"| — | **{top:.2%}** | {e.get('top5', math.nan):.2%} |")
+    body = [title, "",
+            f"LeNet at batch {cyc.batch}, Codreanu's 120-epoch cyclic schedule compressed to "
+            f"{ctx.mode.cyclic_epochs:g} epochs (same proportions, half the weight decay); one "
+            "`python -m hpcsgd.collapsed_ensemble` command: the cyclic run saves a snapshot at "
+            "each cycle end, a collapse branch trains from each (power-2 LR to 0 from the "
+            "snapshot's LR, weight decay x2, no augmentation), and the ensemble is of the "
+            "branches (Table XI's 2c-6c). Test split throughout (nothing is tuned). The "
+            f"branches cost {ens.get('extra_epochs', math.nan):g} epochs beyond the main run's "
+            f"{ens['main']['epochs']:g}.", "", *table, "", "![cyclic](results_cyclic.png)", "",
+            *_bullets([(*claim, v)]), ""]
+    return [(*claim, v)], body
+
+
+# ---------------------------------------------------------------------------- claim 7
+
+def lstm_section(ctx: Ctx):
+    m = ctx.mode
+    lm = {r.method: r for r in ctx.mine("lstm")}
+    ratio = max(m.lm_batches) // min(m.lm_batches)
+    claim = ("7", f"DATE scales the LSTM/PTB batch {ratio}x without losing perplexity "
+                  "(DATE 4.1.2)")
+    title = "## Claim 7: LSTM on the Penn Treebank (DATE 4.1.2)"
+    if not ctx.done(lm.values()):
+        return [(*claim, NOT_RUN)], [title, "", "Not run yet.", ""]
+    ppl = {k: ctx.results[r.name]["perplexity"] if r.name in ctx.results else math.nan
+           for k, r in lm.items()}
+    v = verdict_lm(ppl.get("baseline", math.nan), ppl.get("date", math.nan))
+    plot_curves(ctx.out_dir, {f"{k} B={r.batch}": r.name for k, r in lm.items()},
+                ctx.docs / "results_lstm.png", key="perplexity", ylabel="test perplexity",
+                title="PTB, 2-layer LSTM", log=True)
+    table = ["| run | batch | test perplexity |", "|---|---|---|"]
+    table += [f"| {k} | {r.batch} | " + (f"{ppl[k]:.1f}" if r.name in ctx.results
+                                         else "— (no finished run)") + " |" for k, r in lm.items()]
+    body = [title, "",
+            f"2-layer LSTM, hidden {m.lm_hidden}, 10,000 words, BPTT 20, {m.lm_epochs:g} epochs "
+            f"on {m.lm_fraction:.0%} of the training tokens; batch in streams. Baseline: DATE "
+            "4.1.2's recipe (momentum 0.9, LR constant for 7/13 of the run, then x0.4 after "
+            "each epoch: multistep with a milestone every epoch, as hpcsgd has no exponential "
+            "decay), LR 2 = Zaremba et al.'s step size with momentum, clip 0.25 per token. DATE: "
+            "the baseline's (B0, eta0 = LR / 10, w0) through sqrt scaling, LEGW and the roller "
+            f"coaster, untouched. Verdict rule: within {LM_TOL:.0%} of the baseline's "
+            "perplexity. DATE's ratio for this run is in claim 4's plot.", "", *table, "",
+            "![lstm](results_lstm.png)", "", *_bullets([(*claim, v)]), ""]
+    return [(*claim, v)], body
