@@ -106,7 +106,8 @@ class ImageTask:
                    "train_img_per_s": progress.images_done / max(progress.train_time, 1e-9),
                    "train_time_s": progress.train_time, "wall_time_s": wall_time,
                    "corrupt_records": corrupt, "time_to_target_s": progress.time_to_target}
-        return summary, (f"final: test top-1 {summary['top1']:.2%} on {summary['eval_images']} "
+        return summary, (f"final: {self.cfg.data.eval_split} top-1 {summary['top1']:.2%} on "
+                         f"{summary['eval_images']} "
                          f"images | training throughput {summary['train_img_per_s']:.0f} img/s")
 
 
