@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from hpcsgd import allocator
 from hpcsgd import config as config_mod
 from hpcsgd.affinity.apply import apply_plan
 from hpcsgd.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint,
@@ -76,10 +77,11 @@ def train(task, cfg: config_mod.Config, world: World) -> dict:
     check_replicas(run.model, world)  # every rank must hold the same parameters
     checkpointer.save_final()
     summary, final_line = task.summary(progress, steps_per_epoch=spe, wall_time=wall_time())
+    summary["allocator"] = allocator.in_use()
     # collective (barrier): the run folder is complete when train() returns
     return finish_run(cfg.run_dir, world, log, summary,
                       f"{final_line} on {world.size} ranks | {summary['wall_time_s']:.0f} s "
-                      f"wall | run folder {cfg.run_dir}")
+                      f"wall | {summary['allocator']} | run folder {cfg.run_dir}")
 
 
 @dataclass
@@ -104,7 +106,8 @@ def build_run(task, cfg: config_mod.Config, world: World, stop: StopRequest) -> 
     log = open_run(cfg, world, f"{task.prog}: {world.size} ranks on {world.num_nodes} "
                    f"node(s), {torch.get_num_threads()} compute threads per rank, "
                    f"{precision(cfg.compute)} compute (compute.precision = "
-                   f"{cfg.compute.precision!r})")
+                   f"{cfg.compute.precision!r}), memory allocator: {allocator.in_use()} "
+                   f"(compute.allocator = {cfg.compute.allocator!r})")
     log.print(placement.table)
 
     spe = task.build_data(placement)
@@ -135,7 +138,8 @@ def build_run(task, cfg: config_mod.Config, world: World, stop: StopRequest) -> 
         log.print(f"resumed from {resume_from} at step {progress.step}")
         log.resumed_at(progress.step + 1)
     pids = world.comm.gather(f"{world.hostname}:{os.getpid()}")  # to signal or inspect a rank
-    log.write("start", ranks=world.size, pids=pids, steps_per_epoch=spe,
+    allocators = world.comm.gather(allocator.in_use())  # each rank preloads for itself
+    log.write("start", ranks=world.size, pids=pids, allocators=allocators, steps_per_epoch=spe,
               total_steps=total_steps, threads=torch.get_num_threads(), step=progress.step,
               resumed_from=str(resume_from) if resume_from else None, **task.start_fields())
     guard = NonFiniteGuard(cfg.train.nonfinite, cfg.train.max_nonfinite_skips, world.comm,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tools/setup.sh — one set-up path for a fresh machine; idempotent, seconds when done.
-#   1. Debian packages (after apt-get update): the Fashion-MNIST data set.
+#   1. Debian packages (after apt-get update): the Fashion-MNIST data set, tcmalloc.
 #   2. .venv with hpcsgd (editable), torch 2.13.0 CPU, mpi4py + MPICH, lmdb, numpy, pytest.
 # Every README command calls this first. Set HPCSGD_VENV to put the venv elsewhere.
 # On a cluster, HPCSGD_MPICC=$(which mpicc) builds mpi4py against the site's MPI instead of
@@ -10,13 +10,17 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${HPCSGD_VENV:-$root/.venv}
 python=${PYTHON:-python3}
 
+# the data set, and tcmalloc: the training entry points preload it (compute.allocator =
+# "auto", hpcsgd/allocator.py; ~1.3x on ResNet-50 here, docs/compute.md)
 fmnist=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
-if [ ! -f "$fmnist" ]; then
+tcmalloc_found=$(ls /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib/libtcmalloc_minimal.so.4 2>/dev/null | head -1 || true)
+if [ ! -f "$fmnist" ] || [ -z "$tcmalloc_found" ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "setup: installing Debian package dataset-fashion-mnist" >&2
+    echo "setup: installing Debian packages dataset-fashion-mnist libtcmalloc-minimal4" >&2
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist \
+        libtcmalloc-minimal4 >/dev/null
 fi
 
 # The stamp records what the venv was built from; rebuild only when that changes.

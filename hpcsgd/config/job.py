@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hpcsgd.config.errors import _require
+from hpcsgd.config.errors import ConfigError, _require
 
 
 @dataclass
@@ -63,8 +63,17 @@ class ComputeConfig:
     NaN in bf16 (docs/compute.md)."""
     compile: bool = False
     """torch.compile the model (Inductor C++ code generation; first steps pay compile time)."""
+    allocator: str = "auto"
+    """Memory allocator, preloaded by the training entry points (hpcsgd/allocator.py): "auto"
+    (tcmalloc, else jemalloc, else the system's), "tcmalloc", "jemalloc", "system" or the path
+    of a library. tcmalloc made ResNet-50 training ~1.3x faster here (docs/compute.md)."""
 
     def check(self) -> None:
+        from hpcsgd.allocator import AllocatorError, resolve  # stdlib only: no torch, no MPI
+        try:
+            resolve(self.allocator)
+        except AllocatorError as e:
+            raise ConfigError(str(e)) from None
         _require(self.threads >= 0, "compute.threads", self.threads, "must be >= 0 (0 = automatic)")
         _require(self.precision in ("auto", "fp32", "bf16"), "compute.precision",
                  self.precision, "must be 'auto', 'fp32' or 'bf16'")
