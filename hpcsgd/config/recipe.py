@@ -25,6 +25,10 @@ class DataConfig:
     max_corrupt_fraction: float = 0.001
     """Bad records are counted and replaced (skipped in evaluation); above this fraction of
     the records a rank has read the run stops naming the keys."""
+    max_image_pixels: int = 40_000_000
+    """An encoded image whose header claims more pixels (width x height) is a corrupt record,
+    refused before anything is decoded or allocated (a 69-byte PNG can claim 20000 x 20000).
+    ImageNet's largest images are about 10 million pixels."""
     workers: int = 2
     """ImageNet decode worker processes per rank (0 = decode in the training process). The
     28x28 sets always decode in the training process."""
@@ -65,6 +69,8 @@ class DataConfig:
         _require(0.0 <= self.max_corrupt_fraction < 1.0, "data.max_corrupt_fraction",
                  self.max_corrupt_fraction, "must be in [0, 1)")
         _require(self.workers >= 0, "data.workers", self.workers, "must be >= 0")
+        _require(self.max_image_pixels >= 1, "data.max_image_pixels", self.max_image_pixels,
+                 "must be >= 1")
         _require(self.prefetch_batches >= 1, "data.prefetch_batches", self.prefetch_batches,
                  "must be >= 1")
         _require(self.crop_size >= 1, "data.crop_size", self.crop_size, "must be >= 1")

@@ -39,7 +39,8 @@ def image_size(data: bytes) -> tuple[int, int]:
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.height, im.width
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        # a bomb is a corrupt record too (the caller's pixel limit is usually lower)
         raise ImageDecodeError(f"not a readable image ({e})") from None
 
 
@@ -75,7 +76,8 @@ def _decode_pillow(data: bytes, factor: int) -> np.ndarray:
             if factor > 1 and im.format == "JPEG":
                 im.draft("RGB", (-(-im.width // factor), -(-im.height // factor)))
             return np.array(im.convert("RGB"))  # writable: torch views it without a warning
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+            Image.DecompressionBombError) as e:
         raise ImageDecodeError(f"image data cannot be decoded ({e})") from None
 
 

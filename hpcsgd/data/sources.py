@@ -177,7 +177,10 @@ class ImageNetSource(_RecordSource):
         cfg = self.cfg
         datum = self._datum(raw)
         if datum.encoded:
-            height, width = jpeg.image_size(datum.data)
+            height, width = jpeg.image_size(datum.data)  # the header only: nothing decoded
+            if height * width > cfg.max_image_pixels:
+                raise RecordError(f"image header claims {width}x{height} pixels, over "
+                                  f"data.max_image_pixels = {cfg.max_image_pixels}")
         else:
             height, width = datum.height, datum.width
         if min(height, width) < 1:

@@ -173,3 +173,52 @@ def test_evaluation_decodes_as_pillow_does(tmp_path):
     transforms.resize_crop(whole, transforms.scaled_box(box, 1.0, 1.0, 400, 296), 64, ref,
                            flip=False)
     assert int(np.abs(out[0].astype(int) - ref).max()) <= 1
+
+
+def _jpeg_claiming(height: int, width: int) -> bytes:
+    """A small real JPEG whose frame header (SOF0) claims height x width."""
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(buf, "JPEG", quality=50)
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def _png_claiming(height: int, width: int) -> bytes:
+    """A tiny PNG (one compressed row) whose header claims height x width."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + \
+            struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                               0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 4)) + chunk(b"IEND", b""))
+
+
+def test_image_bombs_are_counted_as_corrupt_before_anything_is_allocated(tmp_path):
+    # a 69-byte PNG or a ~600-byte JPEG whose header claims 20000 x 20000 (Pillow's
+    # DecompressionBombError ended the job), and a JPEG claiming 12000 x 12000 (decoded at
+    # full size: 2.4 GB and 3 s per image): refused by data.max_image_pixels, counted
+    import resource
+    items = sample_jpegs(10, seed=3)
+    bombs = {1: encoded(_png_claiming(20000, 20000), 0),
+             4: encoded(_jpeg_claiming(20000, 20000), 1),
+             6: encoded(_jpeg_claiming(12000, 12000), 2)}
+    assert len(_png_claiming(20000, 20000)) < 100
+    write_jpeg_lmdb(tmp_path / "db", items, bad=bombs)
+    (src,) = build_sources(_cfg(0, max_corrupt_fraction=0.5), [tmp_path / "db"], local_batch=10)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _, _, images, _ = next(TrainLoader(src, seed=0, rank=0, size=1, local_batch=10,
+                                       accumulation=1, augment=True).epoch(0))
+    assert images.shape[0] == 10 and src.stats.corrupt == 3
+    assert sorted(src.stats.corrupt_keys) == ["00000001_bad1", "00000004_bad4", "00000006_bad6"]
+    n = sum(len(y) for _, y in eval_batches(src, rank=0, size=1, batch=10))
+    assert n == 7 and src.stats.corrupt == 6               # evaluation leaves them out too
+    grew_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    assert grew_mb < 500, grew_mb                           # nothing of the claimed size
