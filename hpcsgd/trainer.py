@@ -25,6 +25,7 @@ from hpcsgd.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoi
                                rank_entry, restore_state_)
 from hpcsgd.comm import build_backend, build_reducer
 from hpcsgd.comm.reducer import broadcast_state_, check_replicas
+from hpcsgd.comm.replicas import parameter_digest
 from hpcsgd.compute import compute_threads, precision, prepare_model
 from hpcsgd.evaluate import Evaluator
 from hpcsgd.loop import Parts, Progress, run_loop
@@ -35,7 +36,7 @@ from hpcsgd.run_folder import finish_run, open_run
 from hpcsgd.saving import Checkpointer
 from hpcsgd.schedules import build_schedule
 from hpcsgd.stop import StopRequest
-from hpcsgd.world import World, agree
+from hpcsgd.world import Refused, World, agree
 
 
 def train(task, cfg: config_mod.Config, world: World) -> dict:
@@ -130,11 +131,19 @@ def build_run(task, cfg: config_mod.Config, world: World, stop: StopRequest) -> 
                             gradients_read_only=task.gradients_read_only)
 
     progress = Progress()
-    resume_from = _resume_path(cfg)
+    # rank 0 chooses what to resume from and tells the others: on a lagging shared file
+    # system another rank could list an older checkpoint, or none
+    resume_from = world.comm.bcast(_resume_path(cfg) if world.is_root else None, root=0)
     if resume_from is not None:
-        state = agree(world, lambda: load_checkpoint(resume_from), CheckpointError)
-        progress = Progress(**restore_state_(state, model, optimizer, world))
-        task.load_rank_state(rank_entry(state, world).get("task", {}))
+        try:
+            state = agree(world, lambda: load_checkpoint(resume_from), CheckpointError)
+            progress = Progress(**restore_state_(state, model, optimizer, world))
+            task.load_rank_state(rank_entry(state, world).get("task", {}))
+            agree(world, lambda: _check_resumed(world, resume_from, progress.step, model),
+                  CheckpointError)
+        except Refused:
+            reducer.close()  # the communication thread and the watchdog end with the refusal
+            raise
         log.print(f"resumed from {resume_from} at step {progress.step}")
         log.resumed_at(progress.step + 1)
     pids = world.comm.gather(f"{world.hostname}:{os.getpid()}")  # to signal or inspect a rank
@@ -150,6 +159,18 @@ def build_run(task, cfg: config_mod.Config, world: World, stop: StopRequest) -> 
                   accumulation=cfg.train.accumulation, steps_per_epoch=spe, world_size=world.size)
     return Run(parts=parts, model=model, forward=forward, backend=backend, progress=progress,
                total_steps=total_steps, log=log)
+
+
+def _check_resumed(world: World, path: Path, step: int, model) -> None:
+    """Collective: every rank loaded the same step and the same weights, or CheckpointError
+    naming the ranks that did not (the same message on every rank)."""
+    views = world.comm.allgather((step, parameter_digest(model)))
+    odd = [r for r, view in enumerate(views) if view != views[0]]
+    if odd:
+        detail = ", ".join(f"rank {r}: step {views[r][0]}, weights {views[r][1]}"
+                           for r in [0] + odd)
+        raise CheckpointError(f"resuming from {str(path)!r}: ranks {odd} loaded another state "
+                              f"than rank 0 ({detail})")
 
 
 def _resume_path(cfg: config_mod.Config) -> Path | None:
