@@ -13,15 +13,30 @@
 # HPCSGD_PYTHON (default .venv/bin/python). Exit 3: stopped by SIGUSR1/SIGTERM after a
 # checkpoint; the same command resumes.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-job=${1:?usage: jobs/mpirun.sh JOB.toml [--section.key=value ...]}
+usage="usage: jobs/mpirun.sh JOB.toml [--section.key=value ...]   (jobs/mpirun.sh --help)"
+case "${1:-}" in
+    "") echo "$usage" >&2; exit 2 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+esac
+job=$1
 shift
+[ -f "$job" ] || { echo "jobs/mpirun.sh: job file '$job' does not exist" >&2; exit 2; }
+job=$(cd "$(dirname "$job")" && pwd)/$(basename "$job")
+cd "$(dirname "$0")/.."
 python=${HPCSGD_PYTHON:-.venv/bin/python}
 read -r nodes ranks_per_node < <("$python" -c '
 import sys, tomllib
-cluster = tomllib.load(open(sys.argv[1], "rb")).get("cluster", {})
+try:
+    cluster = tomllib.load(open(sys.argv[1], "rb")).get("cluster", {})
+except tomllib.TOMLDecodeError as e:
+    sys.exit(f"jobs/mpirun.sh: {sys.argv[1]}: not valid TOML: {e}")
 print(cluster.get("nodes") or 1, cluster.get("ranks_per_node") or 1)' "$job")
-mpirun=${MPIRUN:-mpirun}
+# the site's mpirun; without one, the environment's own (MPICH from the venv)
+default_mpirun=mpirun
+command -v mpirun >/dev/null 2>&1 || default_mpirun=$(dirname "$python")/mpiexec
+mpirun=${MPIRUN:-$default_mpirun}
+command -v "$mpirun" >/dev/null 2>&1 || {
+    echo "jobs/mpirun.sh: no '$mpirun' (set MPIRUN to your MPI's launcher)" >&2; exit 2; }
 bind=() ppn=${PPN_FLAG:--ppn}
 if "$mpirun" --version 2>&1 | grep -q "Open MPI"; then
     bind=(--bind-to none) ppn=${PPN_FLAG:---npernode}

@@ -214,7 +214,12 @@ def main(argv=None) -> int:
     c.add_argument("--max-foreign", type=float, default=0.10)
     c.add_argument("--quiet-wait-s", type=float, default=90.0)
     args = parser.parse_args(argv)
-    return {"plan": cmd_plan, "tune": cmd_tune, "compare": cmd_compare}[args.command](args)
+    from hpcsgd.config import ConfigError
+    try:
+        return {"plan": cmd_plan, "tune": cmd_tune, "compare": cmd_compare}[args.command](args)
+    except ConfigError as e:  # one line, as the trainer refuses it
+        print(f"affinity.py {args.command}: refused: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Every assertion holds at any world size. A failure on one rank aborts the whole 
 (after printing the report), so the other ranks never wait forever in a collective.
 """
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -14,6 +15,17 @@ from mpi4py import MPI
 from hpcsgd.world import init_world
 
 COMM = MPI.COMM_WORLD
+
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    if COMM.size > 1 and COMM.rank != 0:
+        # one progress report, rank 0's: the other ranks print none (their failures still
+        # reach stderr below, and abort the job)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            config.pluginmanager.unregister(reporter)
 
 
 def pytest_runtest_logreport(report):
@@ -30,9 +42,12 @@ def world():
 
 @pytest.fixture
 def shared_tmp(world):
-    """One temporary folder for all ranks (same node), made by rank 0."""
+    """One temporary folder for all ranks (same node), made by rank 0 and removed by it once
+    every rank is done with it."""
     path = tempfile.mkdtemp(prefix="hpcsgd-test-") if world.rank == 0 else None
     path = Path(world.comm.bcast(path))
     yield path
     world.comm.Barrier()
+    if world.rank == 0:
+        shutil.rmtree(path, ignore_errors=True)
 

@@ -127,3 +127,19 @@ def test_a_warmup_longer_than_the_run_names_the_option_to_change(job):
     res = _launch(job, "job.toml", "--schedule.warmup_epochs=1.0", ranks=1)
     assert res.returncode == 2
     assert "set --schedule.warmup_epochs below 1 (or raise --train.epochs)" in res.stderr
+
+
+def test_launch_script_and_planner_refuse_in_one_line():
+    script = ROOT / "jobs" / "mpirun.sh"
+    res = subprocess.run([str(script)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and res.stderr.startswith("usage: jobs/mpirun.sh JOB.toml")
+    res = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "jobs/mpirun.sh JOB.toml" in res.stdout
+    res = subprocess.run([str(script), "nope.toml"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert res.stderr.strip() == "jobs/mpirun.sh: job file 'nope.toml' does not exist"
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "affinity.py"), "plan",
+                          "--config", "nope.toml"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == ("affinity.py plan: refused: config file 'nope.toml' does "
+                                  "not exist")
