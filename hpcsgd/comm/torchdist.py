@@ -18,8 +18,7 @@ import torch
 import torch.distributed as dist
 
 from hpcsgd.comm.buckets import flat_view
-
-CCL_MODULE = "oneccl_bindings_for_pytorch"
+from hpcsgd.config.job import CCL_MODULE  # one name, kept by the config
 
 
 def _free_port() -> int:

@@ -6,6 +6,7 @@ documentation; each section's ``check()`` refuses its own bad values, naming the
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 
 from hpcsgd.config.errors import ConfigError, _require
@@ -79,6 +80,12 @@ class ComputeConfig:
                  self.precision, "must be 'auto', 'fp32' or 'bf16'")
 
 
+COMM_BACKENDS = ("mpi", "gloo", "ccl")
+"""The allreduce backends; hpcsgd.comm.BACKENDS implements each (tests/unit/test_config.py)."""
+CCL_MODULE = "oneccl_bindings_for_pytorch"
+"""oneCCL's torch bindings, which comm.backend = "ccl" needs."""
+
+
 @dataclass
 class CommConfig:
     backend: str = "mpi"
@@ -109,12 +116,13 @@ class CommConfig:
     """Every N steps compare a checksum of the weights across ranks (0 = only at the end)."""
 
     def check(self) -> None:
-        from hpcsgd.comm import BACKENDS
-        _require(self.backend in BACKENDS, "comm.backend", self.backend,
-                 f"unknown backend (available: {', '.join(sorted(BACKENDS))})")
+        # the names only: importing hpcsgd.comm would start MPI (mpi4py initialises it on
+        # import), and a tool that loads a config must not
+        _require(self.backend in COMM_BACKENDS, "comm.backend", self.backend,
+                 f"unknown backend (available: {', '.join(sorted(COMM_BACKENDS))})")
         if self.backend == "ccl":
-            from hpcsgd.comm.torchdist import CCL_MODULE, ccl_available
-            _require(ccl_available(), "comm.backend", self.backend,
+            _require(importlib.util.find_spec(CCL_MODULE) is not None, "comm.backend",
+                     self.backend,
                      f"needs the module {CCL_MODULE!r} (oneCCL bindings), not installed")
         _require(self.bucket_mb > 0, "comm.bucket_mb", self.bucket_mb, "must be > 0")
         _require(self.wire_dtype in ("float32", "bfloat16"), "comm.wire_dtype", self.wire_dtype,

@@ -80,3 +80,22 @@ def test_run_names_that_are_not_a_folder_of_their_own_are_refused(name):
     # in its parent
     with pytest.raises(ConfigError, match=r"run\.name"):
         load_config(None, [f"--run.name={name}"])
+
+
+def test_loading_a_config_starts_no_mpi():
+    # a tool that loads a config (plotting, planning) must not initialise MPI
+    import subprocess
+    import sys
+    code = ("import sys; from hpcsgd.config import load_config; "
+            "load_config('jobs/local/fashion_mnist.toml', ['--comm.backend=gloo']); "
+            "print('mpi4py.MPI' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=__file__.rsplit("/tests/", 1)[0], timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_the_config_names_exactly_the_backends_that_exist():
+    from hpcsgd.comm import BACKENDS
+    from hpcsgd.config.job import COMM_BACKENDS
+    assert set(COMM_BACKENDS) == set(BACKENDS)
