@@ -17,6 +17,7 @@ steps); the added latency is at most POLL_S a step.
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -37,14 +38,39 @@ class StepAgreement:
     """A stop signal any rank received (0 = none)."""
 
 
+class Watch:
+    """Waits for the loop's own collectives (on the main thread; the reducer's have the stall
+    watchdog): politely, and never for ever. One still unfinished after `timeout_s`
+    (comm.stall_timeout_s; 0 = no limit) means a rank skipped it or died: this rank says which
+    collective, and the job ends with the stall exit code instead of spinning until killed."""
+
+    def __init__(self, comm: MPI.Comm, timeout_s: float):
+        self.comm, self.timeout_s = comm, timeout_s
+
+    def wait(self, request: MPI.Request, what: str) -> None:
+        deadline = time.monotonic() + self.timeout_s if self.timeout_s else float("inf")
+        while not request.Test():
+            if time.monotonic() > deadline:
+                self._stalled(what)
+            time.sleep(POLL_S)
+
+    def _stalled(self, what: str) -> None:
+        from hpcsgd.comm.watchdog import EXIT_STALL
+        from hpcsgd.world import abort_job
+        sys.stderr.write(f"[hpcsgd] rank {self.comm.rank}: {what} unfinished after "
+                         f"{self.timeout_s:g} s (comm.stall_timeout_s): another rank never "
+                         f"reached it or died; ending all {self.comm.size} ranks with exit "
+                         f"{EXIT_STALL}\n")
+        abort_job(self.comm, EXIT_STALL)
+
+
 def polite_wait(request: MPI.Request) -> None:
-    """Complete `request`, sleeping between tests instead of spinning in MPI."""
-    while not request.Test():
-        time.sleep(POLL_S)
+    """Complete `request`, sleeping between tests instead of spinning in MPI (no limit)."""
+    Watch(MPI.COMM_SELF, 0.0).wait(request, "")
 
 
 def agree_step(comm: MPI.Comm, *, loss_finite: bool, gradients_finite: bool,
-               signum: int) -> StepAgreement:
+               signum: int, watch: Watch | None = None, step: int = 0) -> StepAgreement:
     """Collective: one 4-integer allreduce (MIN); a second one names the ranks only when a
     loss was non-finite somewhere."""
     big = comm.size
@@ -52,12 +78,14 @@ def agree_step(comm: MPI.Comm, *, loss_finite: bool, gradients_finite: bool,
                       -int(not loss_finite),                   # -(any bad loss)
                       -int(not gradients_finite),              # -(gradients bad anywhere)
                       -int(signum)], np.int64)                 # -(highest signal number)
-    polite_wait(comm.Iallreduce(MPI.IN_PLACE, local, op=MPI.MIN))
+    watch = watch or Watch(comm, 0.0)
+    watch.wait(comm.Iallreduce(MPI.IN_PLACE, local, op=MPI.MIN),
+               f"the control collective of step {step}")
     loss_ranks: tuple[int, ...] = ()
     if local[1] < 0:  # rare: name every rank whose loss was not finite
         flags = np.array([int(not loss_finite)], np.int64)
         every = np.empty(comm.size, np.int64)
-        polite_wait(comm.Iallgather(flags, every))
+        watch.wait(comm.Iallgather(flags, every), f"naming the non-finite ranks of step {step}")
         loss_ranks = tuple(int(r) for r in np.flatnonzero(every))
     return StepAgreement(loss_ranks=loss_ranks, gradients_bad=bool(local[2] < 0),
                          signum=int(-local[3]))

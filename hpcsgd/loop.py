@@ -56,6 +56,8 @@ class Parts:
     task: object
     """What differs between tasks: the loss (hpcsgd/trainer.py)."""
     comm: object
+    watch: object
+    """Waits for the loop's collectives and ends a stalled job (hpcsgd/control.py)."""
     stop: object
     """The run's StopRequest (hpcsgd/stop.py): its signal enters the control collective."""
     compute: object
@@ -101,7 +103,7 @@ def train_step(parts: Parts, step: int, micro_batches, timer) -> StepResult:
     loss_finite, gradients_finite = parts.guard.local_flags(losses)
     # the step's one control collective: non-finite flags and stop signals, all ranks agree
     agreed = agree_step(parts.comm, loss_finite=loss_finite, gradients_finite=gradients_finite,
-                        signum=parts.stop.signum)
+                        signum=parts.stop.signum, watch=parts.watch, step=step + 1)
     action, bad = parts.guard.decide(step + 1, agreed)
     if action == "update":
         apply_schedule_(parts.optimizer, parts.schedule.at(step / parts.steps_per_epoch))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import resource
 
+import numpy as np
+
 from hpcsgd.metrics import MetricsLog, Timer
 from hpcsgd.optim import optimizer_stats
 
@@ -18,9 +20,10 @@ NOT_TRAINING = ("eval", "checkpoint")
 
 
 class Meter:
-    def __init__(self, log: MetricsLog, comm, *, unit: str, steps_per_epoch: int,
+    def __init__(self, log: MetricsLog, comm, watch, *, unit: str, steps_per_epoch: int,
                  total_steps: int, log_every: int, progress, train_fields=None):
-        self.log, self.comm, self.progress, self.unit = log, comm, progress, unit
+        self.log, self.comm, self.watch, self.progress, self.unit = log, comm, watch, \
+            progress, unit
         self.spe, self.total_steps, self.log_every = steps_per_epoch, total_steps, log_every
         self.train_fields = train_fields or (lambda mean_loss: {})
         """mean loss -> the task's own fields of the train record (the LM's perplexity)."""
@@ -45,8 +48,12 @@ class Meter:
             phases.pop(phase, None)
         elapsed = sum(phases.values())
         self.progress.train_time += elapsed
-        totals = self.comm.allgather((self.loss_sum, self.loss_n))  # skipped steps excluded
-        summed, counted = sum(s for s, _ in totals), sum(n for _, n in totals)
+        # every rank's (loss sum, count), skipped steps excluded; summed in rank order
+        totals = np.empty((self.comm.size, 2))
+        self.watch.wait(self.comm.Iallgather(np.array([self.loss_sum, self.loss_n], float),
+                                             totals), f"the train log's allgather at step {step}")
+        summed = sum(float(s) for s in totals[:, 0])
+        counted = sum(int(n) for n in totals[:, 1])
         mean_loss = summed / counted if counted else None
         rate = self.samples_since_log / elapsed
         self.epoch_loss = (self.epoch_loss[0] + summed, self.epoch_loss[1] + counted)

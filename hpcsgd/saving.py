@@ -15,10 +15,11 @@ from hpcsgd.config import to_toml
 
 
 class Checkpointer:
-    def __init__(self, cfg, world, *, model, optimizer, backend, progress, wall_time, log,
-                 timer, rank_state, snapshot_steps, every_steps: int, total_steps: int,
+    def __init__(self, cfg, world, watch, *, model, optimizer, backend, progress, wall_time,
+                 log, timer, rank_state, snapshot_steps, every_steps: int, total_steps: int,
                  steps_per_epoch: int):
-        self.cfg, self.world, self.model, self.optimizer = cfg, world, model, optimizer
+        self.cfg, self.world, self.watch = cfg, world, watch
+        self.model, self.optimizer = model, optimizer
         self.backend, self.progress, self.wall_time = backend, progress, wall_time
         self.log, self.timer, self.spe = log, timer, steps_per_epoch
         self.rank_state = rank_state
@@ -38,7 +39,8 @@ class Checkpointer:
             save_checkpoint(path, state, to_toml(self.cfg))
             if path.parent == self.ckpt_dir:
                 prune_checkpoints(self.ckpt_dir, self.cfg.checkpoint.keep)
-        self.world.comm.Barrier()  # sync point: the checkpoint is on disk for every rank
+        # sync point: the checkpoint is on disk for every rank
+        self.watch.wait(self.world.comm.Ibarrier(), f"the barrier after writing {path.name}")
 
     def after_step(self, step: int) -> None:
         if step in self.snapshot_steps:

@@ -27,6 +27,7 @@ from hpcsgd.comm import build_backend, build_reducer
 from hpcsgd.comm.reducer import broadcast_state_, check_replicas
 from hpcsgd.comm.replicas import parameter_digest
 from hpcsgd.compute import compute_threads, precision, prepare_model
+from hpcsgd.control import Watch
 from hpcsgd.evaluate import Evaluator
 from hpcsgd.loop import Parts, Progress, run_loop
 from hpcsgd.meter import Meter
@@ -52,7 +53,7 @@ def train(task, cfg: config_mod.Config, world: World) -> dict:
         return progress.wall_time + time.time() - t0
 
     spe, total_steps = run.parts.steps_per_epoch, run.total_steps
-    meter = Meter(log, world.comm, unit=task.unit, steps_per_epoch=spe,
+    meter = Meter(log, world.comm, run.parts.watch, unit=task.unit, steps_per_epoch=spe,
                   total_steps=total_steps, log_every=cfg.train.log_every_steps,
                   progress=progress, train_fields=task.train_fields)
     evaluator = Evaluator(task, run.forward, run.model, run.backend, world,
@@ -60,7 +61,8 @@ def train(task, cfg: config_mod.Config, world: World) -> dict:
                           total_steps=total_steps, steps_per_epoch=spe,
                           target_top1=cfg.train.target_top1, progress=progress,
                           wall_time=wall_time, log=log, timer=meter.timer)
-    checkpointer = Checkpointer(cfg, world, model=run.model, optimizer=run.parts.optimizer,
+    checkpointer = Checkpointer(cfg, world, run.parts.watch, model=run.model,
+                                optimizer=run.parts.optimizer,
                                 backend=run.backend, progress=progress, wall_time=wall_time,
                                 log=log, timer=meter.timer, rank_state=task.rank_state,
                                 snapshot_steps=run.parts.schedule.snapshot_steps(),
@@ -154,7 +156,8 @@ def build_run(task, cfg: config_mod.Config, world: World, stop: StopRequest) -> 
     guard = NonFiniteGuard(cfg.train.nonfinite, cfg.train.max_nonfinite_skips, world.comm,
                            model, skips=progress.nonfinite_skips)
     parts = Parts(model=model, forward=forward, optimizer=optimizer, reducer=reducer,
-                  schedule=schedule, guard=guard, task=task, comm=world.comm, stop=stop,
+                  schedule=schedule, guard=guard, task=task, comm=world.comm,
+                  watch=Watch(world.comm, cfg.comm.stall_timeout_s), stop=stop,
                   compute=cfg.compute,
                   accumulation=cfg.train.accumulation, steps_per_epoch=spe, world_size=world.size)
     return Run(parts=parts, model=model, forward=forward, backend=backend, progress=progress,
