@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from hpcsgd.affinity import tuner  # noqa: E402
 from hpcsgd.affinity.launch import launcher_env, launcher_flags, rank_env  # noqa: E402

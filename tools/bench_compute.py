@@ -113,7 +113,6 @@ def plain_run(variant: str, allocator: str, args) -> dict:
 def trainer_run(variant: str, allocator: str, args) -> dict:
     """The real trainer, 1 rank, on the bench LMDB; img/s from the wall clock between its
     per-step log records after the warm-up steps."""
-    sys.path.insert(0, str(ROOT / "tools"))  # the sibling tool, not the package
     from bench_data_wait import bench_job, ensure_lmdb
     from hpcsgd.metrics import read_metrics
     data = ensure_lmdb(per_photo=50)

@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
 from experiments_plan import (FULL, QUICK, RANKS, Mode, Run,  # noqa: E402,F401
                               cyclic_runs, lr_wd_sum, plan, steps_of)
 from experiments_verdicts import MIN_STEPS  # noqa: E402

@@ -22,8 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from hpcsgd.idx import read_idx  # noqa: E402
 from hpcsgd.lmdb_store import LMDBWriter  # noqa: E402
 from hpcsgd.records import raw_datum  # noqa: E402

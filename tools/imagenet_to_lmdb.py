@@ -28,8 +28,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from hpcsgd.data.jpeg import ImageDecodeError, image_size  # noqa: E402
 from hpcsgd.lmdb_store import LMDBWriter  # noqa: E402
 from hpcsgd.records import Datum  # noqa: E402

@@ -26,7 +26,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from hpcsgd.config import ConfigError, load_config  # noqa: E402
 from hpcsgd.schedules import plan_at, resolve_plan, snapshot_epochs  # noqa: E402

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 
 from hpcsgd.scaling import document  # noqa: E402
 from hpcsgd.scaling.jobs import Job, clusters, predict, read_job  # noqa: E402
