@@ -11,11 +11,13 @@ Rank 0 writes; every rank calls both functions (finish_run is collective).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 
 from hpcsgd.config import Config, ConfigError, to_toml
+from hpcsgd.config.load import _toml_value
 from hpcsgd.metrics import MetricsLog
 from hpcsgd.world import World
 
@@ -54,8 +56,23 @@ def open_run(cfg: Config, world: World, banner: str) -> MetricsLog:
         (run_dir / "config.toml").write_text(to_toml(cfg))
     log = MetricsLog(run_dir / "metrics.jsonl" if world.is_root else None,
                      run_dir / "tensorboard" if cfg.run.tensorboard else None)
-    log.print(banner + "\n" + to_toml(cfg))
+    log.print(f"{banner}\noptions set (the rest are defaults; all of them in "
+              f"{run_dir / 'config.toml'}):\n{changed_options(cfg)}")
     return log
+
+
+def changed_options(cfg: Config) -> str:
+    """The options that differ from the defaults, one `section.key = value` a line: what
+    makes this run this run (the whole ~150-option tree is in config.toml)."""
+    default = Config()
+    lines = []
+    for section in dataclasses.fields(cfg):
+        ours, theirs = getattr(cfg, section.name), getattr(default, section.name)
+        for f in dataclasses.fields(ours):
+            value = getattr(ours, f.name)
+            if value != getattr(theirs, f.name):
+                lines.append(f"  {section.name}.{f.name} = {_toml_value(value)}")
+    return "\n".join(lines) or "  (none)"
 
 
 def finish_run(run_dir: Path, world: World, log: MetricsLog, summary: dict,

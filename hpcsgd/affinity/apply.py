@@ -231,8 +231,8 @@ def _wait_policy() -> str:
     chosen = [f"{k}={os.environ[k]}" for k in WAIT_SETTINGS if k in os.environ]
     if chosen:
         return " ".join(chosen)
-    return ("the runtime's default spin-then-sleep (on cores shared with other jobs, "
-            "OMP_WAIT_POLICY=PASSIVE is faster)")
+    return ("the runtime's default spin-then-sleep: right on cores of this job's own (no "
+            "action); only where other jobs share the cores, set OMP_WAIT_POLICY=PASSIVE")
 
 
 def _ranks(ranks: list[int], size: int) -> str:

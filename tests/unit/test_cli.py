@@ -55,6 +55,9 @@ def test_good_job_trains_and_reports(job):
     res = _launch(job, "job.toml", "--train.epochs=2.0")
     assert res.returncode == 0, res.stderr
     assert "final: test top-1" in res.stdout and "on 4 ranks" in res.stdout
+    # start-up names the options this job sets, not the whole tree (that is in config.toml)
+    assert "  train.global_batch = 64\n" in res.stdout and "[lm]" not in res.stdout
+    assert "  optim.base_lr" not in res.stdout              # a default: not repeated
     assert (job / "runs" / "run" / "final.pt").is_file()
 
 
