@@ -40,14 +40,25 @@ def world():
     return init_world(COMM)
 
 
+_SHARED_TMPS: list[Path] = []
+
+
 @pytest.fixture
 def shared_tmp(world):
-    """One temporary folder for all ranks (same node), made by rank 0 and removed by it once
-    every rank is done with it."""
+    """One temporary folder for all ranks (same node), made by rank 0; all of them are removed
+    at the end of the session, not after each test: a test's LMDB environments may still be
+    open in this process, and py-lmdb refuses a new folder whose files reuse a deleted one's
+    inode numbers ("already open in this process")."""
     path = tempfile.mkdtemp(prefix="hpcsgd-test-") if world.rank == 0 else None
     path = Path(world.comm.bcast(path))
+    _SHARED_TMPS.append(path)
     yield path
     world.comm.Barrier()
-    if world.rank == 0:
-        shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    COMM.Barrier()  # every rank is done with the folders
+    if COMM.rank == 0:
+        for path in _SHARED_TMPS:
+            shutil.rmtree(path, ignore_errors=True)
 
