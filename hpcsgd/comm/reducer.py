@@ -162,6 +162,7 @@ class GradientReducer:
         t0 = time.perf_counter()
         if self._closed:
             raise RuntimeError("synchronize() after close()")
+        self._check_no_new_parameters()
         for bucket in self.buckets[self._next:]:
             for j, p in enumerate(bucket.params):
                 if not bucket.ready[j]:
@@ -177,6 +178,17 @@ class GradientReducer:
             bucket.reset()
         self._next = 0
         self.steps += 1
+
+    def _check_no_new_parameters(self) -> None:
+        """A parameter that got requires_grad after the buckets were made has a gradient no
+        bucket averages: each rank would step it alone (the replicas drift apart silently
+        until the final check). Refuse it at the first step it has a gradient."""
+        for name, p in self.model.named_parameters():
+            if p.requires_grad and p.grad is not None and p not in self._slot:
+                raise RuntimeError(
+                    f"parameter {name!r} has requires_grad = True but was frozen when the "
+                    "gradient reducer was built, so its gradient would never be averaged: "
+                    "set requires_grad before build_reducer (unfreezing needs a new reducer)")
 
     def zero_grad(self) -> None:
         """Zero the buckets and make every gradient its bucket slot, in place of

@@ -315,3 +315,22 @@ def test_average_buffers_averages_batchnorm_statistics(world):
     average_buffers_(model, backend, world.size)
     assert torch.all(bn.running_mean == (world.size - 1) / 2)
     assert bn.num_batches_tracked.dtype == torch.int64  # integer buffers left alone
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_parameter_unfrozen_after_the_reducer_was_built_is_refused_by_name(world, overlap):
+    # it would never be averaged: each rank would step it with its own gradient, silently,
+    # until the final replica check
+    torch.manual_seed(0)
+    model = _model()
+    frozen = model[0].weight
+    frozen.requires_grad_(False)
+    reducer = _reducer(model, world, overlap=overlap, bucket_mb=1e-3)
+    try:
+        frozen.requires_grad_(True)
+        F.mse_loss(model(torch.randn(4, 3, 8, 8)), torch.randn(4, 5)).backward()
+        with pytest.raises(RuntimeError,
+                           match=r"'0\.weight' has requires_grad = True but was frozen"):
+            reducer.synchronize()
+    finally:
+        reducer.close()
