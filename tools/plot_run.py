@@ -6,14 +6,15 @@ smoothed line), eval top-1/top-5, learning rate (weight decay on a twin axis whe
 throughput, and per run the stacked fractions of each logged step's time spent in each phase
 (every `*_s` field of a "train" record: data_s, compute_s or forward_s + backward_s, comm_s,
 update_s, ...; rates such as img_per_s are not phases). Several run folders are overlaid, the
-legend naming each run. Prints the path written (default: <first run>/curves.png, or
-curves_overlay.png for several runs). Exit 2 when a folder has no metrics.jsonl or no "train"
+legend naming each run. Prints the path written (default: <run>/curves.png; for several runs
+curves_<a>+<b>.png in their common folder). Exit 2 when a folder has no metrics.jsonl or no "train"
 records.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -92,8 +93,13 @@ def load_run(folder: Path) -> dict:
 def figure(runs: list[dict], x: str = "step"):
     """The figure of ``runs`` (load_run's dicts) against ``x`` ("step" or "epoch")."""
     rows = 2 + math.ceil(len(runs) / 2)  # four shared panels, then one phase panel per run
-    fig, axes = plt.subplots(rows, 2, figsize=(11, 3.3 * rows), squeeze=False)
-    ax_loss, ax_acc, ax_lr, ax_rate = axes[0][0], axes[0][1], axes[1][0], axes[1][1]
+    fig = plt.figure(figsize=(11, 3.3 * rows))
+    grid = fig.add_gridspec(rows, 2)
+    ax_loss, ax_acc = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+    ax_lr, ax_rate = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
+    # the phase panels two by two; an odd last one spans the row (no empty panel)
+    phase_axes = [fig.add_subplot(grid[2 + i // 2, :] if i == len(runs) - 1 and i % 2 == 0
+                                  else grid[2 + i // 2, i % 2]) for i in range(len(runs))]
     ax_wd = None
     xlabel = "epoch" if x == "epoch" else "step"
     fractions = [phase_fractions(run["train"]) for run in runs]
@@ -103,10 +109,12 @@ def figure(runs: list[dict], x: str = "step"):
     for i, run in enumerate(runs):
         color, label, train, evals = f"C{i}", run["name"], run["train"], run["eval"]
         xs = [r[x] for r in train]
+        marker = "o" if len(xs) == 1 else None  # a one-step run is a point, not an empty line
         # None: no finite loss in that interval (skipped non-finite steps)
         loss = [math.nan if r["loss"] is None else r["loss"] for r in train]
         ax_loss.plot(xs, loss, color=color, alpha=0.35, lw=1)
-        ax_loss.plot(xs, smooth(loss), color=color, label=f"{label} (smoothed)")
+        ax_loss.plot(xs, smooth(loss), color=color, marker=marker,
+                     label=f"{label} (smoothed)")
         ev = [r for r in evals if "top1" in r]
         if ev:
             ax_acc.plot([r[x] for r in ev], [r["top1"] * 100 for r in ev], "o-", color=color,
@@ -114,18 +122,17 @@ def figure(runs: list[dict], x: str = "step"):
             top5 = [r for r in ev if "top5" in r]
             ax_acc.plot([r[x] for r in top5], [r["top5"] * 100 for r in top5], "s--",
                         color=color, ms=3, label=f"{label} top-5")
-        ax_lr.plot(xs, [r["lr"] for r in train], color=color, label=label)
+        ax_lr.plot(xs, [r["lr"] for r in train], color=color, marker=marker, label=label)
         wd = [r for r in train if "weight_decay" in r]
         if wd:
             ax_wd = ax_wd or ax_lr.twinx()
-            ax_wd.plot([r[x] for r in wd], [r["weight_decay"] for r in wd], "--", color=color)
+            ax_wd.plot([r[x] for r in wd], [r["weight_decay"] for r in wd], "--", color=color,
+                       marker=marker)
         rate_key = next((k for k in train[0] if k.endswith("_per_s")), None)
         if rate_key:
             ax_rate.plot(xs, [r.get(rate_key, math.nan) for r in train], color=color,
-                         label=f"{label} ({rate_key.replace('_per_s', '')}/s)")
-        _plot_phases(axes[2 + i // 2][i % 2], xs, fractions[i], colors, label, xlabel)
-    if len(runs) % 2:  # an odd number of runs leaves the last phase slot empty
-        axes[-1][1].axis("off")
+                         marker=marker, label=f"{label} ({rate_key.replace('_per_s', '')}/s)")
+        _plot_phases(phase_axes[i], xs, fractions[i], colors, label, xlabel)
 
     # cross-entropy is positive; a log axis keeps the late small changes (and a diverged
     # run's spike) readable in one panel
@@ -133,6 +140,10 @@ def figure(runs: list[dict], x: str = "step"):
         ax_loss.set_yscale("log")
     if ax_wd is not None:
         ax_wd.set_ylabel("weight decay (dashed)")
+        values = {y for line in ax_wd.lines for y in line.get_ydata()}
+        if len(values) == 1 and (v := values.pop()) > 0:  # constant: 0, v, 2v, not 1e-9 ticks
+            ax_wd.set_ylim(0, 2 * v)
+            ax_wd.set_yticks([0, v, 2 * v])
     if not ax_acc.lines:
         ax_acc.text(0.5, 0.5, "no top-1/top-5 eval records", ha="center", va="center",
                     transform=ax_acc.transAxes)
@@ -157,7 +168,17 @@ def _plot_phases(ax, xs: list, fractions: dict[str, list[float]], colors: dict[s
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of step time")
     ax.set_title(f"phase times: {label}")
-    ax.legend(fontsize=8, loc="lower right")
+    # outside the stack, to its right: inside it covered the data
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
+def default_out(folders: list[Path]) -> Path:
+    """One run: <run>/curves.png. Several: beside them, in their common folder, named after
+    all of them (not inside the first run's folder)."""
+    if len(folders) == 1:
+        return folders[0] / "curves.png"
+    parent = Path(os.path.commonpath([str(f.resolve()) for f in folders]))
+    return parent / ("curves_" + "+".join(f.name for f in folders) + ".png")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if len({r["name"] for r in runs}) < len(runs):  # same name in two places: show the paths
         for run, folder in zip(runs, args.runs):
             run["name"] = str(folder)
-    out = args.out or args.runs[0] / ("curves.png" if len(runs) == 1 else "curves_overlay.png")
+    out = args.out or default_out(args.runs)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig = figure(runs, args.x)
     fig.savefig(out, dpi=110)

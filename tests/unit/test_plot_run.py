@@ -53,7 +53,8 @@ def test_one_run_draws_a_png_and_prints_its_path(runs, tmp_path, capsys):
 
 def test_two_runs_overlay_with_a_legend_naming_each(runs, capsys):
     assert tool.main([str(runs[0]), str(runs[1]), "--x", "epoch"]) == 0
-    out = runs[0] / "curves_overlay.png"
+    # beside the runs, named after both, not inside the first run's folder
+    out = runs[0].parent.resolve() / f"curves_{runs[0].name}+{runs[1].name}.png"
     assert capsys.readouterr().out.strip() == str(out)
     _is_png(out)
     fig = tool.figure([tool.load_run(f) for f in runs], x="epoch")
@@ -140,3 +141,21 @@ def test_smooth_and_resumed_logs():
     log = [{"step": s, "loss": v} for s, v in ((1, 9.0), (2, 8.0), (3, 7.0), (2, 6.0),
                                                 (3, 5.0), (4, 4.0))]
     assert [r["loss"] for r in tool.last_per_step(log)] == [9.0, 6.0, 5.0, 4.0]
+
+
+def test_one_step_runs_a_constant_weight_decay_and_an_odd_number_of_runs(tmp_path):
+    folder = tmp_path / "one_step"
+    folder.mkdir()
+    log = MetricsLog(folder / "metrics.jsonl")
+    log.write("train", step=1, epoch=0.1, loss=2.3, lr=0.1, weight_decay=5e-4,
+              img_per_s=900.0, data_s=0.1, forward_s=0.2)
+    log.close()
+    fig = tool.figure([tool.load_run(folder)])
+    loss = fig.axes[0]
+    assert loss.lines[1].get_marker() == "o"            # the one point is drawn
+    twin = next(ax for ax in fig.axes if ax.get_ylabel() == "weight decay (dashed)")
+    assert list(twin.get_yticks()) == [0, 5e-4, 1e-3]    # constant: 0, v, 2v
+    phase_ax = next(ax for ax in fig.axes if ax.get_title() == "phase times: one_step")
+    assert phase_ax.get_subplotspec().colspan.stop - phase_ax.get_subplotspec().colspan.start == 2
+    assert all(ax.axison for ax in fig.axes)              # no empty, switched-off panel
+    tool.plt.close(fig)
