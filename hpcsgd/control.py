@@ -4,7 +4,7 @@ gradients are averaged, in one fixed-size allreduce whatever the number of ranks
     non-finite loss on some rank (and the lowest such rank), non-finite averaged gradients,
     a stop signal (SIGUSR1/SIGTERM) received by some rank
 
-Four integers, reduced with MIN (a MAX is a MIN of the negated value). Only when a loss was
+Three integers, reduced with MIN (a MAX is a MIN of the negated value). Only when a loss was
 non-finite does a second, rare allgather name every rank whose loss was (the message names
 them all). Two collectives a step (the non-finite allgather, whose size grows with the ranks,
 and the stop allreduce) were one too many.
@@ -64,28 +64,21 @@ class Watch:
         abort_job(self.comm, EXIT_STALL)
 
 
-def polite_wait(request: MPI.Request) -> None:
-    """Complete `request`, sleeping between tests instead of spinning in MPI (no limit)."""
-    Watch(MPI.COMM_SELF, 0.0).wait(request, "")
-
-
 def agree_step(comm: MPI.Comm, *, loss_finite: bool, gradients_finite: bool,
                signum: int, watch: Watch | None = None, step: int = 0) -> StepAgreement:
-    """Collective: one 4-integer allreduce (MIN); a second one names the ranks only when a
+    """Collective: one 3-integer allreduce (MIN); a second one names the ranks only when a
     loss was non-finite somewhere."""
-    big = comm.size
-    local = np.array([comm.rank if not loss_finite else big,   # lowest rank with a bad loss
-                      -int(not loss_finite),                   # -(any bad loss)
+    local = np.array([-int(not loss_finite),                   # -(any bad loss)
                       -int(not gradients_finite),              # -(gradients bad anywhere)
                       -int(signum)], np.int64)                 # -(highest signal number)
     watch = watch or Watch(comm, 0.0)
     watch.wait(comm.Iallreduce(MPI.IN_PLACE, local, op=MPI.MIN),
                f"the control collective of step {step}")
     loss_ranks: tuple[int, ...] = ()
-    if local[1] < 0:  # rare: name every rank whose loss was not finite
+    if local[0] < 0:  # rare: name every rank whose loss was not finite
         flags = np.array([int(not loss_finite)], np.int64)
         every = np.empty(comm.size, np.int64)
         watch.wait(comm.Iallgather(flags, every), f"naming the non-finite ranks of step {step}")
         loss_ranks = tuple(int(r) for r in np.flatnonzero(every))
-    return StepAgreement(loss_ranks=loss_ranks, gradients_bad=bool(local[2] < 0),
-                         signum=int(-local[3]))
+    return StepAgreement(loss_ranks=loss_ranks, gradients_bad=bool(local[1] < 0),
+                         signum=int(-local[2]))
