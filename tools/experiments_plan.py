@@ -9,8 +9,10 @@ follow it). Every image run trains on the `fit` split (50,000 images), evaluates
 end; tuned choices read val only. The regime is the papers' (docs/results.md, "Setup"):
 batches up to 2048 = 4.1% of the fit split (the papers' largest: 32K-64K of 1.28 M = 2.5-5%),
 at least 800 optimizer steps at the largest batch (experiments_verdicts.MIN_STEPS), the same
-epochs at every batch. Order = priority: the BatchNorm network's scaling runs and DATE first, so that a partial set
-already answers the main claims.
+epochs at every batch. Order = priority: the SGD baseline at B0 first (every claim compares
+with it), then the claims from cheapest to dearest (DATE, the network without BN, the collapse,
+the cyclic run, the BN network at batch 2048, the LSTM), so that a set stopped part way (a
+session ends; the set resumes where it stopped) answers as many claims as it can.
 """
 from __future__ import annotations
 
@@ -283,16 +285,17 @@ def lstm_runs(mode: Mode) -> list[Run]:
 
 def plan(mode: Mode, results: dict) -> list[Run]:
     """Every run that can be planned given the finished `results`, in priority order: seed 0
-    of every claim (the BN network's scaling runs and DATE first), then the other seeds."""
+    of every claim (the BN baseline first, then the claims cheapest first), then the other
+    seeds."""
     def bn(seeds):
         return scaling_runs(RESNET, "bn", mode.bn_batches, mode.bn_epochs, mode, results, seeds)
 
     def nobn(seeds):
         return scaling_runs(LENET, "nobn", mode.batches, mode.epochs, mode, results, seeds)
     more = range(1, mode.seeds)
-    first = bn([0]) + nobn([0])
-    first = first[:1] + date_runs(mode, results, [0]) + first[1:]
-    return (first + collapse_runs(mode) + cyclic_runs(mode) + lstm_runs(mode)
+    first = bn([0])
+    return (first[:1] + date_runs(mode, results, [0]) + nobn([0]) + collapse_runs(mode)
+            + cyclic_runs(mode) + first[1:] + lstm_runs(mode)
             + date_runs(mode, results, more) + nobn(more) + bn(more)
             + [r for r in scaling_runs(LENET, "nobn", mode.batches, mode.epochs, mode, results,
                                        [0], mode.stress) if r.batch in mode.stress]
