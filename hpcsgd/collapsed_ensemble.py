@@ -34,7 +34,7 @@ from pathlib import Path
 
 from hpcsgd import config as config_mod
 from hpcsgd.ensemble import snapshot_paths
-from hpcsgd.schedules import build_schedule
+from hpcsgd.schedule.plan import build_schedule
 
 EXIT_REFUSED = 2
 

@@ -23,11 +23,11 @@ import torch
 from mpi4py import MPI
 
 from hpcsgd import config as config_mod
-from hpcsgd.checkpoint import CheckpointError, load_checkpoint
-from hpcsgd.compute import autocast, compute_threads, prepare_model, to_layout
+from hpcsgd.run.checkpoint import CheckpointError, load_checkpoint
+from hpcsgd.cpu.compute import autocast, compute_threads, prepare_model, to_layout
 from hpcsgd.data import build_loaders, eval_batches
 from hpcsgd.models import build_from_config
-from hpcsgd.world import Refused, agree, init_world, run_or_abort
+from hpcsgd.run.world import Refused, agree, init_world, run_or_abort
 
 TOPK = (1, 5)
 

@@ -2,8 +2,8 @@
 
     mpiexec -n 4 .venv/bin/python -m hpcsgd.train jobs/local/fashion_mnist.toml [--train.epochs=5]
 
-Every step (hpcsgd/loop.py): data -> forward -> backward (the gradient allreduce overlaps it)
--> synchronize -> schedule -> optimizer step; the shared trainer is hpcsgd/trainer.py, and
+Every step (hpcsgd/run/loop.py): data -> forward -> backward (the gradient allreduce overlaps it)
+-> synchronize -> schedule -> optimizer step; the shared trainer is hpcsgd/run/trainer.py, and
 ImageTask below is what is particular to images. Rank 0 prints the config and progress and writes the run folder
 (config.toml, metrics.jsonl, summary.json, final.pt, checkpoints/step_*.pt).
 
@@ -21,15 +21,15 @@ from pathlib import Path
 import torch.nn.functional as F
 
 from hpcsgd import config as config_mod
-from hpcsgd import trainer
+from hpcsgd.run import trainer
 from hpcsgd.data import build_loaders
-from hpcsgd.entry import config_from_argv, run_entry
-from hpcsgd.evaluate import evaluate
-from hpcsgd.lmdb_store import DataPathError, check_lmdb_path
+from hpcsgd.run.entry import config_from_argv, run_entry
+from hpcsgd.run.evaluate import evaluate
+from hpcsgd.store.lmdb_store import DataPathError, check_lmdb_path
 from hpcsgd.models import build_from_config
-from hpcsgd.run_folder import check_run_folder
-from hpcsgd.schedules import build_schedule
-from hpcsgd.world import World, agree, run_or_abort
+from hpcsgd.run.folder import check_run_folder
+from hpcsgd.schedule.plan import build_schedule
+from hpcsgd.run.world import World, agree, run_or_abort
 
 
 def check_inputs(cfg: config_mod.Config, world: World) -> None:

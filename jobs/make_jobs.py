@@ -22,7 +22,7 @@ MareNostrum 4 rows count CPUs (sockets); a rank is a two-socket node (44 compute
 Length: a job runs the row's printed iteration count (Caffe's max_iter; the epochs in
 parentheses are "representing around" them, V-A), or the row's epochs x 1,281,167 / batch
 where no usable count is printed. hpcsgd's epoch is floor(1,281,167 / batch) steps (the
-partial last batch is dropped, hpcsgd/sharding.py), so train.epochs = iterations / that.
+partial last batch is dropped, hpcsgd/data/sharding.py), so train.epochs = iterations / that.
 """
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from hpcsgd.config import Config
-from hpcsgd.lmdb_store import LMDBWriter
-from hpcsgd.records import raw_datum
+from hpcsgd.store.lmdb_store import LMDBWriter
+from hpcsgd.store.datum import raw_datum
 
 
 def write_image_lmdb(path: Path, n: int, *, seed: int = 0, size: int = 28, classes: int = 10):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcsgd.lmdb_store import LMDBWriter
-from hpcsgd.records import Datum
+from hpcsgd.store.lmdb_store import LMDBWriter
+from hpcsgd.store.datum import Datum
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("imagenet_samples", ROOT / "tools/imagenet_samples.py")
@@ -40,7 +40,7 @@ def write_jpeg_lmdb(path: Path, items, *, bad: dict[int, bytes] | None = None) -
 
 
 def encoded(data: bytes, label: int) -> bytes:
-    from hpcsgd.records import encode_datum
+    from hpcsgd.store.datum import encode_datum
     return encode_datum(Datum(data=data, label=label, encoded=True))
 
 

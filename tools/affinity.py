@@ -10,7 +10,7 @@ plan     prints the node's topology, each rank's compute / communication / data 
          inside each rank by itself (cluster.pin); the launcher flags keep other programs and
          a bound launcher consistent with it. --config reads the [cluster] section of a job.
 tune     runs every candidate layout for the given rank counts on this node as a short
-         training-step benchmark (hpcsgd/affinity/stepbench.py, ResNet-50 on random images),
+         training-step benchmark (hpcsgd/bench/stepbench.py, ResNet-50 on random images),
          appends the measurements to --results (rounds of separate runs accumulate), prints
          the ranked table and the default layout against the best of its rank count, and
          writes the best layout as a config snippet (--snippet). Each run waits (up to
@@ -35,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from hpcsgd.affinity import tuner  # noqa: E402
+from hpcsgd.bench import tuner  # noqa: E402
 from hpcsgd.affinity.launch import launcher_env, launcher_flags, rank_env  # noqa: E402
 from hpcsgd.affinity.planner import (PRESETS, format_table, overlaps, plan_node,  # noqa: E402
                                      plan_rows)

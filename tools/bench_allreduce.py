@@ -35,7 +35,7 @@ from hpcsgd.comm import build_reducer  # noqa: E402
 from hpcsgd.comm.buckets import make_buckets  # noqa: E402
 from hpcsgd.config import CommConfig  # noqa: E402
 from hpcsgd.models import build_model  # noqa: E402
-from hpcsgd.world import init_world  # noqa: E402
+from hpcsgd.run.world import init_world  # noqa: E402
 
 
 def timed(world, paths: list[tuple[str, object]], reps: int) -> dict[str, list[float]]:

@@ -31,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hpcsgd.allocator import resolve
-from hpcsgd.compute import native_bf16
+from hpcsgd.cpu.allocator import resolve
+from hpcsgd.cpu.compute import native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_GFLOP_PER_IMAGE = 24.6
@@ -114,7 +114,7 @@ def trainer_run(variant: str, allocator: str, args) -> dict:
     """The real trainer, 1 rank, on the bench LMDB; img/s from the wall clock between its
     per-step log records after the warm-up steps."""
     from bench_data_wait import bench_job, ensure_lmdb
-    from hpcsgd.metrics import read_metrics
+    from hpcsgd.run.metrics import read_metrics
     data = ensure_lmdb(per_photo=50)
     opts = VARIANTS[variant]
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,7 +24,7 @@ from mpi4py import MPI  # noqa: E402
 
 from hpcsgd.config import Config  # noqa: E402
 from hpcsgd.data import build_loaders, eval_batches  # noqa: E402
-from hpcsgd.world import init_world  # noqa: E402
+from hpcsgd.run.world import init_world  # noqa: E402
 
 MIB = 1 << 20
 

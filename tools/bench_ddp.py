@@ -44,7 +44,7 @@ from hpcsgd.comm.reducer import broadcast_state_  # noqa: E402
 from hpcsgd.comm.torchdist import init_default_group  # noqa: E402
 from hpcsgd.config import CommConfig  # noqa: E402
 from hpcsgd.models import build_model  # noqa: E402
-from hpcsgd.world import init_world  # noqa: E402
+from hpcsgd.run.world import init_world  # noqa: E402
 
 IMAGE = {"alexnet": 227}
 DDP_BUCKET_MB = 25.0  # DistributedDataParallel's default bucket_cap_mb

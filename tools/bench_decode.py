@@ -48,8 +48,8 @@ from hpcsgd.config import DataConfig  # noqa: E402
 from hpcsgd.data import turbo  # noqa: E402
 from hpcsgd.data.sources import ImageNetSource  # noqa: E402
 from hpcsgd.data.transforms import IMAGENET_MEAN, IMAGENET_STD, random_resized_crop_box  # noqa: E402
-from hpcsgd.lmdb_store import LMDBWriter  # noqa: E402
-from hpcsgd.records import Datum, decode_datum  # noqa: E402
+from hpcsgd.store.lmdb_store import LMDBWriter  # noqa: E402
+from hpcsgd.store.datum import Datum, decode_datum  # noqa: E402
 
 BATCH = 32
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)

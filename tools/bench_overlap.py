@@ -32,7 +32,7 @@ from hpcsgd.comm import build_backend, build_reducer  # noqa: E402
 from hpcsgd.comm.reducer import broadcast_state_  # noqa: E402
 from hpcsgd.config import CommConfig  # noqa: E402
 from hpcsgd.models import build_model  # noqa: E402
-from hpcsgd.world import init_world  # noqa: E402
+from hpcsgd.run.world import init_world  # noqa: E402
 
 
 def plan_cores(layout: str, local_rank: int) -> tuple[set[int], list[int]]:

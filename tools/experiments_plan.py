@@ -327,7 +327,7 @@ def lr_wd_sum(run: Run) -> float:
     """Sum over the run's steps of LR x weight decay: how far weight decay can act within the
     run (Codreanu Table VIII at 4096: 90 epochs, LR 1.6 decaying linearly, 1e-4: ~2.2)."""
     from hpcsgd.config import load_config  # local: torch; only --plan and the report need it
-    from hpcsgd.schedules import build_schedule
+    from hpcsgd.schedule.plan import build_schedule
     cfg = load_config(ROOT / run.config, list(run.overrides))
     spe = FIT_IMAGES // cfg.train.global_batch
     schedule = build_schedule(cfg, steps_per_epoch=spe)

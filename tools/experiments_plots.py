@@ -50,7 +50,7 @@ def schedule_curve(config_toml: Path, points: int = 600) -> tuple[list, list]:
     """The run's LR against the epoch, from its saved config (the schedule is a pure
     function of the epoch; the logged LRs are too sparse to show short cycles)."""
     from hpcsgd.config import load_config
-    from hpcsgd.schedules import build_schedule
+    from hpcsgd.schedule.plan import build_schedule
     if not config_toml.is_file():
         return [], []
     cfg = load_config(config_toml)

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcsgd.idx import read_idx  # noqa: E402
-from hpcsgd.lmdb_store import LMDBWriter  # noqa: E402
-from hpcsgd.records import raw_datum  # noqa: E402
+from hpcsgd.store.idx import read_idx  # noqa: E402
+from hpcsgd.store.lmdb_store import LMDBWriter  # noqa: E402
+from hpcsgd.store.datum import raw_datum  # noqa: E402
 
 SOURCES = {"train": "train", "test": "t10k", "fit": "train", "val": "train"}
 """Split -> the IDX file prefix it is drawn from."""

@@ -29,8 +29,8 @@ from collections import Counter
 from pathlib import Path
 
 from hpcsgd.data.jpeg import ImageDecodeError, image_size  # noqa: E402
-from hpcsgd.lmdb_store import LMDBWriter  # noqa: E402
-from hpcsgd.records import Datum  # noqa: E402
+from hpcsgd.store.lmdb_store import LMDBWriter  # noqa: E402
+from hpcsgd.store.datum import Datum  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from hpcsgd.metrics import read_metrics  # noqa: E402
+from hpcsgd.run.metrics import read_metrics  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 

@@ -2,7 +2,7 @@
 .venv/bin/python tools/plot_schedules.py JOB.toml [--section.key=value ...] --out FILE.png [--images N]
 
 LR and weight decay versus epoch, evaluated at every iteration with the run's own schedule
-plan (hpcsgd.schedules.plan_at), as a PNG: collapse phases shaded, snapshots marked.
+plan (hpcsgd.schedule.plan.plan_at), as a PNG: collapse phases shaded, snapshots marked.
 
 `--paper` draws the papers' schedules from the recipes below (PRESETS: each one is a list of
 ordinary `--section.key=value` options, so any of them is also a job):
@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 from hpcsgd.config import ConfigError, load_config  # noqa: E402
-from hpcsgd.schedules import plan_at, resolve_plan, snapshot_epochs  # noqa: E402
+from hpcsgd.schedule.plan import plan_at, resolve_plan, snapshot_epochs  # noqa: E402
 
 IMAGES = {"fashion-mnist": 60000, "imagenet": 1281167}
 MAX_POINTS = 20000

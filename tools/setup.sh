@@ -11,7 +11,7 @@ venv=${HPCSGD_VENV:-$root/.venv}
 python=${PYTHON:-python3}
 
 # the data set, and tcmalloc: the training entry points preload it (compute.allocator =
-# "auto", hpcsgd/allocator.py; ~1.3x on ResNet-50 here, docs/compute.md)
+# "auto", hpcsgd/cpu/allocator.py; ~1.3x on ResNet-50 here, docs/compute.md)
 fmnist=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 tcmalloc_found=$(ls /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib/libtcmalloc_minimal.so.4 2>/dev/null | head -1 || true)
 if [ ! -f "$fmnist" ] || [ -z "$tcmalloc_found" ]; then

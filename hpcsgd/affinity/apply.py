@@ -180,7 +180,7 @@ def _prefer_hbm(rank: RankPlan, notes: list[str]) -> int | None:
 def apply_plan(cfg, world) -> Placement:
     """Plan this rank's cores and apply them (cfg.cluster.pin), collectively; rank 0's
     Placement carries the job's table. A plan that cannot fit is refused on every rank."""
-    from hpcsgd.world import agree
+    from hpcsgd.run.world import agree
     mask = initial_mask()
     masks = world.node_comm.allgather(sorted(mask))
     topology = discover()

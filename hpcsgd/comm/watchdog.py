@@ -28,7 +28,7 @@ import weakref
 from mpi4py import MPI
 
 from hpcsgd.comm.engine import Progress, pin_current_thread
-from hpcsgd.world import abort_job
+from hpcsgd.run.world import abort_job
 
 TAG_QUERY, TAG_REPLY, TAG_ABORT = 71, 72, 73
 EXIT_STALL = 4

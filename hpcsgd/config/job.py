@@ -65,12 +65,12 @@ class ComputeConfig:
     compile: bool = False
     """torch.compile the model (Inductor C++ code generation; first steps pay compile time)."""
     allocator: str = "auto"
-    """Memory allocator, preloaded by the training entry points (hpcsgd/allocator.py): "auto"
+    """Memory allocator, preloaded by the training entry points (hpcsgd/cpu/allocator.py): "auto"
     (tcmalloc, else jemalloc, else the system's), "tcmalloc", "jemalloc", "system" or the path
     of a library. tcmalloc made ResNet-50 training ~1.3x faster here (docs/compute.md)."""
 
     def check(self) -> None:
-        from hpcsgd.allocator import AllocatorError, resolve  # stdlib only: no torch, no MPI
+        from hpcsgd.cpu.allocator import AllocatorError, resolve  # stdlib only: no torch, no MPI
         try:
             resolve(self.allocator)
         except AllocatorError as e:

@@ -112,7 +112,7 @@ class ModelConfig:
 class OptimConfig:
     name: str = "sgd"
     """Optimizer: "sgd" (momentum SGD; momentum 0 = plain SGD), "lars" (You et al. 3.2.3),
-    "adagrad", "rmsprop" or "adam" (hpcsgd/optim.py)."""
+    "adagrad", "rmsprop" or "adam" (hpcsgd/optim/build.py)."""
     base_lr: float = 0.1
     """Peak LR for the global batch; with schedule.lr_scaling it is lr0 for schedule.base_batch."""
     momentum: float = 0.9

@@ -1,7 +1,7 @@
 """Batches for one rank: sharded indices -> sources (in worker processes or in place) -> tensors.
 
 Training: `TrainLoader.epoch` yields (step, micro, images, labels) of this rank from any step
-on (the indices are pure functions of (seed, epoch, step, rank), hpcsgd/sharding.py, and so is
+on (the indices are pure functions of (seed, epoch, step, rank), hpcsgd/data/sharding.py, and so is
 the augmentation), decoding up to `prefetch` batches ahead. Evaluation: `eval_batches` walks
 this rank's contiguous block of the split. Images are float32 NCHW tensors (channels_last
 memory for RGB), labels int64.
@@ -13,9 +13,7 @@ from collections import deque
 import numpy as np
 import torch
 
-from hpcsgd import sharding
-
-
+from hpcsgd.data import sharding
 def _finish(source, pixels: np.ndarray, results) -> tuple[torch.Tensor, torch.Tensor]:
     """Count bad records (may stop the run), normalise, drop evaluation samples left out."""
     labels, valid = [], []

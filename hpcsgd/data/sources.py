@@ -19,8 +19,8 @@ import torch
 
 from hpcsgd.config import DataConfig
 from hpcsgd.data import jpeg, transforms
-from hpcsgd.lmdb_store import DataPathError, LMDBReader
-from hpcsgd.records import Datum, RecordError, decode_datum
+from hpcsgd.store.lmdb_store import DataPathError, LMDBReader
+from hpcsgd.store.datum import Datum, RecordError, decode_datum
 
 log = logging.getLogger("hpcsgd.data")
 

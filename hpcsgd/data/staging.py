@@ -19,7 +19,7 @@ import shutil
 import socket
 from pathlib import Path
 
-from hpcsgd.lmdb_store import DataPathError, check_lmdb_path
+from hpcsgd.store.lmdb_store import DataPathError, check_lmdb_path
 
 RESERVE_FRACTION = 0.10  # of the node's memory, left free for the ranks' own work
 

@@ -2,8 +2,8 @@
 
     mpiexec -n 4 .venv/bin/python -m hpcsgd.lm.train jobs/experiments/ptb_lstm.toml [--train.epochs=2]
 
-One loop, two tasks: the same trainer as the image classifiers (hpcsgd/trainer.py, the step
-in hpcsgd/loop.py) with LMTask below for what differs: token streams instead of images, a
+One loop, two tasks: the same trainer as the image classifiers (hpcsgd/run/trainer.py, the step
+in hpcsgd/run/loop.py) with LMTask below for what differs: token streams instead of images, a
 loss that carries the LSTM's hidden state, perplexity instead of top-k, gradient clipping
 (lm.clip_norm, a step hook that acts after DATE's ratio). So the LM trainer resumes
 (checkpoint.resume, the hidden states saved per rank), stops and requeues on SIGUSR1/SIGTERM,
@@ -27,16 +27,16 @@ import torch
 import torch.nn.functional as F
 
 from hpcsgd import config as config_mod
-from hpcsgd import trainer
-from hpcsgd.entry import config_from_argv, run_entry
+from hpcsgd.run import trainer
+from hpcsgd.run.entry import config_from_argv, run_entry
 from hpcsgd.lm.corpus import CorpusError, load_corpus
 from hpcsgd.lm.evaluate import evaluate_perplexity
 from hpcsgd.lm.streams import steps_per_epoch, train_streams, window
 from hpcsgd.models.lstm import LSTMLanguageModel
-from hpcsgd.optim import clip_before_update
-from hpcsgd.run_folder import check_run_folder
-from hpcsgd.schedules import build_schedule
-from hpcsgd.world import World, agree, run_or_abort
+from hpcsgd.optim.build import clip_before_update
+from hpcsgd.run.folder import check_run_folder
+from hpcsgd.schedule.plan import build_schedule
+from hpcsgd.run.world import World, agree, run_or_abort
 
 
 def check_lm_config(cfg: config_mod.Config, world_size: int) -> None:

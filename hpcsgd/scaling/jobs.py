@@ -48,7 +48,7 @@ class Job:
     @property
     def iterations(self) -> int:
         """Optimizer steps the trainer runs: train.epochs counts epochs of
-        floor(images / global batch) steps (hpcsgd.sharding drops the remainder)."""
+        floor(images / global batch) steps (hpcsgd.data.sharding drops the remainder)."""
         return max(1, round(self.epochs * (IMAGENET_TRAIN_IMAGES // self.global_batch)))
 
     @property

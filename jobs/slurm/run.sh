@@ -6,7 +6,7 @@
 # continues from its newest checkpoint, a fresh one starts from scratch) and handles pre-emption:
 # `#SBATCH --signal=B:USR1@600` sends USR1 to this shell 10 minutes before the time limit; it is
 # forwarded to the launcher (srun and mpiexec pass it on to every rank); the ranks agree to stop
-# at the next step boundary, write a checkpoint and exit 3 (hpcsgd/stop.py EXIT_REQUEUE), and this
+# at the next step boundary, write a checkpoint and exit 3 (hpcsgd/run/stop.py EXIT_REQUEUE), and this
 # script requeues the job (scontrol requeue), which resumes from that checkpoint.
 # Environment: HPCSGD_LAUNCH (default "srun"), HPCSGD_PYTHON (default .venv/bin/python).
 set -uo pipefail

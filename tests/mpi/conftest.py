@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mpi4py import MPI
 
-from hpcsgd.world import init_world
+from hpcsgd.run.world import init_world
 
 COMM = MPI.COMM_WORLD
 

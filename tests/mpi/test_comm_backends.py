@@ -98,7 +98,7 @@ def test_mpi_allreduce_in_small_messages_is_the_same_sum(world):
 def test_mpi_refuses_to_sum_bf16_with_its_builtin_operator(world):
     with pytest.raises(TypeError, match="cannot reduce torch.bfloat16"):
         MPIBackend(world).allreduce_sum_(torch.ones(4, dtype=torch.bfloat16))
-    assert MPI.Query_thread() == MPI.THREAD_MULTIPLE  # what hpcsgd.world asked for
+    assert MPI.Query_thread() == MPI.THREAD_MULTIPLE  # what hpcsgd.run.world asked for
 
 
 def _wait_behind_a_late_rank(wait, comm, delay: float) -> tuple[bool, float, float]:

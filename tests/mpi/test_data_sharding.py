@@ -6,8 +6,8 @@ import torch
 from hpcsgd.config import Config, DataConfig
 from hpcsgd.data import (SmallImageSource, TrainLoader, build_loaders, build_sources,
                          eval_batches)
-from hpcsgd.lmdb_store import LMDBWriter
-from hpcsgd.records import raw_datum
+from hpcsgd.store.lmdb_store import LMDBWriter
+from hpcsgd.store.datum import raw_datum
 from imagenet_helpers import sample_jpegs, write_jpeg_lmdb
 
 N = 203  # not a multiple of any global batch below: the remainder is exercised

@@ -6,7 +6,7 @@ import pytest
 
 from hpcsgd.ensemble import run as run_ensemble
 from hpcsgd.ensemble import snapshot_paths
-from hpcsgd.metrics import read_metrics
+from hpcsgd.run.metrics import read_metrics
 from hpcsgd.train import train
 from helpers import tiny_config, tiny_dataset
 

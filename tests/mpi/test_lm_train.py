@@ -7,13 +7,13 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
-from hpcsgd.checkpoint import load_checkpoint
+from hpcsgd.run.checkpoint import load_checkpoint
 from hpcsgd.config import Config
 from hpcsgd.lm.evaluate import evaluate_perplexity
 from hpcsgd.lm.train import train_lm
-from hpcsgd.metrics import read_metrics
+from hpcsgd.run.metrics import read_metrics
 from hpcsgd.models.lstm import LSTMLanguageModel
-from hpcsgd.world import init_world
+from hpcsgd.run.world import init_world
 
 VOCAB = 50
 
@@ -95,7 +95,7 @@ def test_lm_refuses_a_nan_loss_on_one_rank_like_the_image_trainer(world, shared_
     # the shared loop's non-finite guard: every rank stops at the step, exit code 5, the
     # step and the rank named (a test-only patch: a NaN loss on the last rank at step 3)
     from hpcsgd.lm.train import LMTask
-    from hpcsgd.nonfinite import EXIT_NONFINITE
+    from hpcsgd.run.nonfinite import EXIT_NONFINITE
     real, calls = LMTask.loss, {"n": 0}
 
     def loss(self, forward, inputs, targets):

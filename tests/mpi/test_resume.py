@@ -3,11 +3,11 @@ shared file system, simulated by patching one rank's view): rank 0 chooses, ever
 that checkpoint, and a rank that loads another state is refused, named."""
 import pytest
 
-import hpcsgd.trainer as trainer_mod
-from hpcsgd.checkpoint import load_checkpoint
-from hpcsgd.metrics import read_metrics
+import hpcsgd.run.trainer as trainer_mod
+from hpcsgd.run.checkpoint import load_checkpoint
+from hpcsgd.run.metrics import read_metrics
 from hpcsgd.train import train
-from hpcsgd.world import Refused
+from hpcsgd.run.world import Refused
 from helpers import tiny_config, tiny_dataset
 
 

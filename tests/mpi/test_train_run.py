@@ -4,12 +4,12 @@ import json
 import torch
 from mpi4py import MPI
 
-from hpcsgd.checkpoint import load_checkpoint
+from hpcsgd.run.checkpoint import load_checkpoint
 from hpcsgd.comm.reducer import parameter_digest
-from hpcsgd.metrics import read_metrics
+from hpcsgd.run.metrics import read_metrics
 from hpcsgd.models import build_model
 from hpcsgd.train import train
-from hpcsgd.world import init_world
+from hpcsgd.run.world import init_world
 from helpers import tiny_config, tiny_dataset
 
 

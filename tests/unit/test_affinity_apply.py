@@ -11,7 +11,7 @@ import pytest
 from mpi4py import MPI
 
 from hpcsgd.config import load_config
-from hpcsgd.world import Refused, init_world
+from hpcsgd.run.world import Refused, init_world
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
 CORES = sorted(os.sched_getaffinity(0))
@@ -26,7 +26,7 @@ from hpcsgd.affinity.apply import apply_plan
 from hpcsgd.affinity.openmp import thread_affinities
 from hpcsgd.comm.engine import CommEngine
 from hpcsgd.config import load_config
-from hpcsgd.world import init_world
+from hpcsgd.run.world import init_world
 
 def cpu_ticks():
     out = {}

@@ -99,7 +99,7 @@ def test_staging_the_data_set_is_placed_by_the_os_not_in_the_preferred_node(tmp_
     records the policy it runs under (the rest of build_loaders needs a real data set)."""
     import hpcsgd.data.staging as staging
     from hpcsgd.data import build_loaders
-    from hpcsgd.world import init_world
+    from hpcsgd.run.world import init_world
     from mpi4py import MPI
     cfg = load_config(None, [f"--data.stage_dir={tmp_path}"])
     world = init_world(MPI.COMM_SELF)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mpi4py import MPI
 
-from hpcsgd.affinity import tuner
+from hpcsgd.bench import tuner
 from hpcsgd.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mpi4py import MPI
 
-from hpcsgd.allocator import (AllocatorError, _entry_args, configured_choice, find, resolve)
+from hpcsgd.cpu.allocator import (AllocatorError, _entry_args, configured_choice, find, resolve)
 from hpcsgd.config import ConfigError, load_config
 from helpers import tiny_dataset
 
@@ -95,7 +95,7 @@ def test_every_rank_runs_with_tcmalloc_by_default(tmp_path):
     assert "memory allocator: tcmalloc (compute.allocator = 'auto')" in out
     assert out.splitlines()[-1].startswith("final:") and "| tcmalloc |" in out.splitlines()[-1]
     # every rank re-executed itself with it (the banner is rank 0's; the start record has all)
-    from hpcsgd.metrics import read_metrics
+    from hpcsgd.run.metrics import read_metrics
     (start,) = read_metrics(tmp_path / "runs" / "run" / "metrics.jsonl", "start")
     assert start["allocators"] == ["tcmalloc", "tcmalloc"]
     out = _banner(tmp_path / "sys", "--compute.allocator=system")

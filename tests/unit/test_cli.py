@@ -65,7 +65,7 @@ def test_an_exception_on_one_rank_ends_the_whole_job(job):
     # every record is corrupt: the first rank to hit its corrupt-record limit fails while the
     # others would wait in the allreduce: the job must end with that rank named, not hang
     import lmdb
-    from hpcsgd.records import record_key
+    from hpcsgd.store.datum import record_key
     env = lmdb.open(str(job / "data" / "train"), map_size=1 << 28)
     with env.begin(write=True) as txn:
         for i in range(512):

@@ -12,8 +12,8 @@ from mpi4py import MPI
 
 from hpcsgd.collapsed_ensemble import main as procedure_main
 from hpcsgd.config import load_config, to_toml
-from hpcsgd.metrics import read_metrics
-from hpcsgd.schedules import build_schedule
+from hpcsgd.run.metrics import read_metrics
+from hpcsgd.schedule.plan import build_schedule
 from helpers import tiny_config, tiny_dataset
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))

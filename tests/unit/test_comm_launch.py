@@ -26,7 +26,7 @@ import os, signal, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F
 from hpcsgd.comm import build_reducer
 from hpcsgd.config import CommConfig
-from hpcsgd.world import init_world
+from hpcsgd.run.world import init_world
 
 world = init_world()
 mode, out = sys.argv[1], sys.argv[2]

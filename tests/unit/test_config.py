@@ -62,7 +62,7 @@ def test_missing_config_file_is_named(tmp_path):
 
 
 def test_auto_precision_is_bf16_only_with_bf16_in_hardware():
-    from hpcsgd.compute import native_bf16, precision
+    from hpcsgd.cpu.compute import native_bf16, precision
     from hpcsgd.config import ComputeConfig
     zen = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n"
     knl = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512pf avx512er avx512cd\n"

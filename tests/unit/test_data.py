@@ -8,8 +8,8 @@ import pytest
 
 from hpcsgd.config import DataConfig
 from hpcsgd.data import CorruptDataError, SmallImageSource, TrainLoader, eval_batches
-from hpcsgd.lmdb_store import LMDBReader
-from hpcsgd.records import decode_datum, record_key
+from hpcsgd.store.lmdb_store import LMDBReader
+from hpcsgd.store.datum import decode_datum, record_key
 from helpers import write_image_lmdb
 
 ROOT = Path(__file__).resolve().parents[2]

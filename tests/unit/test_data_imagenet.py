@@ -9,8 +9,8 @@ import torch
 
 from hpcsgd.config import Config
 from hpcsgd.data import TrainLoader, WorkerError, build_sources, eval_batches
-from hpcsgd.lmdb_store import DataPathError, LMDBWriter
-from hpcsgd.records import Datum, raw_datum
+from hpcsgd.store.lmdb_store import DataPathError, LMDBWriter
+from hpcsgd.store.datum import Datum, raw_datum
 from imagenet_helpers import encoded, png_bytes, sample_jpegs, write_jpeg_lmdb
 
 

@@ -10,8 +10,8 @@ import torch
 import torch.nn as nn
 
 from hpcsgd.config import ConfigError, OptimConfig, load_config
-from hpcsgd.date import DateBounded, date_ratio
-from hpcsgd.optim import build_optimizer, clip_before_update
+from hpcsgd.optim.date import DateBounded, date_ratio
+from hpcsgd.optim.build import build_optimizer, clip_before_update
 
 
 def test_bounds_clip_the_ratio():

@@ -1,4 +1,4 @@
-"""Both trainers' entry points (hpcsgd/entry.py) under a real `mpiexec -n 2`: a bad command
+"""Both trainers' entry points (hpcsgd/run/entry.py) under a real `mpiexec -n 2`: a bad command
 line and a launcher that does not match mpi4py's MPI are refused with exit code 2."""
 import os
 import shutil

@@ -13,7 +13,7 @@ import pytest
 
 from hpcsgd.config import load_config, to_toml, validate
 from hpcsgd.lm.train import check_lm_config
-from hpcsgd.schedules import build_schedule
+from hpcsgd.schedule.plan import build_schedule
 from helpers import write_image_lmdb
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hpcsgd.lmdb_store import LMDBReader
-from hpcsgd.records import decode_datum
+from hpcsgd.store.lmdb_store import LMDBReader
+from hpcsgd.store.datum import decode_datum
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))

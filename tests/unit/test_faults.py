@@ -12,9 +12,9 @@ import pytest
 import torch
 from mpi4py import MPI
 
-from hpcsgd.checkpoint import load_checkpoint
-from hpcsgd.metrics import read_metrics
-from hpcsgd.stop import EXIT_REQUEUE
+from hpcsgd.run.checkpoint import load_checkpoint
+from hpcsgd.run.metrics import read_metrics
+from hpcsgd.run.stop import EXIT_REQUEUE
 from helpers import tiny_dataset
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))

@@ -3,8 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hpcsgd.lmdb_store import LMDBReader
-from hpcsgd.records import decode_datum
+from hpcsgd.store.lmdb_store import LMDBReader
+from hpcsgd.store.datum import decode_datum
 from imagenet_helpers import sample_jpegs
 
 ROOT = Path(__file__).resolve().parents[2]

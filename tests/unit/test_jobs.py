@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hpcsgd.config import load_config
-from hpcsgd.sharding import steps_per_epoch
+from hpcsgd.data.sharding import steps_per_epoch
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = ROOT / "jobs"

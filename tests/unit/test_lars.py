@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 
 from hpcsgd.config import ConfigError, OptimConfig, load_config
-from hpcsgd.lars import LARS, lars_factor, lars_layer_lr, lars_local_lr
-from hpcsgd.optim import build_optimizer
+from hpcsgd.optim.lars import LARS, lars_factor, lars_layer_lr, lars_local_lr
+from hpcsgd.optim.build import build_optimizer
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -190,7 +190,7 @@ def test_mlperf_style_exclusion_is_a_named_option():
 def test_lenet_at_batch_512_and_gamma_32_stays_bounded():
     # the case that made the old default (biases at the raw global LR) blow up: after 25
     # steps a bias norm had grown from 0.46 to 659 and the loss reached 508
-    from hpcsgd.idx import read_idx
+    from hpcsgd.store.idx import read_idx
     from hpcsgd.models import build_model
     images = read_idx(FMNIST / "train-images-idx3-ubyte.gz")[:25 * 512]
     labels = read_idx(FMNIST / "train-labels-idx1-ubyte.gz")[:25 * 512]

@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from hpcsgd.checkpoint import load_checkpoint
-from hpcsgd.stop import EXIT_REQUEUE
+from hpcsgd.run.checkpoint import load_checkpoint
+from hpcsgd.run.stop import EXIT_REQUEUE
 from test_faults import MPIEXEC, _env, _metrics, _rank_pid, _wait_for
 from test_faults import pytestmark  # noqa: F401 - launches its own mpiexec, as those tests do
 

@@ -2,8 +2,8 @@ import multiprocessing as mp
 
 import pytest
 
-from hpcsgd.lmdb_store import DataPathError, LMDBReader, LMDBWriter
-from hpcsgd.records import Datum, decode_datum
+from hpcsgd.store.lmdb_store import DataPathError, LMDBReader, LMDBWriter
+from hpcsgd.store.datum import Datum, decode_datum
 from helpers import write_image_lmdb
 
 

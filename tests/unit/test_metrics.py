@@ -4,7 +4,7 @@ import math
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from hpcsgd.metrics import MetricsLog, read_metrics
+from hpcsgd.run.metrics import MetricsLog, read_metrics
 
 
 def test_train_epoch_and_eval_numbers_become_tensorboard_scalars(tmp_path):

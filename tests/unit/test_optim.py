@@ -5,11 +5,11 @@ import torch
 import torch.nn as nn
 
 from hpcsgd.config import ConfigError, OptimConfig, load_config
-from hpcsgd.date import DateBounded
-from hpcsgd.lars import LARS
-from hpcsgd.momentum import MomentumSGD
-from hpcsgd.optim import apply_schedule_, build_optimizer, param_groups
-from hpcsgd.schedules import SchedulePoint, build_schedule
+from hpcsgd.optim.date import DateBounded
+from hpcsgd.optim.lars import LARS
+from hpcsgd.optim.momentum import MomentumSGD
+from hpcsgd.optim.build import apply_schedule_, build_optimizer, param_groups
+from hpcsgd.schedule.plan import SchedulePoint, build_schedule
 
 
 def _model(seed=0):

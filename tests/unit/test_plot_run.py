@@ -9,9 +9,9 @@ import pytest
 from mpi4py import MPI
 from PIL import Image
 
-from hpcsgd.metrics import MetricsLog, read_metrics
+from hpcsgd.run.metrics import MetricsLog, read_metrics
 from hpcsgd.train import train
-from hpcsgd.world import init_world
+from hpcsgd.run.world import init_world
 from helpers import tiny_config, tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hpcsgd.records import Datum, RecordError, decode_datum, encode_datum, raw_datum
+from hpcsgd.store.datum import Datum, RecordError, decode_datum, encode_datum, raw_datum
 
 
 def test_wire_bytes_match_protobuf_encoding_worked_by_hand():

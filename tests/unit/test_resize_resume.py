@@ -1,5 +1,5 @@
 """A requeued job may get fewer or more nodes: a checkpoint written by 4 ranks resumes on 2,
-and one written by 2 resumes on 4, with the same samples at every step (hpcsgd/sharding.py
+and one written by 2 resumes on 4, with the same samples at every step (hpcsgd/data/sharding.py
 makes a step's samples independent of the number of ranks). Real `mpiexec`; LeNet (no
 BatchNorm, whose per-rank batch statistics would differ) and no augmentation (the 28x28 sets
 draw it per rank), so the resumed losses equal the uninterrupted run's up to the summation

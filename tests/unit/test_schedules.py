@@ -4,7 +4,7 @@ import math
 import pytest
 
 from hpcsgd.config import Config, ConfigError, ScheduleConfig, load_config
-from hpcsgd.schedules import (build_schedule, lr_at, plan_at, point_at, resolve_plan,
+from hpcsgd.schedule.plan import (build_schedule, lr_at, plan_at, point_at, resolve_plan,
                               snapshot_iterations)
 
 

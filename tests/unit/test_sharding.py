@@ -1,9 +1,7 @@
 import numpy as np
 import pytest
 
-from hpcsgd import sharding
-
-
+from hpcsgd.data import sharding
 def _epoch_indices(n, size, local_batch, accumulation, seed=3, epoch=0):
     perm = sharding.epoch_permutation(n, seed=seed, epoch=epoch)
     steps = sharding.steps_per_epoch(n, local_batch * size * accumulation)

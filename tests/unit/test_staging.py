@@ -4,7 +4,7 @@ import pytest
 from mpi4py import MPI
 
 from hpcsgd.data import staging
-from hpcsgd.lmdb_store import LMDBReader
+from hpcsgd.store.lmdb_store import LMDBReader
 from helpers import write_image_lmdb
 
 GIB = 1 << 30

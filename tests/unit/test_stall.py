@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(MPI.COMM_WORLD.size > 1 or MPIEXEC is None,
 SCRIPT = """
 import sys, time
 from mpi4py import MPI
-import hpcsgd.meter as meter
+import hpcsgd.run.meter as meter
 real = meter.Meter.log_point
 
 def log_point(self, step, optimizer):

@@ -6,7 +6,7 @@ the paper's Table 4), in the paper's order:
         (the text prints beta * ||grad w||; the weight-decay term is beta * ||w||, a typo)
     (2) layer LR   gamma * alpha                (gamma: the global LR the schedule sets)
     (3) g <- g + beta * w                       (weight decay after the ratio)
-    (4) a <- mu a + gamma * alpha * g           (Caffe form; hpcsgd/momentum.py for PyTorch's)
+    (4) a <- mu a + gamma * alpha * g           (Caffe form; hpcsgd/optim/momentum.py for PyTorch's)
     (5) w <- w - a
 eta is the trust coefficient (0.001 in the paper), beta the weight decay, mu the momentum.
 
@@ -16,14 +16,14 @@ eta is the trust coefficient (0.001 in the paper), beta the weight decay, mu the
   alpha: alpha only caps the global LR.
 - ``eps`` is added to the denominator (0 in the paper).
 - Groups with ``layerwise = False`` (BatchNorm parameters and biases with
-  ``optim.layerwise_bn_bias = false``, the MLPerf-style exclusion, hpcsgd/optim.py) are plain
+  ``optim.layerwise_bn_bias = false``, the MLPerf-style exclusion, hpcsgd/optim/build.py) are plain
   momentum SGD with the global LR. By default every tensor takes its ratio, as in the paper.
 """
 from __future__ import annotations
 
 import torch
 
-from hpcsgd.momentum import MOMENTUM_STYLES, MomentumSGD
+from hpcsgd.optim.momentum import MOMENTUM_STYLES, MomentumSGD
 
 
 def lars_local_lr(w_norm: float, g_norm: float, *, eta: float, weight_decay: float,

@@ -5,7 +5,7 @@
 
 The MPI world, a check that the launcher and MPI agree on its size, the configuration from
 the command line, and the exit code: 0 done, 2 (EXIT_CONFIG_ERROR) refused before any work,
-or the code the run's summary asks for (hpcsgd.stop.EXIT_REQUEUE after a stop signal).
+or the code the run's summary asks for (hpcsgd.run.stop.EXIT_REQUEUE after a stop signal).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 from typing import Callable
 
 from hpcsgd.config import Config, ConfigError, load_config
-from hpcsgd.world import Refused, World, expected_world_size, init_world
+from hpcsgd.run.world import Refused, World, expected_world_size, init_world
 
 EXIT_CONFIG_ERROR = 2
 
@@ -58,7 +58,7 @@ def run_entry(prog: str, start: Callable[[list[str], World], dict],
               argv: list[str] | None = None) -> int:
     """Run ``start(argv, world) -> summary`` on every rank; return the process's exit code.
 
-    ``start`` refuses bad input by raising Refused on every rank together (hpcsgd.world.agree);
+    ``start`` refuses bad input by raising Refused on every rank together (hpcsgd.run.world.agree);
     rank 0 prints it once, prefixed with ``prog``.
     """
     args = sys.argv[1:] if argv is None else argv

@@ -2,7 +2,7 @@
 is skipped or the run stops, naming the iteration and the ranks (train.nonfinite).
 
 One check per optimizer step, after the gradient allreduce: each rank's (loss finite,
-gradients finite) flags travel in the step's one control collective (hpcsgd/control.py), so
+gradients finite) flags travel in the step's one control collective (hpcsgd/run/control.py), so
 every rank takes the same decision. The
 gradient check is one fused norm over all gradients (a pass over them, ~1% of a ResNet-50
 step here). "skip" also restores the model's buffers (BatchNorm running statistics) to their
@@ -63,7 +63,7 @@ class NonFiniteGuard:
 
     def local_flags(self, losses: list[float]) -> tuple[bool, bool]:
         """(this rank's losses finite, the averaged gradients finite) for the step's control
-        collective (hpcsgd/control.py); "ignore" checks nothing."""
+        collective (hpcsgd/run/control.py); "ignore" checks nothing."""
         if self.policy == "ignore":
             return True, True
         return all(map(math.isfinite, losses)), gradients_finite(self.model.parameters())

@@ -1,5 +1,5 @@
 """What the training loop measures and logs, beside the step: phase times, the mean loss of
-every log interval and epoch, throughput (hpcsgd/loop.py calls it; the step never does).
+every log interval and epoch, throughput (hpcsgd/run/loop.py calls it; the step never does).
 
 A log point comes every train.log_every_steps steps, at the end of every epoch and at the
 last step: one "train" record (mean loss over the ranks' counted micro-batches, LR, weight
@@ -12,8 +12,8 @@ import resource
 
 import numpy as np
 
-from hpcsgd.metrics import MetricsLog, Timer
-from hpcsgd.optim import optimizer_stats
+from hpcsgd.run.metrics import MetricsLog, Timer
+from hpcsgd.optim.build import optimizer_stats
 
 NOT_TRAINING = ("eval", "checkpoint")
 """Timer phases excluded from training time and throughput."""

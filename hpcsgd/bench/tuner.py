@@ -2,7 +2,7 @@
 
 A layout is a number of ranks on this node and a set of config options (cluster.pin,
 compute.threads, cluster.comm_cores_per_rank, comm.bucket_mb); each runs as its own
-`mpiexec -n R python -m hpcsgd.affinity.stepbench` (hpcsgd/affinity/stepbench.py), at the
+`mpiexec -n R python -m hpcsgd.bench.stepbench` (hpcsgd/bench/stepbench.py), at the
 same global batch, so step times compare across rank counts. Results are appended to a JSON
 lines file, one line per run, so that rounds run at different times (each under the
 benchmark lock) accumulate; a candidate's step time is the median over its rounds. The
@@ -74,7 +74,7 @@ def candidates(cores: int, ranks=(1, 2, 3, 4), buckets=(4.0,)) -> list[Candidate
 
 def bench_command(c: Candidate, workload: list[str], *, mpiexec: str,
                   python: str = sys.executable) -> list[str]:
-    return [mpiexec, "-n", str(c.ranks), python, "-m", "hpcsgd.affinity.stepbench",
+    return [mpiexec, "-n", str(c.ranks), python, "-m", "hpcsgd.bench.stepbench",
             *workload, *c.options]
 
 

@@ -1,6 +1,6 @@
 """The papers' learning-rate curves as pure functions of the (fractional) epoch.
 
-Each function returns the LR at one moment; hpcsgd/schedules.py composes them into the run's
+Each function returns the LR at one moment; hpcsgd/schedule/plan.py composes them into the run's
 plan. Epochs are fractional (iteration / iterations per epoch), so every warmup and decay is
 per iteration, as in Caffe's solvers, not per epoch.
 """

@@ -3,13 +3,13 @@
 snapshot steps (Codreanu VI: the cyclic schedule's cycle ends, whole checkpoints a collapse
 branch continues), the checkpoint of a stop request, and final.pt. Every save is collective:
 all ranks contribute their RNG state and buffers, rank 0 writes atomically
-(hpcsgd/checkpoint.py: the file format)."""
+(hpcsgd/run/checkpoint.py: the file format)."""
 from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
 
-from hpcsgd.checkpoint import capture_state, checkpoint_path, prune_checkpoints, save_checkpoint
+from hpcsgd.run.checkpoint import capture_state, checkpoint_path, prune_checkpoints, save_checkpoint
 from hpcsgd.comm.reducer import average_buffers_
 from hpcsgd.config import to_toml
 

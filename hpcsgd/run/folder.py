@@ -2,7 +2,7 @@
 its closing.
 
     <run.out_dir>/<run.name>/config.toml     the full configuration, written at the start
-                             metrics.jsonl   tagged JSON lines (hpcsgd.metrics.MetricsLog)
+                             metrics.jsonl   tagged JSON lines (hpcsgd.run.metrics.MetricsLog)
                              summary.json    the run's summary, written at the end
                              tensorboard/    event files of the same numbers (run.tensorboard,
                                              when the tensorboard package is installed)
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from hpcsgd.config import Config, ConfigError, to_toml
 from hpcsgd.config.load import _toml_value
-from hpcsgd.metrics import MetricsLog
-from hpcsgd.world import World
+from hpcsgd.run.metrics import MetricsLog
+from hpcsgd.run.world import World
 
 
 RUN_FILES = ("config.toml", "metrics.jsonl", "summary.json")

@@ -7,7 +7,7 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
-from hpcsgd.records import Datum, encode_datum, record_key
+from hpcsgd.store.datum import Datum, encode_datum, record_key
 
 
 class DataPathError(FileNotFoundError):

@@ -9,7 +9,7 @@ import torch.nn as nn
 from mpi4py import MPI
 
 from hpcsgd.comm.replicas import average_buffers_
-from hpcsgd.compute import autocast, to_layout
+from hpcsgd.cpu.compute import autocast, to_layout
 from hpcsgd.config import ComputeConfig
 from hpcsgd.data import eval_batches
 

@@ -7,9 +7,9 @@
     signals) -> schedule -> optimizer step -> zero the gradients
 
 ``run_loop`` repeats it and hands each finished step to the objects beside it, each owning
-one concern: the Meter (timing and the train/epoch records, hpcsgd/meter.py), the Evaluator
-(hpcsgd/evaluate.py), the Checkpointer (periodic checkpoints, snapshots, the stop
-checkpoint: hpcsgd/saving.py) and the StopRequest (SIGUSR1/SIGTERM, hpcsgd/stop.py).
+one concern: the Meter (timing and the train/epoch records, hpcsgd/run/meter.py), the Evaluator
+(hpcsgd/run/evaluate.py), the Checkpointer (periodic checkpoints, snapshots, the stop
+checkpoint: hpcsgd/run/saving.py) and the StopRequest (SIGUSR1/SIGTERM, hpcsgd/run/stop.py).
 """
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from itertools import chain, islice
 
 from hpcsgd.comm.reducer import check_consistency
-from hpcsgd.compute import autocast, to_layout
-from hpcsgd.control import agree_step
-from hpcsgd.nonfinite import EXIT_NONFINITE, NonFinite
-from hpcsgd.optim import apply_schedule_
-from hpcsgd.stop import EXIT_REQUEUE
+from hpcsgd.cpu.compute import autocast, to_layout
+from hpcsgd.run.control import agree_step
+from hpcsgd.run.nonfinite import EXIT_NONFINITE, NonFinite
+from hpcsgd.optim.build import apply_schedule_
+from hpcsgd.run.stop import EXIT_REQUEUE
 
 
 @dataclass
@@ -54,12 +54,12 @@ class Parts:
     schedule: object
     guard: object
     task: object
-    """What differs between tasks: the loss (hpcsgd/trainer.py)."""
+    """What differs between tasks: the loss (hpcsgd/run/trainer.py)."""
     comm: object
     watch: object
-    """Waits for the loop's collectives and ends a stalled job (hpcsgd/control.py)."""
+    """Waits for the loop's collectives and ends a stalled job (hpcsgd/run/control.py)."""
     stop: object
-    """The run's StopRequest (hpcsgd/stop.py): its signal enters the control collective."""
+    """The run's StopRequest (hpcsgd/run/stop.py): its signal enters the control collective."""
     compute: object
     """The [compute] config section (layout, autocast)."""
     accumulation: int
@@ -70,7 +70,7 @@ class Parts:
 @dataclass
 class StepResult:
     action: str
-    """"update", "skip" or "stop" (hpcsgd/nonfinite.py)."""
+    """"update", "skip" or "stop" (hpcsgd/run/nonfinite.py)."""
     bad: NonFinite | None
     losses: list[float]
     """Each micro-batch's loss on this rank."""

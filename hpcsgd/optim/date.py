@@ -12,12 +12,12 @@ here they are constants from the config (optim.date_lower / date_upper), which t
 could drive like any group option.
 
 r is taken from the gradient as the step receives it. Where the trainer clips gradients (the
-LSTM), the clipping runs after r is taken, on the base optimizer (hpcsgd.optim.
+LSTM), the clipping runs after r is taken, on the base optimizer (hpcsgd.optim.build.
 clip_before_update): Algorithm 1 computes r from g_t, and a clipped g made every LSTM matrix
 hit the upper bound (||w|| / 0.25 >> 10), which reduced DATE to sqrt scaling x upper.
 
 How r is applied: for momentum SGD it scales the direction entering the velocity (the same
-place as the LARS trust ratio, hpcsgd/momentum.py), so the two momentum forms stay equal at
+place as the LARS trust ratio, hpcsgd/optim/momentum.py), so the two momentum forms stay equal at
 a constant LR; for AdaGrad, RMSProp and Adam, which normalise the gradient's scale away, it
 multiplies the step's LR.
 """
@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from hpcsgd.momentum import MomentumSGD, closure_loss
+from hpcsgd.optim.momentum import MomentumSGD, closure_loss
 
 
 def date_ratio(w_norm: float, g_norm: float, *, lower: float, upper: float) -> float:
@@ -44,7 +44,7 @@ class DateBounded(torch.optim.Optimizer):
     ``make_inner`` over one group per parameter, so each layer can get its own ratio.
 
     Args:
-        params: param groups (as from hpcsgd.optim.param_groups).
+        params: param groups (as from hpcsgd.optim.build.param_groups).
         make_inner: list of per-parameter groups -> base optimizer.
         lower, upper: bounds of the ratio.
     """

@@ -2,7 +2,7 @@
 
 A signal may reach one rank, some or all (Slurm's ``--signal``, ``scancel --signal``, or
 mpiexec forwarding). The handler only records it; every step the ranks agree on it in the
-step's control collective (hpcsgd/control.py: the highest signal number), so all of them
+step's control collective (hpcsgd/run/control.py: the highest signal number), so all of them
 checkpoint the same step and exit with EXIT_REQUEUE, which a batch script turns into
 ``scontrol requeue``.
 """

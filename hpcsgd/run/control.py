@@ -56,7 +56,7 @@ class Watch:
 
     def _stalled(self, what: str) -> None:
         from hpcsgd.comm.watchdog import EXIT_STALL
-        from hpcsgd.world import abort_job
+        from hpcsgd.run.world import abort_job
         sys.stderr.write(f"[hpcsgd] rank {self.comm.rank}: {what} unfinished after "
                          f"{self.timeout_s:g} s (comm.stall_timeout_s): another rank never "
                          f"reached it or died; ending all {self.comm.size} ranks with exit "

@@ -1,4 +1,4 @@
-"""mpiexec -n 2 .venv/bin/python -m hpcsgd.affinity.stepbench [--model resnet50] [--image-size 64] [--batch 16] [--warmup 2] [--steps 6] [--section.key=value ...]
+"""mpiexec -n 2 .venv/bin/python -m hpcsgd.bench.stepbench [--model resnet50] [--image-size 64] [--batch 16] [--warmup 2] [--steps 6] [--section.key=value ...]
 
 Short training-step benchmark of one core layout, the unit the affinity tuner measures
 (tools/affinity.py tune). Every rank: the core plan applied exactly as the trainer applies it
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hpcsgd.world import init_world, run_or_abort
+    from hpcsgd.run.world import init_world, run_or_abort
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet50")
@@ -49,7 +49,7 @@ def _measure(args, overrides, world) -> int:
     from hpcsgd.affinity.apply import apply_plan
     from hpcsgd.comm import build_backend, build_reducer
     from hpcsgd.comm.reducer import broadcast_state_
-    from hpcsgd.compute import compute_threads, prepare_model, to_layout
+    from hpcsgd.cpu.compute import compute_threads, prepare_model, to_layout
     from hpcsgd.config import load_config, local_batch, validate
     from hpcsgd.models import build_model
 

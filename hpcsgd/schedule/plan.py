@@ -4,7 +4,7 @@ A pure function of (iteration, iterations per epoch, config): ``plan_at``. The t
 ``Schedule`` (``build_schedule(cfg, steps_per_epoch)``) and calls ``schedule.at(epoch)`` with
 the fractional epoch ``step / steps_per_epoch`` before every optimizer step.
 
-Composition (every piece in hpcsgd/lr_curves.py, hpcsgd/lr_scaling.py):
+Composition (every piece in hpcsgd/schedule/curves.py, hpcsgd/schedule/scaling.py):
 1. peak LR = optim.base_lr, or lr0 scaled from the baseline batch (linear / sqrt rule);
 2. warmup (linear, constant, quadratic) over warmup_epochs, or LEGW's w0 * B/B0;
 3. decay: poly, cosine, multistep, constant, DATE's roller coaster, Codreanu's cycles;
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from hpcsgd import lr_curves
+from hpcsgd.schedule import curves as lr_curves
 from hpcsgd.config import Config, ConfigError, ScheduleConfig
-from hpcsgd.lr_scaling import legw_warmup_epochs, scaled_lr
+from hpcsgd.schedule.scaling import legw_warmup_epochs, scaled_lr
 
 EPS = 1e-9
 

@@ -1,6 +1,6 @@
 """Scaling a baseline recipe (batch B0, learning rate lr0, warmup w0) to a batch B.
 
-Pure functions of numbers; the schedule plan (hpcsgd/schedules.py) calls them once per run.
+Pure functions of numbers; the schedule plan (hpcsgd/schedule/plan.py) calls them once per run.
 
 - Linear rule (Krizhevsky; Goyal et al.): lr = lr0 * B / B0.
 - Sqrt rule (Krizhevsky; DATE 3.3): lr = lr0 * sqrt(B / B0), keeps the variance of the

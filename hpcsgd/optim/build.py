@@ -12,9 +12,9 @@ gamma 32, grew a bias norm from 0.46 to 659 in 25 steps (tests/unit/test_lars.py
 | optim.name | optim.date | optimizer |
 |---|---|---|
 | sgd (pytorch momentum) | false | torch.optim.SGD (momentum 0 = plain SGD; nesterov) |
-| sgd (caffe momentum) | false | hpcsgd.momentum.MomentumSGD |
-| lars | false | hpcsgd.lars.LARS |
-| sgd, adagrad, rmsprop, adam | true | hpcsgd.date.DateBounded over the base optimizer |
+| sgd (caffe momentum) | false | hpcsgd.optim.momentum.MomentumSGD |
+| lars | false | hpcsgd.optim.lars.LARS |
+| sgd, adagrad, rmsprop, adam | true | hpcsgd.optim.date.DateBounded over the base optimizer |
 | adagrad, rmsprop, adam | false | torch.optim.Adagrad / RMSprop / Adam (L2 weight decay) |
 """
 from __future__ import annotations
@@ -23,9 +23,9 @@ import torch
 import torch.nn as nn
 
 from hpcsgd.config import OptimConfig
-from hpcsgd.date import DateBounded
-from hpcsgd.lars import LARS
-from hpcsgd.momentum import MomentumSGD
+from hpcsgd.optim.date import DateBounded
+from hpcsgd.optim.lars import LARS
+from hpcsgd.optim.momentum import MomentumSGD
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:

@@ -18,26 +18,26 @@ from pathlib import Path
 
 import torch
 
-from hpcsgd import allocator
+from hpcsgd.cpu import allocator
 from hpcsgd import config as config_mod
 from hpcsgd.affinity.apply import apply_plan
-from hpcsgd.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint,
+from hpcsgd.run.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint,
                                rank_entry, restore_state_)
 from hpcsgd.comm import build_backend, build_reducer
 from hpcsgd.comm.reducer import broadcast_state_, check_replicas
 from hpcsgd.comm.replicas import parameter_digest
-from hpcsgd.compute import compute_threads, precision, prepare_model
-from hpcsgd.control import Watch
-from hpcsgd.evaluate import Evaluator
-from hpcsgd.loop import Parts, Progress, run_loop
-from hpcsgd.meter import Meter
-from hpcsgd.nonfinite import NonFiniteGuard
-from hpcsgd.optim import build_optimizer
-from hpcsgd.run_folder import finish_run, open_run
-from hpcsgd.saving import Checkpointer
-from hpcsgd.schedules import build_schedule
-from hpcsgd.stop import StopRequest
-from hpcsgd.world import Refused, World, agree
+from hpcsgd.cpu.compute import compute_threads, precision, prepare_model
+from hpcsgd.run.control import Watch
+from hpcsgd.run.evaluate import Evaluator
+from hpcsgd.run.loop import Parts, Progress, run_loop
+from hpcsgd.run.meter import Meter
+from hpcsgd.run.nonfinite import NonFiniteGuard
+from hpcsgd.optim.build import build_optimizer
+from hpcsgd.run.folder import finish_run, open_run
+from hpcsgd.run.saving import Checkpointer
+from hpcsgd.schedule.plan import build_schedule
+from hpcsgd.run.stop import StopRequest
+from hpcsgd.run.world import Refused, World, agree
 
 
 def train(task, cfg: config_mod.Config, world: World) -> dict:

@@ -1,0 +1,1 @@
+"""The compute side of a rank: threads, layout, precision, compilation, the memory allocator."""

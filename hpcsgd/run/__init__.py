@@ -1,0 +1,1 @@
+"""The lifecycle of a training run: build, loop, meter, evaluate, save, stop, finish."""

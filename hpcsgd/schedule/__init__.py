@@ -1,0 +1,1 @@
+"""Learning-rate, weight-decay and augmentation schedules as pure functions of the iteration."""

@@ -1,0 +1,1 @@
+"""Record storage: Caffe Datum records, LMDB stores, IDX files."""
