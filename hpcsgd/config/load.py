@@ -10,7 +10,8 @@ import tomllib
 import typing
 from pathlib import Path
 
-from hpcsgd.config.errors import ConfigError
+from hpcsgd.config.choices import choices, is_choice
+from hpcsgd.config.errors import ConfigError, refuse
 from hpcsgd.config.tree import Config
 from hpcsgd.config.validate import validate
 
@@ -18,6 +19,10 @@ from hpcsgd.config.validate import validate
 def _coerce(value, typ, option: str):
     """Check/convert one value against its annotated type; no silent truncation."""
     origin = typing.get_origin(typ)
+    if is_choice(typ):
+        if value in choices(typ):
+            return value
+        refuse(option, value, "must be one of " + ", ".join(repr(c) for c in choices(typ)))
     if origin is list:
         (item,) = typing.get_args(typ)
         if not isinstance(value, (list, tuple)):
@@ -67,8 +72,10 @@ def _parse_cli_value(text: str):
         return text
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Defaults <- TOML file <- ``--section.key=value`` overrides. Raises ConfigError."""
+def load_config(path: str | Path | None = None, overrides: list[str] = (), *,
+                world_size: int | None = None, task: str | None = None) -> Config:
+    """Defaults <- TOML file <- ``--section.key=value`` overrides, validated once with what
+    is known (``validate(cfg, world_size, task)``). Raises ConfigError."""
     cfg = Config()
     if path is not None:
         path = Path(path)
@@ -88,7 +95,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raise ConfigError(f"override {arg!r} must look like --section.key=value")
         option, _, text = arg[2:].partition("=")
         _set(cfg, option, _parse_cli_value(text))
-    validate(cfg)
+    validate(cfg, world_size, task)
     return cfg
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hpcsgd.config.errors import _require
+from hpcsgd.config.choices import (DataName, Decay, LRScaling, MomentumStyle, OptimName,
+                                   RollerCoasterWarmup, Warmup)
+from hpcsgd.config.errors import require
 
 
 @dataclass
 class DataConfig:
-    name: str = "fashion-mnist"
+    name: DataName = "fashion-mnist"
     """Data set: "fashion-mnist" (28x28 grey) or "imagenet" (encoded JPEG records)."""
     path: str = "data/fashion-mnist"
     """LMDB folder holding one LMDB per split (`<path>/train`, `<path>/test`)."""
@@ -64,29 +66,27 @@ class DataConfig:
     TurboJPEG 3 library: whole images with simplejpeg."""
 
     def check(self) -> None:
-        _require(self.name in ("fashion-mnist", "imagenet"), "data.name", self.name,
-                 "must be 'fashion-mnist' or 'imagenet'")
-        _require(0.0 <= self.max_corrupt_fraction < 1.0, "data.max_corrupt_fraction",
+        require(0.0 <= self.max_corrupt_fraction < 1.0, "data.max_corrupt_fraction",
                  self.max_corrupt_fraction, "must be in [0, 1)")
-        _require(self.workers >= 0, "data.workers", self.workers, "must be >= 0")
-        _require(self.max_image_pixels >= 1, "data.max_image_pixels", self.max_image_pixels,
+        require(self.workers >= 0, "data.workers", self.workers, "must be >= 0")
+        require(self.max_image_pixels >= 1, "data.max_image_pixels", self.max_image_pixels,
                  "must be >= 1")
-        _require(self.prefetch_batches >= 1, "data.prefetch_batches", self.prefetch_batches,
+        require(self.prefetch_batches >= 1, "data.prefetch_batches", self.prefetch_batches,
                  "must be >= 1")
-        _require(self.crop_size >= 1, "data.crop_size", self.crop_size, "must be >= 1")
-        _require(self.eval_resize >= self.crop_size, "data.eval_resize", self.eval_resize,
+        require(self.crop_size >= 1, "data.crop_size", self.crop_size, "must be >= 1")
+        require(self.eval_resize >= self.crop_size, "data.eval_resize", self.eval_resize,
                  f"must be >= data.crop_size = {self.crop_size}")
         lo, hi = (self.scale_range + [0, 0])[:2]
-        _require(len(self.scale_range) == 2 and 0 < lo <= hi <= 1, "data.scale_range",
+        require(len(self.scale_range) == 2 and 0 < lo <= hi <= 1, "data.scale_range",
                  self.scale_range, "must be [lo, hi] with 0 < lo <= hi <= 1")
         lo, hi = (self.ratio_range + [0, 0])[:2]
-        _require(len(self.ratio_range) == 2 and 0 < lo <= hi, "data.ratio_range",
+        require(len(self.ratio_range) == 2 and 0 < lo <= hi, "data.ratio_range",
                  self.ratio_range, "must be [lo, hi] with 0 < lo <= hi")
         channels = 1 if self.name == "fashion-mnist" else 3
         for option, values in (("data.mean", self.mean), ("data.std", self.std)):
-            _require(len(values) in (0, channels), option, values,
+            require(len(values) in (0, channels), option, values,
                      f"must be [] or {channels} values for data.name = {self.name!r}")
-        _require(all(v > 0 for v in self.std), "data.std", self.std, "must be > 0")
+        require(all(v > 0 for v in self.std), "data.std", self.std, "must be > 0")
 
 
 @dataclass
@@ -101,16 +101,16 @@ class ModelConfig:
 
     def check(self) -> None:
         from hpcsgd.models import MODELS  # local import: models import torch
-        _require(self.name in MODELS, "model.name", self.name,
+        require(self.name in MODELS, "model.name", self.name,
                  f"unknown model (known: {', '.join(sorted(MODELS))})")
-        _require(self.num_classes >= 2, "model.num_classes", self.num_classes, "must be >= 2")
-        _require(0.0 < self.bn_momentum <= 1.0, "model.bn_momentum", self.bn_momentum,
+        require(self.num_classes >= 2, "model.num_classes", self.num_classes, "must be >= 2")
+        require(0.0 < self.bn_momentum <= 1.0, "model.bn_momentum", self.bn_momentum,
                  "must be in (0, 1]")
 
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"
+    name: OptimName = "sgd"
     """Optimizer: "sgd" (momentum SGD; momentum 0 = plain SGD), "lars" (You et al. 3.2.3),
     "adagrad", "rmsprop" or "adam" (hpcsgd/optim/build.py)."""
     base_lr: float = 0.1
@@ -119,7 +119,7 @@ class OptimConfig:
     """Momentum of "sgd" and "lars" (the adaptive optimizers do not use it)."""
     nesterov: bool = False
     """Nesterov momentum ("sgd" only)."""
-    momentum_style: str = "pytorch"
+    momentum_style: MomentumStyle = "pytorch"
     """"pytorch" (v = mu v + g; w -= lr v) or "caffe" (v = mu v + lr g; w -= v); they differ
     only when the LR changes (docs/schedules.md, Goyal et al.'s momentum correction)."""
     weight_decay: float = 5e-4
@@ -152,35 +152,31 @@ class OptimConfig:
     """Denominator epsilon of AdaGrad, RMSProp and Adam."""
 
     def check(self) -> None:
-        names = ("sgd", "lars", "adagrad", "rmsprop", "adam")
-        _require(self.name in names, "optim.name", self.name, f"must be one of {', '.join(names)}")
-        _require(self.base_lr > 0, "optim.base_lr", self.base_lr, "must be > 0")
-        _require(0.0 <= self.momentum < 1.0, "optim.momentum", self.momentum, "must be in [0, 1)")
-        _require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "must be >= 0")
-        _require(not self.nesterov or self.momentum > 0, "optim.nesterov", self.nesterov,
+        require(self.base_lr > 0, "optim.base_lr", self.base_lr, "must be > 0")
+        require(0.0 <= self.momentum < 1.0, "optim.momentum", self.momentum, "must be in [0, 1)")
+        require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "must be >= 0")
+        require(not self.nesterov or self.momentum > 0, "optim.nesterov", self.nesterov,
                  "needs momentum > 0")
-        _require(not self.nesterov or self.name == "sgd", "optim.nesterov", self.nesterov,
+        require(not self.nesterov or self.name == "sgd", "optim.nesterov", self.nesterov,
                  f"only with optim.name = 'sgd' (not {self.name!r})")
-        _require(self.momentum_style in ("pytorch", "caffe"), "optim.momentum_style",
-                 self.momentum_style, "must be 'pytorch' or 'caffe'")
-        _require(self.lars_eta > 0, "optim.lars_eta", self.lars_eta, "must be > 0")
-        _require(self.lars_eps >= 0, "optim.lars_eps", self.lars_eps, "must be >= 0")
-        _require(not self.lars_clip or self.name == "lars", "optim.lars_clip", self.lars_clip,
+        require(self.lars_eta > 0, "optim.lars_eta", self.lars_eta, "must be > 0")
+        require(self.lars_eps >= 0, "optim.lars_eps", self.lars_eps, "must be >= 0")
+        require(not self.lars_clip or self.name == "lars", "optim.lars_clip", self.lars_clip,
                  f"only with optim.name = 'lars' (not {self.name!r})")
-        _require(not self.date or self.name != "lars", "optim.date", self.date,
+        require(not self.date or self.name != "lars", "optim.date", self.date,
                  "DATE bounds its own ratio on sgd/adagrad/rmsprop/adam, not on top of LARS")
-        _require(0.0 <= self.date_lower <= self.date_upper, "optim.date_lower",
+        require(0.0 <= self.date_lower <= self.date_upper, "optim.date_lower",
                  self.date_lower, f"must be in [0, optim.date_upper = {self.date_upper}]")
-        _require(len(self.adam_betas) == 2 and all(0.0 <= b < 1.0 for b in self.adam_betas),
+        require(len(self.adam_betas) == 2 and all(0.0 <= b < 1.0 for b in self.adam_betas),
                  "optim.adam_betas", self.adam_betas, "must be two numbers in [0, 1)")
-        _require(0.0 <= self.rmsprop_alpha < 1.0, "optim.rmsprop_alpha", self.rmsprop_alpha,
+        require(0.0 <= self.rmsprop_alpha < 1.0, "optim.rmsprop_alpha", self.rmsprop_alpha,
                  "must be in [0, 1)")
-        _require(self.eps > 0, "optim.eps", self.eps, "must be > 0")
+        require(self.eps > 0, "optim.eps", self.eps, "must be > 0")
 
 
 @dataclass
 class ScheduleConfig:
-    lr_scaling: str = "none"
+    lr_scaling: LRScaling = "none"
     """"none" (optim.base_lr is the peak), "linear" (peak = lr0 B/B0) or "sqrt" (lr0 sqrt(B/B0)),
     with lr0 = optim.base_lr, B0 = base_batch, B = train.global_batch."""
     base_batch: int = 0
@@ -189,11 +185,11 @@ class ScheduleConfig:
     """Warmup length in epochs (with legw: w0, the baseline's warmup at base_batch)."""
     warmup_start_lr: float = 0.0
     """LR at the start of a gradual warmup, and during a constant warmup."""
-    warmup: str = "linear"
+    warmup: Warmup = "linear"
     """"linear" (gradual, Goyal et al.), "constant" (start LR, then the peak) or "quadratic"."""
     legw: bool = False
     """LEGW (DATE 3.1): warmup epochs = warmup_epochs * B/B0 (fixed warmup iterations)."""
-    decay: str = "poly"
+    decay: Decay = "poly"
     """"poly", "cosine", "multistep", "constant", "roller_coaster" (DATE 3.4) or "cyclic"
     (Codreanu et al. VI collapsed-ensemble cycles)."""
     power: float = 1.0
@@ -205,7 +201,7 @@ class ScheduleConfig:
     """LR that poly and cosine decay to."""
     roller_coaster_floor: float = 1e-6
     """DATE's LR lower bound (eta hat = 1e-6)."""
-    roller_coaster_warmup: str = "run"
+    roller_coaster_warmup: RollerCoasterWarmup = "run"
     """w in DATE's (1 - w/E): "run" (this run's warmup: continuous at the peak) or "baseline"
     (w0, as DATE's worked LeNet example writes (1 - 2/30))."""
     collapse_epochs: float = 0.0
@@ -247,64 +243,54 @@ class ScheduleConfig:
     schedule (train.epochs included) stays as it was: it gives the LR at the branch point."""
 
     def check(self) -> None:
-        decays = ("poly", "cosine", "multistep", "constant", "roller_coaster", "cyclic")
-        _require(self.decay in decays, "schedule.decay", self.decay,
-                 f"must be one of {', '.join(decays)}")
-        _require(self.lr_scaling in ("none", "linear", "sqrt"), "schedule.lr_scaling",
-                 self.lr_scaling, "must be 'none', 'linear' or 'sqrt'")
-        _require(self.base_batch > 0 or (self.lr_scaling == "none" and not self.legw),
+        require(self.base_batch > 0 or (self.lr_scaling == "none" and not self.legw),
                  "schedule.base_batch", self.base_batch,
                  "must be > 0 with lr_scaling or legw (the baseline batch B0)")
-        _require(self.base_batch >= 0, "schedule.base_batch", self.base_batch, "must be >= 0")
-        _require(self.warmup in ("linear", "constant", "quadratic"), "schedule.warmup",
-                 self.warmup, "must be 'linear', 'constant' or 'quadratic'")
-        _require(self.warmup_epochs >= 0, "schedule.warmup_epochs", self.warmup_epochs,
+        require(self.base_batch >= 0, "schedule.base_batch", self.base_batch, "must be >= 0")
+        require(self.warmup_epochs >= 0, "schedule.warmup_epochs", self.warmup_epochs,
                  "must be >= 0")
-        _require(self.warmup_start_lr >= 0, "schedule.warmup_start_lr", self.warmup_start_lr,
+        require(self.warmup_start_lr >= 0, "schedule.warmup_start_lr", self.warmup_start_lr,
                  "must be >= 0")
-        _require(self.power > 0, "schedule.power", self.power, "must be > 0")
-        _require(list(self.milestones) == sorted(self.milestones), "schedule.milestones",
+        require(self.power > 0, "schedule.power", self.power, "must be > 0")
+        require(list(self.milestones) == sorted(self.milestones), "schedule.milestones",
                  self.milestones, "must be increasing")
-        _require(self.end_lr >= 0, "schedule.end_lr", self.end_lr, "must be >= 0")
-        _require(self.roller_coaster_floor >= 0, "schedule.roller_coaster_floor",
+        require(self.end_lr >= 0, "schedule.end_lr", self.end_lr, "must be >= 0")
+        require(self.roller_coaster_floor >= 0, "schedule.roller_coaster_floor",
                  self.roller_coaster_floor, "must be >= 0")
-        _require(self.roller_coaster_warmup in ("run", "baseline"),
-                 "schedule.roller_coaster_warmup", self.roller_coaster_warmup,
-                 "must be 'run' or 'baseline'")
-        _require(self.collapse_epochs >= 0, "schedule.collapse_epochs", self.collapse_epochs,
+        require(self.collapse_epochs >= 0, "schedule.collapse_epochs", self.collapse_epochs,
                  "must be >= 0")
-        _require(0.0 <= self.collapse_fraction < 1.0, "schedule.collapse_fraction",
+        require(0.0 <= self.collapse_fraction < 1.0, "schedule.collapse_fraction",
                  self.collapse_fraction, "must be in [0, 1)")
-        _require(not (self.collapse_epochs and self.collapse_fraction),
+        require(not (self.collapse_epochs and self.collapse_fraction),
                  "schedule.collapse_fraction", self.collapse_fraction,
                  f"set either it or schedule.collapse_epochs (= {self.collapse_epochs}), not both")
-        _require(not (self.decay == "cyclic" and not self.branch_from
+        require(not (self.decay == "cyclic" and not self.branch_from
                       and (self.collapse_epochs or self.collapse_fraction)),
                  "schedule.collapse_epochs", self.collapse_epochs or self.collapse_fraction,
                  "the cyclic run's collapses are branches from its snapshots (set "
                  "schedule.branch_from, or run python -m hpcsgd.collapsed_ensemble)")
-        _require(self.branch_from >= 0, "schedule.branch_from", self.branch_from, "must be >= 0")
-        _require(not self.branch_from or self.collapse_epochs > 0, "schedule.collapse_epochs",
+        require(self.branch_from >= 0, "schedule.branch_from", self.branch_from, "must be >= 0")
+        require(not self.branch_from or self.collapse_epochs > 0, "schedule.collapse_epochs",
                  self.collapse_epochs, f"a collapse branch (schedule.branch_from = "
                  f"{self.branch_from}) needs its length in epochs, > 0")
-        _require(self.collapse_power > 0, "schedule.collapse_power", self.collapse_power,
+        require(self.collapse_power > 0, "schedule.collapse_power", self.collapse_power,
                  "must be > 0")
-        _require(self.collapse_wd_factor >= 0, "schedule.collapse_wd_factor",
+        require(self.collapse_wd_factor >= 0, "schedule.collapse_wd_factor",
                  self.collapse_wd_factor, "must be >= 0")
-        _require(len(self.wd_values) == len(self.wd_milestones), "schedule.wd_values",
+        require(len(self.wd_values) == len(self.wd_milestones), "schedule.wd_values",
                  self.wd_values, f"needs one value per wd_milestones entry {self.wd_milestones}")
-        _require(list(self.wd_milestones) == sorted(self.wd_milestones), "schedule.wd_milestones",
+        require(list(self.wd_milestones) == sorted(self.wd_milestones), "schedule.wd_milestones",
                  self.wd_milestones, "must be increasing")
-        _require(all(v >= 0 for v in self.wd_values), "schedule.wd_values", self.wd_values,
+        require(all(v >= 0 for v in self.wd_values), "schedule.wd_values", self.wd_values,
                  "must be >= 0")
-        _require(0 < self.cyclic_linear_until < self.cyclic_start, "schedule.cyclic_linear_until",
+        require(0 < self.cyclic_linear_until < self.cyclic_start, "schedule.cyclic_linear_until",
                  self.cyclic_linear_until, f"must be in (0, cyclic_start = {self.cyclic_start})")
-        _require(0 < self.cyclic_start_ratio <= 1, "schedule.cyclic_start_ratio",
+        require(0 < self.cyclic_start_ratio <= 1, "schedule.cyclic_start_ratio",
                  self.cyclic_start_ratio, "must be in (0, 1]")
         for name in ("cyclic_rewarm_epochs", "cyclic_decay_epochs", "cyclic_power"):
-            _require(getattr(self, name) > 0, f"schedule.{name}", getattr(self, name),
+            require(getattr(self, name) > 0, f"schedule.{name}", getattr(self, name),
                      "must be > 0")
         for name in ("cyclic_rewarm_factor", "cyclic_decay_factor"):
-            _require(getattr(self, name) >= 1, f"schedule.{name}", getattr(self, name),
+            require(getattr(self, name) >= 1, f"schedule.{name}", getattr(self, name),
                      "must be >= 1")
 

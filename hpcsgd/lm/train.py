@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,26 +34,7 @@ from hpcsgd.lm.streams import steps_per_epoch, train_streams, window
 from hpcsgd.models.lstm import LSTMLanguageModel
 from hpcsgd.optim.build import clip_before_update
 from hpcsgd.run.folder import check_run_folder
-from hpcsgd.schedule.plan import build_schedule
 from hpcsgd.run.world import World, agree, run_or_abort
-
-
-def check_lm_config(cfg: config_mod.Config, world_size: int) -> None:
-    """What the LM trainer refuses beyond the tree's own rules."""
-    config_mod.validate(cfg, world_size=world_size)
-
-    def require(ok, option, value, why):
-        if not ok:
-            raise config_mod.ConfigError(f"{option} = {value!r}: {why}")
-    require(cfg.model.name == "lstm_lm", "model.name", cfg.model.name,
-            "the language-model trainer trains 'lstm_lm' (sizes in [lm])")
-    require(cfg.train.accumulation == 1, "train.accumulation", cfg.train.accumulation,
-            "must be 1 for the language model (streams carry their hidden state)")
-    resume = cfg.checkpoint.resume
-    require(resume in ("", "auto") or Path(resume).is_file(), "checkpoint.resume", resume,
-            "no such checkpoint file")
-    build_schedule(cfg)  # schedule plans checked with batch and epochs known (ConfigError)
-    check_run_folder(cfg)  # never mix two runs in one folder
 
 
 def load_ids(cfg: config_mod.Config) -> tuple[int, np.ndarray, np.ndarray]:
@@ -156,8 +136,8 @@ def train_lm(cfg: config_mod.Config, world: World, data) -> dict:
 def setup(argv: list[str], world: World):
     """Parse and check the config and load the corpus on every rank; all ranks agree."""
     def parse():
-        cfg = config_from_argv(argv, "hpcsgd.lm.train")
-        check_lm_config(cfg, world.size)
+        cfg = config_from_argv(argv, "hpcsgd.lm.train", world_size=world.size, task="lm")
+        check_run_folder(cfg)  # never mix two runs in one folder
         return cfg
     cfg = agree(world, parse, config_mod.ConfigError)
     data = agree(world, lambda: load_ids(cfg), CorpusError)

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import torch
 
-MOMENTUM_STYLES = ("pytorch", "caffe")
+from hpcsgd.config.choices import MomentumStyle, choices
+
+MOMENTUM_STYLES = choices(MomentumStyle)  # the option's words, typed once in hpcsgd/config/choices.py
 
 
 @torch.no_grad()

@@ -47,11 +47,12 @@ def usage_help(prog: str, args: list[str]) -> str:
             "(requeue with --checkpoint.resume=auto); 4 stall; 5 NaN/Inf.")
 
 
-def config_from_argv(argv: list[str], module: str) -> Config:
-    """``CONFIG.toml [--section.key=value ...]`` -> the validated tree; ConfigError otherwise."""
+def config_from_argv(argv: list[str], module: str, *, world_size: int, task: str) -> Config:
+    """``CONFIG.toml [--section.key=value ...]`` -> the tree, validated once for this task and
+    world size (hpcsgd.config.validate); ConfigError otherwise."""
     if not argv or argv[0].startswith("--"):
         raise ConfigError(f"usage: python -m {module} CONFIG.toml [--section.key=value ...]")
-    return load_config(argv[0], argv[1:])
+    return load_config(argv[0], argv[1:], world_size=world_size, task=task)
 
 
 def run_entry(prog: str, start: Callable[[list[str], World], dict],

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 
-WARMUPS = ("linear", "constant", "quadratic")
+from hpcsgd.config.choices import Warmup, choices
+
+WARMUPS = choices(Warmup)  # the option's words, typed once in hpcsgd/config/choices.py
 
 
 def warmup(epoch: float, *, kind: str, warmup_epochs: float, start_lr: float,

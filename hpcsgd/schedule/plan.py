@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from hpcsgd.schedule import curves as lr_curves
-from hpcsgd.config import Config, ConfigError, ScheduleConfig
+from hpcsgd.config import Config, ScheduleConfig
+from hpcsgd.config.errors import refuse
 from hpcsgd.schedule.scaling import legw_warmup_epochs, scaled_lr
 
 EPS = 1e-9
@@ -153,10 +154,6 @@ def plan_at(iteration: int, iters_per_epoch: float, plan: Plan | Config) -> Sche
 
 # ---------------------------------------------------------------------------- resolving
 
-def _refuse(option: str, value, why: str):
-    raise ConfigError(f"{option} = {value!r}: {why}")
-
-
 def resolve_plan(cfg: Config) -> Plan:
     """Resolve scaling, LEGW and collapse for this run; refuse combinations that cannot run."""
     s, total, batch = cfg.schedule, cfg.train.epochs, cfg.train.global_batch
@@ -164,24 +161,26 @@ def resolve_plan(cfg: Config) -> Plan:
     warm = legw_warmup_epochs(s.warmup_epochs, batch=batch, base_batch=s.base_batch) \
         if s.legw else s.warmup_epochs
     if warm >= total:
-        _refuse("schedule.warmup_epochs", s.warmup_epochs,
-                f"warmup of {warm:g} epochs{' (LEGW x B/B0)' if s.legw else ''} must be "
-                f"shorter than train.epochs = {total}")
+        limit = total * s.warmup_epochs / warm  # the option's value that gives warmup = total
+        refuse("schedule.warmup_epochs", s.warmup_epochs,
+               f"the warmup of {warm:g} epochs{' (LEGW: x B/B0)' if s.legw else ''} must be "
+               f"shorter than train.epochs = {total:g}: set --schedule.warmup_epochs below "
+               f"{limit:g} (or raise --train.epochs)")
     if s.branch_from:
         if s.branch_from > total:
-            _refuse("schedule.branch_from", s.branch_from,
+            refuse("schedule.branch_from", s.branch_from,
                     f"must be within the main run (train.epochs = {total})")
         collapse_start, end = s.branch_from, s.branch_from + s.collapse_epochs
     else:
         collapse_epochs = s.collapse_epochs or s.collapse_fraction * total
         collapse_start, end = (total - collapse_epochs if collapse_epochs else None), total
     if collapse_start is not None and collapse_start < warm:
-        _refuse("schedule.collapse_epochs", s.collapse_epochs or s.collapse_fraction,
+        refuse("schedule.collapse_epochs", s.collapse_epochs or s.collapse_fraction,
                 f"the collapse would start at epoch {collapse_start:g}, inside the warmup "
                 f"(ends at epoch {warm:g})")
     if s.decay == "roller_coaster" and s.roller_coaster_warmup == "baseline" \
             and s.warmup_epochs >= total:
-        _refuse("schedule.warmup_epochs", s.warmup_epochs, "w0 must be < train.epochs")
+        refuse("schedule.warmup_epochs", s.warmup_epochs, "w0 must be < train.epochs")
     plan = Plan(schedule=s, peak_lr=peak, warmup_epochs=warm, total_epochs=total,
                 base_weight_decay=cfg.optim.weight_decay, collapse_start=collapse_start,
                 end_epochs=end)
@@ -193,18 +192,18 @@ def resolve_plan(cfg: Config) -> Plan:
 def _check_cyclic(plan: Plan) -> None:
     s, total = plan.schedule, plan.total_epochs
     if plan.warmup_epochs >= s.cyclic_linear_until:
-        _refuse("schedule.cyclic_linear_until", s.cyclic_linear_until,
+        refuse("schedule.cyclic_linear_until", s.cyclic_linear_until,
                 f"must be after the warmup (ends at epoch {plan.warmup_epochs:g})")
     if s.cyclic_start >= total:
-        _refuse("schedule.cyclic_start", s.cyclic_start, f"must be < train.epochs = {total}")
+        refuse("schedule.cyclic_start", s.cyclic_start, f"must be < train.epochs = {total}")
     try:
         snapshot_epochs(plan)
     except ValueError as e:
-        _refuse("schedule.cyclic_decay_epochs", s.cyclic_decay_epochs, str(e))
+        refuse("schedule.cyclic_decay_epochs", s.cyclic_decay_epochs, str(e))
     left = lr_curves.poly((s.cyclic_linear_until - plan.warmup_epochs)
                           / (total - plan.warmup_epochs), power=1.0, peak_lr=1.0)
     if s.cyclic_start_ratio >= left:
-        _refuse("schedule.cyclic_start_ratio", s.cyclic_start_ratio,
+        refuse("schedule.cyclic_start_ratio", s.cyclic_start_ratio,
                 f"must be below the LR left at epoch {s.cyclic_linear_until:g} "
                 f"({left:.3f} of the peak) for the power decay to decay")
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 
-LR_SCALING_RULES = ("none", "linear", "sqrt")
+from hpcsgd.config.choices import LRScaling, choices
+
+LR_SCALING_RULES = choices(LRScaling)  # the option's words, typed once in hpcsgd/config/choices.py
 
 
 def batch_ratio(batch: int, base_batch: int) -> float:

@@ -97,5 +97,5 @@ def test_loading_a_config_starts_no_mpi():
 
 def test_the_config_names_exactly_the_backends_that_exist():
     from hpcsgd.comm import BACKENDS
-    from hpcsgd.config.job import COMM_BACKENDS
-    assert set(COMM_BACKENDS) == set(BACKENDS)
+    from hpcsgd.config.choices import CommBackend, choices
+    assert set(choices(CommBackend)) == set(BACKENDS)

@@ -1,4 +1,4 @@
-"""tools/experiments*.py: the plan is complete, in the papers' regime and within the time
+"""tools/experiments/: the plan is complete, in the papers' regime and within the time
 budget, and every run is a configuration the trainers accept; the sweep and verdict rules;
 the report from run folders, of a whole set and of a partial one; the runner with one real
 `mpiexec -n 4` job (training + test evaluation) and a stand-in for the collapsed-ensemble
@@ -11,18 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from hpcsgd.config import load_config, to_toml, validate
-from hpcsgd.lm.train import check_lm_config
+from hpcsgd.config import load_config, to_toml
 from hpcsgd.schedule.plan import build_schedule
 from helpers import write_image_lmdb
 
+from tools.experiments import plan as pl
+from tools.experiments import report as rep
+from tools.experiments import run as ex
+from tools.experiments import sweep as sw
+from tools.experiments import verdicts as vd
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-import experiments as ex  # noqa: E402
-import experiments_plan as pl  # noqa: E402
-import experiments_report as rep  # noqa: E402
-import experiments_sweep as sw  # noqa: E402
-import experiments_verdicts as vd  # noqa: E402
 
 CLAIMS = {"bn", "nobn", "date", "collapse", "cyclic", "lstm"}
 
@@ -75,12 +74,11 @@ def test_claim5_lets_weight_decay_act_with_32_images_per_rank_and_paired_seeds()
 @pytest.mark.parametrize("mode", [ex.QUICK, ex.FULL], ids=["quick", "full"])
 def test_every_planned_run_is_a_config_the_trainer_accepts(mode):
     for run in _full_set(mode):
-        cfg = load_config(ROOT / run.config, list(run.overrides))
+        task = "lm" if run.kind == "lm" else "image"
+        cfg = load_config(ROOT / run.config, list(run.overrides), world_size=pl.RANKS, task=task)
         if run.kind == "lm":
-            check_lm_config(cfg, pl.RANKS)
             assert cfg.lm.eval_split == "test"  # nothing in claim 7 is tuned
             continue
-        validate(cfg, world_size=pl.RANKS)
         build_schedule(cfg, steps_per_epoch=pl.FIT_IMAGES // cfg.train.global_batch)
         assert cfg.data.train_split == "fit"
         # tuned choices read val; only claim 6 (nothing tuned) evaluates test during training

@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 """Test the papers' large-batch claims with hpcsgd itself and write docs/results.md.
 
-    .venv/bin/python tools/experiments.py --quick     # about 15 min on an idle 2-core machine
-    .venv/bin/python tools/experiments.py             # the full set: about 6 h
-    .venv/bin/python tools/experiments.py --plan [--quick]          # list the runs only
-    .venv/bin/python tools/experiments.py --report-only [--quick]   # report from finished runs
+    .venv/bin/python -m tools.experiments --quick     # about 15 min on an idle 2-core machine
+    .venv/bin/python -m tools.experiments             # the full set: about 6 h
+    .venv/bin/python -m tools.experiments --plan [--quick]          # list the runs only
+    .venv/bin/python -m tools.experiments --report-only [--quick]   # report from finished runs
 
 Every run is a real `mpiexec -n 4` job of the trainer (`python -m hpcsgd.train`, or
 `python -m hpcsgd.lm.train` for the LSTM), configured by a base file in jobs/experiments/
@@ -12,10 +11,10 @@ plus command-line overrides, followed by one evaluation of its final weights on 
 split (`python -m hpcsgd.ensemble ... --snapshots final.pt`, kept as test_eval.json); claim
 6 is one `python -m hpcsgd.collapsed_ensemble` command (cyclic run, collapse branches,
 ensemble). Run folders: runs/experiments/<mode>/<run>/. Which runs, why and in what order:
-tools/experiments_plan.py. A finished run (same command) is not run again, so an interrupted
+tools/experiments/plan.py. A finished run (same command) is not run again, so an interrupted
 set continues where it stopped; runs go one at a time in the plan's priority order, and the
 plan is redone after each (a sweep's best value decides the runs that follow it). Then
-tools/experiments_report.py reads the run folders and writes docs/results.md, claim by claim,
+tools/experiments/report.py reads the run folders and writes docs/results.md, claim by claim,
 from whatever has finished.
 """
 from __future__ import annotations
@@ -26,15 +25,14 @@ import math
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-from experiments_plan import (FULL, QUICK, RANKS, Mode, Run,  # noqa: E402,F401
-                              cyclic_runs, lr_wd_sum, plan, steps_of)
-from experiments_verdicts import MIN_STEPS  # noqa: E402
-from experiments_report import provenance, write_report  # noqa: E402
+from .plan import FULL, QUICK, RANKS, Mode, Run, lr_wd_sum, plan, steps_of  # noqa: F401
+from .report import provenance, write_report
+from .verdicts import MIN_STEPS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------- results
@@ -194,7 +192,8 @@ def print_plan(mode: Mode) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m tools.experiments", description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="the ~15-minute set")
     p.add_argument("--plan", action="store_true", help="list the runs, run nothing")
     p.add_argument("--report-only", action="store_true", help="report the finished runs only")
@@ -221,6 +220,3 @@ def main(argv=None) -> int:
     print(f"wrote {path}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

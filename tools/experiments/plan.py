@@ -1,6 +1,6 @@
-"""The experiment set of tools/experiments.py: which runs test which claim, in what order.
+"""The experiment set of tools/experiments: which runs test which claim, in what order.
 
-    .venv/bin/python tools/experiments.py --plan [--quick]    # lists what this module plans
+    .venv/bin/python -m tools.experiments --plan [--quick]    # lists what this module plans
 
 Pure planning: `plan(mode, results)` returns every run that can be planned given the finished
 runs' results (a sweep's best value, chosen on the validation split, decides the runs that
@@ -20,9 +20,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments_sweep import sweep
+from .sweep import sweep
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RANKS = 4
 FIT_IMAGES = 50000                       # tools/fashion_mnist_to_lmdb.py: fit / val / test
 B0 = 128                                 # the SGD baseline's batch (claims 1-3)

@@ -1,7 +1,7 @@
-"""docs/results.md from the run folders of tools/experiments.py (claim sections:
+"""docs/results.md from the run folders of tools/experiments (claim sections:
 experiments_claims.py; plots: experiments_plots.py; verdict rules: experiments_verdicts.py).
 
-    .venv/bin/python tools/experiments.py --report-only [--quick]
+    .venv/bin/python -m tools.experiments --report-only [--quick]
 
 Works on a set that has only partly run: every claim is listed, those without a finished
 run as "not run yet", and the run table says which runs are missing.
@@ -12,10 +12,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from experiments_claims import (Ctx, collapse_section, cyclic_section, date_section,
+from .claims import (Ctx, collapse_section, cyclic_section, date_section,
                                 lstm_section, scaling_section)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # What each paper reports for the claim (shared/papers), shown beside our numbers.
 PAPER = {
     "1": "ResNet-50 baseline 75.3-76.4% (ImageNet)",
@@ -106,15 +106,15 @@ def _header(mode, runs, results) -> list[str]:
             for ch, c in by_changes.items()]
     lines = ["# Results: the papers' large-batch claims on Fashion-MNIST and the Penn Treebank", ""]
     if mode.name == "quick":
-        lines += ["> **QUICK MODE.** These numbers come from `tools/experiments.py --quick`: a "
+        lines += ["> **QUICK MODE.** These numbers come from `tools/experiments --quick`: a "
                   "few epochs, one seed, tens of steps at the largest batch, a small LSTM on a "
                   "fifth of PTB. They check the pipeline; the verdicts' evidence is weak by "
-                  "construction. The full set is `.venv/bin/python tools/experiments.py` "
+                  "construction. The full set is `.venv/bin/python -m tools.experiments` "
                   "(`--plan` lists its runs and time).", ""]
     if len(results) < len(runs):
         lines += [f"> **PARTIAL SET.** {len(results)} of the {len(runs)} runs planned so far "
                   "have finished; claims without a finished run say \"not run yet\".", ""]
-    lines += [f"Produced by `.venv/bin/python tools/experiments.py{flag}` on "
+    lines += [f"Produced by `.venv/bin/python -m tools.experiments{flag}` on "
               f"{time.strftime('%Y-%m-%d')}: {len(results)} runs of `mpiexec -n 4` on the 2-core "
               f"development machine, {wall / 60:.0f} min of run wall time in total.",
               "Code: " + ("; ".join(prov) if prov else "unknown") + " (the set resumes: runs "
@@ -188,7 +188,7 @@ def _caveats(mode) -> list[str]:
 
 
 def _run_table(runs, results, out_dir: Path) -> list[str]:
-    from experiments_plots import diverged
+    from .plots import diverged
     lines = ["## Runs", "", "| run | status | validation | test | wall time |", "|---|---|---|---|---|"]
     for r in runs:
         if r.name not in results:

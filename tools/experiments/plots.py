@@ -1,6 +1,6 @@
-"""The plots of docs/results.md (matplotlib, PNG), from the run folders of tools/experiments.py.
+"""The plots of docs/results.md (matplotlib, PNG), from the run folders of tools/experiments.
 
-    .venv/bin/python tools/experiments.py --report-only [--quick]   # writes docs/results_*.png
+    .venv/bin/python -m tools.experiments --report-only [--quick]   # writes docs/results_*.png
 
 Each function reads what it needs from the run folders and draws whatever has finished.
 """
@@ -10,7 +10,7 @@ import json
 import math
 from pathlib import Path
 
-from experiments_verdicts import TOL, stats
+from .verdicts import TOL, stats
 
 LABELS = {"baseline": "baseline SGD (B0)", "goyal": "linear scaling + warmup (Goyal)",
           "lars": "LARS + warmup + poly 2 (You)", "date": "DATE (eta0 tuned at B0 only)"}

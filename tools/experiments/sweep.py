@@ -1,4 +1,4 @@
-"""The sweeps' rules, shared by the planner (tools/experiments_plan.py) and the report.
+"""The sweeps' rules, shared by the planner (tools/experiments/plan.py) and the report.
 
 You et al. tune LARS's global LR gamma per batch; DATE tunes its eta0 once at its baseline
 batch. A sweep tries a few multiples of a rule's value and picks the best by *validation*

@@ -1,4 +1,4 @@
-"""The claim sections of docs/results.md (tools/experiments_report.py assembles them).
+"""The claim sections of docs/results.md (tools/experiments/report.py assembles them).
 
 Each `*_section(ctx)` returns (summary rows, body lines) for its claims from whatever runs
 have finished: a claim none of whose runs has finished is "not run yet", one whose runs
@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from experiments_plan import lr_wd_sum
-from experiments_plots import (LABELS, diverged, plot_collapse, plot_curves, plot_cyclic,
+from .plan import lr_wd_sum
+from .plots import (LABELS, diverged, plot_collapse, plot_curves, plot_cyclic,
                                plot_date_ratio, plot_scaling, ratio_curve)
-from experiments_sweep import best_run, sweep_edges
-from experiments_verdicts import (LM_TOL, TOL, Verdict, fmt, verdict_better, verdict_ensemble,
+from .sweep import best_run, sweep_edges
+from .verdicts import (LM_TOL, TOL, Verdict, fmt, verdict_better, verdict_ensemble,
                                   verdict_goyal, verdict_keeps, verdict_lm)
 
 NOT_RUN = Verdict("not run yet", "none of its runs has finished yet")

@@ -1,0 +1,14 @@
+"""The experiment set that tests the papers' large-batch claims (docs/results.md): a developer
+command, not part of the installed package. Run from the repository's root:
+
+    .venv/bin/python -m tools.experiments --plan       # the runs, their order and cost
+    .venv/bin/python -m tools.experiments [--quick]    # run what is missing, then report
+
+    plan.py      which runs test which claim, in priority order (pure)
+    sweep.py     a swept value's grid and its best run (chosen on the validation split)
+    run.py       the driver: runs one experiment at a time, resumes a set cut short
+    verdicts.py  the verdict rules
+    claims.py    one report section per claim
+    plots.py     the report's figures
+    report.py    docs/results.md
+"""
