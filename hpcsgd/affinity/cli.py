@@ -1,14 +1,20 @@
 """Core affinity: the plan and launcher flags for a node, the layout tuner, pinned vs unpinned.
 
-    .venv/bin/python tools/affinity.py plan [--node-type knl-7250|skx-8160|auto] [--ranks-per-node 1] [--nodes 256] [--comm-cores -1] [--data-cores 0] [--config JOB.toml]
-    flock /tmp/hpcsgd-bench.lock .venv/bin/python tools/affinity.py tune [--ranks 1 2 3 4] [--rounds 1] [--model resnet50 --image-size 32 --batch 24 --steps 5 --budget-s 20]
-    flock /tmp/hpcsgd-bench.lock .venv/bin/python tools/affinity.py compare [--ranks 2] [--steps 150] [--rounds 3]
+    hpcsgd affinity plan [--config JOB.toml] [--ranks N | --ranks-per-node R] [--nodes 256]
+        [--node-type knl-7250|skx-8160|auto] [--comm-cores -1] [--data-cores 0]
+    flock /tmp/hpcsgd-bench.lock hpcsgd affinity tune [--ranks 1 2 3 4] [--rounds 1]
+        [--model resnet50 --image-size 32 --batch 24 --steps 5 --budget-s 20]
+    flock /tmp/hpcsgd-bench.lock hpcsgd affinity compare [--ranks 2] [--steps 150] [--rounds 3]
 
 plan     prints the node's topology, each rank's compute / communication / data cores
          (hpcsgd/affinity/planner.py), the matching srun / MPICH / Intel MPI / Open MPI binding
          flags and variables, ML-SL's, and the OpenMP variables. hpcsgd applies the same plan
          inside each rank by itself (cluster.pin); the launcher flags keep other programs and
-         a bound launcher consistent with it. --config reads the [cluster] section of a job.
+         a bound launcher consistent with it. --config reads the [cluster] section of a job;
+         the rank count comes from --ranks/--ranks-per-node, else cluster.ranks_per_node, else
+         the launch command in the job file's header comment (`# mpiexec -n 4 ...`), else the
+         node type's default, and the output says which. Long CPU lists are wrapped inside
+         double quotes (backslash-newline), so every printed command pastes as it is.
 tune     runs every candidate layout for the given rank counts on this node as a short
          training-step benchmark (hpcsgd/bench/stepbench.py, ResNet-50 on random images),
          appends the measurements to --results (rounds of separate runs accumulate), prints
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import statistics
@@ -33,61 +40,104 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from hpcsgd.affinity.launch import (launcher_env, launcher_flags, rank_env,
+                                    ranks_in_launch_line, shell_lines)
+from hpcsgd.affinity.planner import PRESETS, format_table, overlaps, plan_node, plan_rows
+from hpcsgd.affinity.topology import discover, format_cpulist
 
-from hpcsgd.bench import tuner  # noqa: E402
-from hpcsgd.affinity.launch import launcher_env, launcher_flags, rank_env  # noqa: E402
-from hpcsgd.affinity.planner import (PRESETS, format_table, overlaps, plan_node,  # noqa: E402
-                                     plan_rows)
-from hpcsgd.affinity.topology import discover  # noqa: E402
-
+# the source checkout (editable install): tune and compare run the trainer from there
+ROOT = Path(__file__).resolve().parents[2]
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or "mpiexec"
 
 
+class PlanError(Exception):
+    """Options that do not make a plan; the message names them."""
+
+
+def job_ranks(args, cfg, job_text: str) -> tuple[int, int, str]:
+    """(ranks per node, nodes, where the count came from): the command line, then the job's
+    [cluster] section, then the launch line in its header comment, then the preset."""
+    c = cfg.cluster if cfg is not None else None
+    node_type = c.node_type if c is not None else args.node_type
+    nodes = args.nodes or (c.nodes if c is not None and c.nodes else 1)
+    if args.ranks:
+        if args.ranks % nodes:
+            raise PlanError(f"--ranks {args.ranks} over {nodes} nodes: not divisible")
+        return args.ranks // nodes, nodes, "--ranks"
+    if args.ranks_per_node:
+        return args.ranks_per_node, nodes, "--ranks-per-node"
+    if c is not None and c.ranks_per_node:
+        return c.ranks_per_node, nodes, f"cluster.ranks_per_node in {args.config}"
+    launch = ranks_in_launch_line(job_text)
+    if launch is not None:
+        total, line = launch
+        if total % nodes:
+            raise PlanError(f"{args.config}: its launch line starts {total} ranks, not divisible "
+                            f"by cluster.nodes = {nodes}")
+        return total // nodes, nodes, f"the launch line in {args.config}: {line}"
+    default = PRESETS[node_type].ranks_per_node or 1
+    hint = "; the job does not say: give --ranks N" if cfg is not None else ""
+    return default, nodes, f"the {node_type} default ({default} per node){hint}"
+
+
 def cmd_plan(args) -> int:
-    node_type, ranks, nodes = args.node_type, args.ranks_per_node, args.nodes
-    comm, data, threads = args.comm_cores, args.data_cores, args.threads
+    node_type, comm, data, threads = args.node_type, args.comm_cores, args.data_cores, args.threads
     program = "python -m hpcsgd.train JOB.toml"
+    cfg, text = None, ""
     if args.config:
         from hpcsgd.config import load_config
-        cfg = load_config(args.config)
+        cfg = load_config(args.config)  # ConfigError (a missing file too): one line, exit 2
+        text = Path(args.config).read_text()
         c = cfg.cluster
-        node_type, ranks, nodes = c.node_type, c.ranks_per_node, c.nodes or nodes
+        node_type = c.node_type
         comm, data, threads = c.comm_cores_per_rank, c.data_cores_per_rank, cfg.compute.threads
         program = f"python -m hpcsgd.train {args.config} --checkpoint.resume=auto"
+    ranks, nodes, source = job_ranks(args, cfg, text)
     preset = PRESETS[node_type]
     topology = preset.topology or discover()
-    ranks = ranks or preset.ranks_per_node or 1
-    plan = plan_node(topology, ranks=ranks, comm_cores=comm, data_cores=data, threads=threads,
-                     preset=node_type)
+    try:
+        plan = plan_node(topology, ranks=ranks, comm_cores=comm, data_cores=data,
+                         threads=threads, preset=node_type)
+    except ValueError as e:
+        raise PlanError(str(e)) from e
     problems = overlaps(plan)
     print(f"node: {topology.describe()}")
     print(f"preset {node_type}: {preset.source}")
+    print(f"ranks: {ranks * nodes} = {ranks} per node x {nodes} node(s), from {source}")
     print(f"\nplan, {ranks} rank(s) per node (CPU ids; one OpenMP thread per compute core):")
-    print(format_table(["local rank", "threads", "compute", "comm", "data"], plan_rows(plan)))
+    rows = [row + [format_cpulist(r.mask)] for row, r in zip(plan_rows(plan), plan.ranks)]
+    print(format_table(["local rank", "threads", "compute", "comm", "data", "bound to"], rows))
     if plan.unused:
-        print(f"unused cores: {plan.unused}")
+        print(f"unused cores: {format_cpulist(plan.unused)}")
     print("roles overlap: " + ("; ".join(problems) if problems else "none"))
     print(f"\nlaunch on {nodes} node(s) (each rank bound to its block of cores):")
     for name, line in launcher_flags(plan, nodes=nodes, program=program).items():
-        print(f"  {name:9s} {line}")
+        _print_command(name, line.split())
     print("\nthe same as environment variables, per launcher:")
     for name, env in launcher_env(plan).items():
-        print(f"  {name:9s} " + " ".join(f"{k}={v}" for k, v in env.items()))
+        _print_command(name, [f"{k}={v}" for k, v in env.items()])
     if ranks > 1:
         print("\nexact per-rank OpenMP placement (set before the rank starts):")
         for r in plan.ranks:
-            print(f"  rank {r.local_rank}: " + " ".join(f"{k}={v}" for k, v in rank_env(r).items()))
+            _print_command(f"rank {r.local_rank}", [f"{k}={v}" for k, v in rank_env(r).items()])
     return 1 if problems else 0
 
 
+def _print_command(label: str, words: list[str]) -> None:
+    """`label  command`, the command wrapped into lines that paste as one (shell_lines)."""
+    lines = shell_lines(words)
+    print(f"  {label:9s} {lines[0]}")
+    for line in lines[1:]:
+        print(f"  {'':9s}   {line}")
+
+
 def cmd_tune(args) -> int:
-    import os
+    from hpcsgd.bench import tuner
     cores = len(os.sched_getaffinity(0))
     workload = ["--model", args.model, "--image-size", str(args.image_size),
                 "--batch", str(args.batch), "--warmup", str(args.warmup),
                 "--steps", str(args.steps), "--budget-s", f"{args.budget_s:g}"]
-    command = "tools/affinity.py tune " + " ".join(sys.argv[2:])
+    command = "hpcsgd affinity tune " + " ".join(args.argv)
     results = Path(args.results)
     bad = [r for r in args.ranks if args.batch % r]
     if bad:
@@ -137,7 +187,7 @@ def cmd_tune(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    import os
+    from hpcsgd.bench import tuner
     out = Path(tempfile.mkdtemp(prefix="hpcsgd-affinity-"))
     runs: list[dict] = []
     for rnd in range(args.rounds):
@@ -174,18 +224,25 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("plan", help="the plan and launcher flags for a node")
-    p.add_argument("--node-type", default="auto", choices=list(PRESETS))
-    p.add_argument("--ranks-per-node", type=int, default=0, help="0 = the preset's")
-    p.add_argument("--nodes", type=int, default=1)
+def main(argv: list[str] | None = None, prog: str = "hpcsgd affinity") -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="plan|tune|compare")
+    p = sub.add_parser("plan", help="the plan and launcher flags for a node",
+                       description="The core plan of a node and the launcher flags that match it.")
+    p.add_argument("--config", help="a job TOML: its [cluster] section decides")
+    p.add_argument("--ranks", type=int, default=0,
+                   help="ranks in total (over --nodes); default: the job's, see above")
+    p.add_argument("--ranks-per-node", type=int, default=0, help="0 = the job's or the preset's")
+    p.add_argument("--nodes", type=int, default=0, help="0 = cluster.nodes of the job, else 1")
+    p.add_argument("--node-type", default="auto", choices=list(PRESETS),
+                   help="without --config (default: auto, this node)")
     p.add_argument("--comm-cores", type=int, default=-1, help="per rank; -1 = the preset's rule")
     p.add_argument("--data-cores", type=int, default=0, help="per rank")
     p.add_argument("--threads", type=int, default=0, help="per rank; 0 = one per compute core")
-    p.add_argument("--config", help="a job TOML: its [cluster] section decides")
-    t = sub.add_parser("tune", help="measure candidate layouts on this node")
+    t = sub.add_parser("tune", help="measure candidate layouts on this node (a benchmark)",
+                       description="Measure every candidate core layout on this node.")
     t.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 3, 4])
     t.add_argument("--buckets", type=float, nargs="*", default=[4.0],
                    help="bucket sizes (MB) tried besides the default 25")
@@ -205,7 +262,8 @@ def main(argv=None) -> int:
                    help="runs during which other processes took more of the CPUs are left out")
     t.add_argument("--quiet-wait-s", type=float, default=90.0,
                    help="wait up to this long for other processes to go quiet before a run")
-    c = sub.add_parser("compare", help="pinned vs unpinned training throughput")
+    c = sub.add_parser("compare", help="pinned vs unpinned training throughput (a benchmark)",
+                       description="Training throughput with cluster.pin = true and false.")
     c.add_argument("--job", default="jobs/local/fashion_mnist.toml")
     c.add_argument("--ranks", type=int, default=2)
     c.add_argument("--steps", type=int, default=150)
@@ -213,13 +271,10 @@ def main(argv=None) -> int:
     c.add_argument("--max-foreign", type=float, default=0.10)
     c.add_argument("--quiet-wait-s", type=float, default=90.0)
     args = parser.parse_args(argv)
+    args.argv = argv[1:]
     from hpcsgd.config import ConfigError
     try:
         return {"plan": cmd_plan, "tune": cmd_tune, "compare": cmd_compare}[args.command](args)
-    except ConfigError as e:  # one line, as the trainer refuses it
-        print(f"affinity.py {args.command}: refused: {e}", file=sys.stderr)
+    except (ConfigError, PlanError) as e:  # one line, as the trainer refuses it
+        print(f"{prog} {args.command}: refused: {e}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Convert Fashion-MNIST (IDX files) into Caffe Datum LMDBs, one per split.
 
-    .venv/bin/python tools/fashion_mnist_to_lmdb.py \
-        --source /usr/share/datasets/fashion-mnist --out data/fashion-mnist
+    hpcsgd convert fashion-mnist [--source /usr/share/datasets/fashion-mnist] \
+        [--out data/fashion-mnist]
 
 Writes <out>/train (60,000 records), <out>/test (10,000) and a held-out validation split of
 the training images: <out>/val (10,000) and <out>/fit (the other 50,000), a fixed partition
@@ -22,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcsgd.store.idx import read_idx  # noqa: E402
-from hpcsgd.store.lmdb_store import LMDBWriter  # noqa: E402
-from hpcsgd.store.datum import raw_datum  # noqa: E402
+from hpcsgd.store.datum import raw_datum
+from hpcsgd.store.idx import read_idx
+from hpcsgd.store.lmdb_store import LMDBWriter
 
 SOURCES = {"train": "train", "test": "t10k", "fit": "train", "val": "train"}
 """Split -> the IDX file prefix it is drawn from."""
@@ -61,21 +60,25 @@ def convert_split(source: Path, out: Path, split: str, *, val_images: int = VAL_
     return len(index)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--source", default="/usr/share/datasets/fashion-mnist")
-    p.add_argument("--out", default="data/fashion-mnist")
+def main(argv: list[str] | None = None, prog: str = "hpcsgd convert fashion-mnist") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--source", default="/usr/share/datasets/fashion-mnist",
+                   help="folder with the four *-idx*-ubyte.gz files (default: %(default)s)")
+    p.add_argument("--out", default="data/fashion-mnist",
+                   help="folder for the train/test/fit/val LMDBs (default: %(default)s)")
     args = p.parse_args(argv)
     source, out = Path(args.source), Path(args.out)
     if not source.is_dir():
-        sys.exit(f"error: Fashion-MNIST source folder {str(source)!r} does not exist "
-                 "(apt-get install dataset-fashion-mnist, or tools/setup.sh)")
+        print(f"{prog}: error: Fashion-MNIST source folder {str(source)!r} does not exist "
+              "(apt-get install dataset-fashion-mnist, or tools/setup.sh)", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     for split in SOURCES:
-        n = convert_split(source, out, split)
+        try:
+            n = convert_split(source, out, split)
+        except (OSError, EOFError, ValueError) as e:  # a missing or truncated IDX file
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            return 2
         print(f"{out / split}: " + ("already converted" if n < 0 else f"wrote {n} records"))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

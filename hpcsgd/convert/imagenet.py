@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Convert an ImageNet-style folder into Caffe-Datum LMDBs of encoded JPEGs, one per split.
 
-    .venv/bin/python tools/imagenet_to_lmdb.py --src /data/ILSVRC2012 --out data/imagenet \
+    hpcsgd convert imagenet --src /data/ILSVRC2012 --out data/imagenet \
         [--splits train val] [--val-labels val.txt] [--resize 256] [--workers 4]
 
 Input: `<src>/train/<wnid>/*.JPEG`; `<src>/val/` either per-class folders or flat files with
@@ -28,11 +27,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from hpcsgd.data.jpeg import ImageDecodeError, image_size  # noqa: E402
-from hpcsgd.store.lmdb_store import LMDBWriter  # noqa: E402
-from hpcsgd.store.datum import Datum  # noqa: E402
+from hpcsgd.data.jpeg import ImageDecodeError, image_size
+from hpcsgd.store.datum import Datum
+from hpcsgd.store.lmdb_store import LMDBWriter
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+
+
+class InputError(Exception):
+    """A source folder or labels file that cannot be converted; the message names it."""
 
 
 def _images(folder: Path) -> list[Path]:
@@ -42,7 +45,7 @@ def _images(folder: Path) -> list[Path]:
 def class_index(train_dir: Path) -> list[str]:
     classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
     if not classes:
-        raise SystemExit(f"error: {train_dir} has no class folders (<wnid>/*.JPEG)")
+        raise InputError(f"{train_dir} has no class folders (<wnid>/*.JPEG)")
     return classes
 
 
@@ -54,19 +57,23 @@ def list_split(split_dir: Path, classes: list[str], labels_file: Path | None):
         items = []
         for d in subdirs:
             if d.name not in index:
-                raise SystemExit(f"error: {d} is not one of the {len(classes)} training classes")
+                raise InputError(f"{d} is not one of the {len(classes)} training classes")
             items += [(p, index[d.name], f"{d.name}/{p.name}") for p in _images(d)]
         return items
     if labels_file is None:
-        raise SystemExit(f"error: {split_dir} has no class folders; give --val-labels FILE")
+        raise InputError(f"{split_dir} has no class folders; give --val-labels FILE")
     items = []
+    if not labels_file.is_file():
+        raise InputError(f"labels file {str(labels_file)!r} (--val-labels) does not exist")
     for n, line in enumerate(labels_file.read_text().splitlines(), 1):
         if not line.strip():
             continue
+        if len(line.split()) < 2:
+            raise InputError(f"{labels_file}:{n}: expected '<file name> <class>', got {line!r}")
         name, label = line.split()[:2]
         label = int(label) if label.isdigit() else index.get(label)
         if label is None or not 0 <= label < len(classes):
-            raise SystemExit(f"error: {labels_file}:{n}: unknown class {line.split()[1]!r}")
+            raise InputError(f"{labels_file}:{n}: unknown class {line.split()[1]!r}")
         items.append((split_dir / name, label, name))
     return sorted(items, key=lambda t: t[2])
 
@@ -155,31 +162,46 @@ def _prepare_star(args):
     return prepare(*args)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def main(argv: list[str] | None = None, prog: str = "hpcsgd convert imagenet") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--src", type=Path, required=True, help="folder with train/ (and val/)")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--splits", nargs="+", default=["train", "val"])
+    p.add_argument("--out", type=Path, required=True, help="folder for the split LMDBs")
+    p.add_argument("--splits", nargs="+", default=["train", "val"],
+                   help="sub-folders of --src to convert (default: train val)")
     p.add_argument("--val-labels", type=Path, help="labels of a flat val/ folder")
     p.add_argument("--resize", type=int, default=0, help="shorter side limit (0 = keep bytes)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality when re-encoding")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="reader processes (default: the CPU count)")
     p.add_argument("--force", action="store_true", help="rewrite splits already converted")
     args = p.parse_args(argv)
+    try:
+        convert(args)
+    except InputError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def convert(args) -> None:
+    """Every split of args.splits; raises InputError before writing anything for a missing
+    folder or a bad labels file."""
     if not (args.src / "train").is_dir():
-        sys.exit(f"error: {args.src / 'train'} does not exist (expected train/<wnid>/*.JPEG)")
+        raise InputError(f"{args.src / 'train'} does not exist (expected train/<wnid>/*.JPEG)")
     classes = class_index(args.src / "train")
+    missing = [s for s in args.splits if not (args.src / s).is_dir()]
+    if missing:
+        raise InputError(f"split folder {args.src / missing[0]} does not exist")
     args.out.mkdir(parents=True, exist_ok=True)
     for split in args.splits:
         target = args.out / split
         if (target / "data.mdb").is_file() and not args.force:
             print(f"{target}: already converted")
             continue
-        if not (args.src / split).is_dir():
-            sys.exit(f"error: split folder {args.src / split} does not exist")
-        shutil.rmtree(target, ignore_errors=True)
         items = list_split(args.src / split, classes,
                            args.val_labels if split != "train" else None)
+        shutil.rmtree(target, ignore_errors=True)
         s = convert_split(items, classes, target, resize=args.resize, quality=args.quality,
                           workers=args.workers)
         per = s["per_class"].values()
@@ -188,8 +210,3 @@ def main(argv=None) -> int:
               f"{len(s['skipped'])} unreadable files skipped")
         for line in s["skipped"][:10]:
             print(f"  skipped {line}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
-""".venv/bin/python tools/plot_run.py runs/<name> [--out PATH.png] [--x step|epoch]
-.venv/bin/python tools/plot_run.py runs/<a> runs/<b> ... [--out PATH.png] [--x step|epoch]
+"""hpcsgd plot run runs/<name> [--out PATH.png] [--x step|epoch]
+hpcsgd plot run runs/<a> runs/<b> ... [--out PATH.png] [--x step|epoch]
 
 A training run's curves as one PNG, from its runs/<name>/metrics.jsonl: training loss (and a
 smoothed line), eval top-1/top-5, learning rate (weight decay on a twin axis when logged),
@@ -22,8 +22,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 from hpcsgd.run.metrics import read_metrics  # noqa: E402
 
@@ -181,16 +179,18 @@ def default_out(folders: list[Path]) -> Path:
     return parent / ("curves_" + "+".join(f.name for f in folders) + ".png")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "hpcsgd plot run") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<name>)")
-    parser.add_argument("--out", type=Path, help="PNG to write")
-    parser.add_argument("--x", choices=("step", "epoch"), default="step")
+    parser.add_argument("--out", type=Path, help="PNG to write (default: see above)")
+    parser.add_argument("--x", choices=("step", "epoch"), default="step",
+                        help="x axis (default: step)")
     args = parser.parse_args(argv)
     try:
         runs = [load_run(folder) for folder in args.runs]
     except RunError as e:
-        print(f"plot_run: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if len({r["name"] for r in runs}) < len(runs):  # same name in two places: show the paths
         for run, folder in zip(runs, args.runs):

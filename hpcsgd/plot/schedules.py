@@ -1,5 +1,5 @@
-""".venv/bin/python tools/plot_schedules.py --paper all --out-dir docs
-.venv/bin/python tools/plot_schedules.py JOB.toml [--section.key=value ...] --out FILE.png [--images N]
+"""hpcsgd plot schedule --paper all --out-dir docs
+hpcsgd plot schedule JOB.toml [--section.key=value ...] --out FILE.png [--images N]
 
 LR and weight decay versus epoch, evaluated at every iteration with the run's own schedule
 plan (hpcsgd.schedule.plan.plan_at), as a PNG: collapse phases shaded, snapshots marked.
@@ -24,8 +24,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 from hpcsgd.config import ConfigError, load_config  # noqa: E402
 from hpcsgd.schedule.plan import plan_at, resolve_plan, snapshot_epochs  # noqa: E402
@@ -129,12 +127,15 @@ def describe(label: str, c: dict) -> str:
             f"snapshots at {c['snapshots'] or '-'}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("job", nargs="?", help="job TOML (omit with --paper)")
-    parser.add_argument("--paper", choices=[*PRESETS, "all"])
+def main(argv: list[str] | None = None, prog: str = "hpcsgd plot schedule") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("job", nargs="?", help="job TOML (omit with --paper); any "
+                        "--section.key=value after it overrides the TOML as in hpcsgd train")
+    parser.add_argument("--paper", choices=[*PRESETS, "all"], help="a paper's schedules")
     parser.add_argument("--out", type=Path, help="PNG path (job mode)")
-    parser.add_argument("--out-dir", type=Path, default=ROOT / "docs")
+    parser.add_argument("--out-dir", type=Path, default=Path("docs"),
+                        help="folder of the --paper PNGs (default: docs)")
     parser.add_argument("--images", type=int, help="training images (default by data.name)")
     args, overrides = parser.parse_known_args(argv)
     try:
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out}")
         return 0
     except ConfigError as e:
-        print(f"plot_schedules: refused: {e}", file=sys.stderr)
+        print(f"{prog}: refused: {e}", file=sys.stderr)
         return 2
 
 

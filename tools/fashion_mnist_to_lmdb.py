@@ -1,0 +1,7 @@
+#!/usr/bin/env python3
+"""Kept for scripts that call it: the same as `hpcsgd convert fashion-mnist` (hpcsgd/convert/fashion_mnist.py)."""
+import sys
+
+from hpcsgd.convert.fashion_mnist import main
+
+sys.exit(main(prog="tools/fashion_mnist_to_lmdb.py"))

@@ -1,0 +1,7 @@
+#!/usr/bin/env python3
+"""Kept for scripts that call it: the same as `hpcsgd convert imagenet` (hpcsgd/convert/imagenet.py)."""
+import sys
+
+from hpcsgd.convert.imagenet import main
+
+sys.exit(main(prog="tools/imagenet_to_lmdb.py"))

@@ -1,0 +1,7 @@
+#!/usr/bin/env python3
+"""Kept for scripts that call it: the same as `hpcsgd plot run` (hpcsgd/plot/run.py)."""
+import sys
+
+from hpcsgd.plot.run import main
+
+sys.exit(main(prog="tools/plot_run.py"))

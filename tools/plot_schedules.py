@@ -1,0 +1,7 @@
+#!/usr/bin/env python3
+"""Kept for scripts that call it: the same as `hpcsgd plot schedule` (hpcsgd/plot/schedules.py)."""
+import sys
+
+from hpcsgd.plot.schedules import main
+
+sys.exit(main(prog="tools/plot_schedules.py"))
