@@ -34,7 +34,8 @@ def holdout(n: int, *, val_images: int = VAL_IMAGES, seed: int = SPLIT_SEED) -> 
     """Indices of the fit and val splits of n training images: a seeded permutation's first
     val_images indices are val, the rest fit; each sorted (original order). Pure function."""
     if not 0 < val_images < n:
-        raise ValueError(f"val_images = {val_images}: must be in (0, {n})")
+        raise ValueError(f"val_images = {val_images} (--val-images): must be in (0, {n}), "
+                         f"the training images")
     perm = np.random.default_rng(seed).permutation(n)
     return {"val": np.sort(perm[:val_images]), "fit": np.sort(perm[val_images:])}
 
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None, prog: str = "hpcsgd convert fashion-mnis
                    help="folder with the four *-idx*-ubyte.gz files (default: %(default)s)")
     p.add_argument("--out", default="data/fashion-mnist",
                    help="folder for the train/test/fit/val LMDBs (default: %(default)s)")
+    p.add_argument("--val-images", type=int, default=VAL_IMAGES,
+                   help="training images held out as val (default: %(default)s; the "
+                        "experiments' fit/val split assumes it)")
     args = p.parse_args(argv)
     source, out = Path(args.source), Path(args.out)
     if not source.is_dir():
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None, prog: str = "hpcsgd convert fashion-mnis
     out.mkdir(parents=True, exist_ok=True)
     for split in SOURCES:
         try:
-            n = convert_split(source, out, split)
+            n = convert_split(source, out, split, val_images=args.val_images)
         except (OSError, EOFError, ValueError) as e:  # a missing or truncated IDX file
             print(f"{prog}: error: {e}", file=sys.stderr)
             return 2

@@ -193,14 +193,17 @@ def convert(args) -> None:
     missing = [s for s in args.splits if not (args.src / s).is_dir()]
     if missing:
         raise InputError(f"split folder {args.src / missing[0]} does not exist")
-    args.out.mkdir(parents=True, exist_ok=True)
+    # every split listed (and its labels checked) before any is written
+    todo = []
     for split in args.splits:
         target = args.out / split
         if (target / "data.mdb").is_file() and not args.force:
             print(f"{target}: already converted")
             continue
-        items = list_split(args.src / split, classes,
-                           args.val_labels if split != "train" else None)
+        todo.append((target, list_split(args.src / split, classes,
+                                        args.val_labels if split != "train" else None)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for target, items in todo:
         shutil.rmtree(target, ignore_errors=True)
         s = convert_split(items, classes, target, resize=args.resize, quality=args.quality,
                           workers=args.workers)
