@@ -124,11 +124,14 @@ def cmd_plan(args) -> int:
 
 
 def _print_command(label: str, words: list[str]) -> None:
-    """`label  command`, the command wrapped into lines that paste as one (shell_lines)."""
+    """`label  command`, the command wrapped into lines that paste as one (shell_lines): a
+    line that continues a word cut inside double quotes starts in column 0 (an indent there
+    would become part of the value); the others are indented under the command."""
     lines = shell_lines(words)
     print(f"  {label:9s} {lines[0]}")
-    for line in lines[1:]:
-        print(f"  {'':9s}   {line}")
+    for prev, line in zip(lines, lines[1:]):
+        inside_quotes = prev.endswith("\\") and not prev.endswith(" \\")
+        print(line if inside_quotes else f"  {'':9s}   {line}")
 
 
 def cmd_tune(args) -> int:
@@ -144,7 +147,12 @@ def cmd_tune(args) -> int:
         print(f"--batch {args.batch} is not divisible by --ranks {bad}", file=sys.stderr)
         return 2
     if not args.report_only:
-        cands = tuner.candidates(cores, ranks=args.ranks, buckets=args.buckets)
+        cands = [c for c in tuner.candidates(cores, ranks=args.ranks, buckets=args.buckets)
+                 if args.only is None or args.only in c.name]
+        if not cands:
+            print(f"--only {args.only!r}: no layout of {args.ranks} rank(s) is named so "
+                  f"(e.g. 'default', 'pinned', 'unpinned')", file=sys.stderr)
+            return 2
         print(f"{len(cands)} layouts x {args.rounds} round(s) on {cores} cores, workload "
               f"{' '.join(workload)}", flush=True)
         results.parent.mkdir(parents=True, exist_ok=True)
@@ -258,6 +266,8 @@ def main(argv: list[str] | None = None, prog: str = "hpcsgd affinity") -> int:
     t.add_argument("--results", default="docs/affinity_tune.jsonl")
     t.add_argument("--snippet", default="docs/affinity_best.toml")
     t.add_argument("--report-only", action="store_true", help="only summarise --results")
+    t.add_argument("--only", help="measure only the layouts whose name contains this text "
+                                  "(e.g. 'unpinned'); the table still uses every result")
     t.add_argument("--max-foreign", type=float, default=0.10,
                    help="runs during which other processes took more of the CPUs are left out")
     t.add_argument("--quiet-wait-s", type=float, default=90.0,
