@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Kept for scripts that call it: the same as `hpcsgd affinity plan|tune|compare` (hpcsgd/affinity/cli.py)."""
+"""Kept for scripts that call it: `hpcsgd affinity plan|tune|compare`
+(hpcsgd/affinity/cli.py), the same arguments."""
 import sys
 
 from hpcsgd.affinity.cli import main

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Kept for scripts that call it: the same as `hpcsgd convert fashion-mnist` (hpcsgd/convert/fashion_mnist.py)."""
+"""Kept for scripts that call it: `hpcsgd convert fashion-mnist`
+(hpcsgd/convert/fashion_mnist.py), the same arguments."""
 import sys
 
 from hpcsgd.convert.fashion_mnist import main

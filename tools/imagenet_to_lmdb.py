@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Kept for scripts that call it: the same as `hpcsgd convert imagenet` (hpcsgd/convert/imagenet.py)."""
+"""Kept for scripts that call it: `hpcsgd convert imagenet`
+(hpcsgd/convert/imagenet.py), the same arguments."""
 import sys
 
 from hpcsgd.convert.imagenet import main

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Kept for scripts that call it: the same as `hpcsgd plot run` (hpcsgd/plot/run.py)."""
+"""Kept for scripts that call it: `hpcsgd plot run`
+(hpcsgd/plot/run.py), the same arguments."""
 import sys
 
 from hpcsgd.plot.run import main

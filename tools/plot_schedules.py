@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Kept for scripts that call it: the same as `hpcsgd plot schedule` (hpcsgd/plot/schedules.py)."""
+"""Kept for scripts that call it: `hpcsgd plot schedule`
+(hpcsgd/plot/schedules.py), the same arguments."""
 import sys
 
 from hpcsgd.plot.schedules import main

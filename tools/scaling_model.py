@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Kept for scripts that call it: the same as `hpcsgd scaling report|time-to-train` (hpcsgd/scaling/cli.py)."""
+"""Kept for scripts that call it: `hpcsgd scaling report|time-to-train`
+(hpcsgd/scaling/cli.py), the same arguments."""
 import sys
 
 from hpcsgd.scaling.cli import main

@@ -288,3 +288,7 @@ def main(argv: list[str] | None = None, prog: str = "hpcsgd affinity") -> int:
     except (ConfigError, PlanError) as e:  # one line, as the trainer refuses it
         print(f"{prog} {args.command}: refused: {e}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

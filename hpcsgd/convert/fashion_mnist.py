@@ -77,12 +77,16 @@ def main(argv: list[str] | None = None, prog: str = "hpcsgd convert fashion-mnis
         print(f"{prog}: error: Fashion-MNIST source folder {str(source)!r} does not exist "
               "(apt-get install dataset-fashion-mnist, or tools/setup.sh)", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
     for split in SOURCES:
         try:
+            out.mkdir(parents=True, exist_ok=True)
             n = convert_split(source, out, split, val_images=args.val_images)
         except (OSError, EOFError, ValueError) as e:  # a missing or truncated IDX file
             print(f"{prog}: error: {e}", file=sys.stderr)
             return 2
         print(f"{out / split}: " + ("already converted" if n < 0 else f"wrote {n} records"))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None, prog: str = "hpcsgd convert imagenet") -
     args = p.parse_args(argv)
     try:
         convert(args)
-    except InputError as e:
+    except (InputError, OSError) as e:  # OSError: an --out that is a file, a full disk, ...
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     return 0
@@ -213,3 +213,7 @@ def convert(args) -> None:
               f"{len(s['skipped'])} unreadable files skipped")
         for line in s["skipped"][:10]:
             print(f"  skipped {line}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

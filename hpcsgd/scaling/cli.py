@@ -108,3 +108,7 @@ def main(argv: list[str] | None = None, prog: str = "hpcsgd scaling") -> int:
         print(f"{prog} {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
