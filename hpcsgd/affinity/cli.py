@@ -196,28 +196,22 @@ def cmd_tune(args) -> int:
 
 def cmd_compare(args) -> int:
     from hpcsgd.bench import tuner
+    from hpcsgd.config import load_config
+    job = Path(args.job)
+    if not job.is_file() and (ROOT / job).is_file():  # the default, from another folder
+        job = ROOT / job
+    load_config(job)  # a bad job is refused here in one line, not by each training run
     out = Path(tempfile.mkdtemp(prefix="hpcsgd-affinity-"))
     runs: list[dict] = []
-    for rnd in range(args.rounds):
-        for pin in ((True, False) if rnd % 2 == 0 else (False, True)):
-            name = f"pin_{str(pin).lower()}_{rnd}"
-            cmd = [MPIEXEC, "-n", str(args.ranks), sys.executable, "-m", "hpcsgd.train",
-                   args.job, f"--train.max_steps={args.steps}", f"--cluster.pin={str(pin).lower()}",
-                   f"--run.out_dir={out}", f"--run.name={name}"]
-            tuner.wait_for_quiet(args.max_foreign, args.quiet_wait_s)
-            busy0, own0, t0 = tuner.cpu_busy_s(), tuner.children_cpu_s(), time.monotonic()
-            res = subprocess.run(cmd, cwd=ROOT, env=tuner.clean_env(), capture_output=True,
-                                 text=True, timeout=600)
-            foreign = tuner.foreign_load(tuner.cpu_busy_s() - busy0, tuner.children_cpu_s() - own0,
-                                         time.monotonic() - t0, os.cpu_count() or 1)
-            if res.returncode != 0:
-                print(res.stdout[-2000:], res.stderr[-2000:])
-                return 1
-            rate = json.loads((out / name / "summary.json").read_text())["train_img_per_s"]
-            runs.append({"pin": pin, "rate": rate, "foreign": foreign})
-            print(f"  round {rnd + 1}: pin = {str(pin).lower():5s} {rate:8.0f} img/s, others used "
-                  f"{foreign:4.0%} of the CPUs", flush=True)
-    shutil.rmtree(out, ignore_errors=True)
+    try:
+        for rnd in range(args.rounds):
+            for pin in ((True, False) if rnd % 2 == 0 else (False, True)):
+                run = _compare_run(args, tuner, job.resolve(), out, pin, rnd)
+                if run is None:
+                    return 1
+                runs.append(run)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
     quiet = [r for r in runs if r["foreign"] <= args.max_foreign]
     print(f"\n{args.job}, {args.ranks} ranks, {args.steps} steps; {len(quiet)} of {len(runs)} "
           f"runs quiet (others <= {args.max_foreign:.0%} of the CPUs)")
@@ -230,6 +224,28 @@ def cmd_compare(args) -> int:
                   f" unpinned {u:.0f} img/s (runs {', '.join(f'{x:.0f}' for x in unpinned)}); "
                   f"pinned / unpinned = {p / u:.3f}")
     return 0
+
+
+def _compare_run(args, tuner, job: Path, out: Path, pin: bool, rnd: int) -> dict | None:
+    """One training run of the comparison (None: it failed, its output printed)."""
+    name = f"pin_{str(pin).lower()}_{rnd}"
+    cmd = [MPIEXEC, "-n", str(args.ranks), sys.executable, "-m", "hpcsgd.train", str(job),
+           f"--train.max_steps={args.steps}", f"--cluster.pin={str(pin).lower()}",
+           f"--run.out_dir={out}", f"--run.name={name}"]
+    tuner.wait_for_quiet(args.max_foreign, args.quiet_wait_s)
+    busy0, own0, t0 = tuner.cpu_busy_s(), tuner.children_cpu_s(), time.monotonic()
+    # cwd: the job's relative data path is relative to the checkout, as for the jobs/ scripts
+    res = subprocess.run(cmd, cwd=ROOT, env=tuner.clean_env(), capture_output=True,
+                         text=True, timeout=600)
+    foreign = tuner.foreign_load(tuner.cpu_busy_s() - busy0, tuner.children_cpu_s() - own0,
+                                 time.monotonic() - t0, os.cpu_count() or 1)
+    if res.returncode != 0:
+        print(res.stdout[-2000:], res.stderr[-2000:])
+        return None
+    rate = json.loads((out / name / "summary.json").read_text())["train_img_per_s"]
+    print(f"  round {rnd + 1}: pin = {str(pin).lower():5s} {rate:8.0f} img/s, others used "
+          f"{foreign:4.0%} of the CPUs", flush=True)
+    return {"pin": pin, "rate": rate, "foreign": foreign}
 
 
 def main(argv: list[str] | None = None, prog: str = "hpcsgd affinity") -> int:

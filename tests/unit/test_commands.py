@@ -104,6 +104,7 @@ def test_every_command_has_help_naming_its_options(inproc, command, options):
     (["plot", "run", "/no/such/run"], "/no/such/run/metrics.jsonl"),
     (["plot", "schedule", "/no/such/job.toml", "--out", "{tmp}/s.png"], "/no/such/job.toml"),
     (["affinity", "plan", "--config", "/no/such/job.toml"], "/no/such/job.toml"),
+    (["affinity", "compare", "--job", "/no/such/job.toml"], "/no/such/job.toml"),
     (["scaling", "time-to-train", "--job", "/no/such/job.toml"], "/no/such/job.toml"),
     (["scaling", "report", "--jobs", "/no/such/jobs", "--out", "{tmp}/s.md"], "/no/such/jobs"),
     (["scaling", "--measurements", "/no/such/m.json", "time-to-train", "--node-type",
