@@ -210,7 +210,7 @@ def toml_text(row: Row) -> str:
         f"on ImageNet-1K,",
         f"# batch {row.batch} on {where}, {published}; published top-1/top-5 {row.top1}{time}.",
         f"#   sbatch jobs/{row.system}/{row.name}.sbatch",
-        f"#   .venv/bin/python tools/affinity.py plan --config jobs/{row.system}/{row.name}.toml",
+        f"#   .venv/bin/hpcsgd affinity plan --config jobs/{row.system}/{row.name}.toml",
         f"# Recipe: {why}.",
         f"# Local batch {local_batch(row)} = {row.batch} / ({row.nodes} nodes x 1 rank x 1 "
         "micro-batch).",
@@ -245,7 +245,7 @@ def sbatch_text(row: Row) -> str:
         f"# Codreanu et al. Table {row.table} row {row.row}: ResNet-50, batch {row.batch} on "
         f"{row.nodes} nodes, {row.epochs:g} epochs ({row.node_type}).",
         f"# Config: jobs/{row.system}/{row.name}.toml. One rank per node, whole node: hpcsgd pins",
-        "# its threads inside the rank (tools/affinity.py plan --config <the config>).",
+        "# its threads inside the rank (.venv/bin/hpcsgd affinity plan --config <the config>).",
         "# Pre-emption: 10 minutes before the time limit Slurm sends USR1 to this script, which",
         "# forwards it to the ranks; they checkpoint at the next step and exit 3, and the job is",
         "# requeued and resumes (jobs/slurm/run.sh). Whole nodes (--exclusive): hpcsgd places its",

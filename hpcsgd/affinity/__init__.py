@@ -7,5 +7,6 @@ lscpu; the papers' nodes as presets), `planner` (the plan: a pure function), `la
 (matching srun / mpirun binding flags and variables), `openmp` (binding a running OpenMP
 team), `apply` (applying the plan inside each rank). Measuring candidate layouts is benchmark code
 and lives in hpcsgd/bench/ (`tuner`, `stepbench`). Docs and measurements: docs/affinity.md;
-command: tools/affinity.py. Importing this package does not import torch (only `apply` does).
+command: `hpcsgd affinity plan|tune|compare` (cli.py). Importing this package does not import
+torch (only `apply` does).
 """

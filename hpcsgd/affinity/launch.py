@@ -7,6 +7,8 @@ mpiexec, Open MPI's mpirun and Intel MPI, and of Intel Caffe + ML-SL (the paper'
 """
 from __future__ import annotations
 
+import re
+
 from hpcsgd.affinity.planner import NodePlan, RankPlan, openmp_env
 
 
@@ -89,3 +91,51 @@ def rank_env(rank: RankPlan) -> dict[str, str]:
     """The exact per-rank OpenMP placement (both runtimes), for a wrapper that sets it before
     the rank's process starts."""
     return {**openmp_env(rank, "gnu"), **openmp_env(rank, "intel")}
+
+
+_LAUNCH = re.compile(r"^#.*?\b(?:mpiexec|mpirun)\b.*?\s-(?:n|np)\s+(\d+)\b"
+                     r"|^#.*?\bsrun\b.*?\s(?:-n\s*|--ntasks=)(\d+)\b", re.MULTILINE)
+
+
+def ranks_in_launch_line(text: str) -> tuple[int, str] | None:
+    """(total ranks, the comment line) of the first launch command in a job file's comments
+    (`#   mpiexec -n 4 ...`: every job starts with the command that launches it), or None."""
+    m = _LAUNCH.search(text)
+    if m is None:
+        return None
+    return int(m.group(1) or m.group(2)), m.group(0).lstrip("# ").strip()
+
+
+def shell_lines(words: list[str], *, width: int = 96) -> list[str]:
+    """A shell command as lines of at most about `width` characters that paste as one command:
+    words joined by " \\" continuations; a word longer than `width` (a 272-CPU binding list)
+    goes inside double quotes and is cut after a separator (+ , } ]) by backslash-newline,
+    which the shell removes inside double quotes, so the value stays exact."""
+    lines, line = [], ""
+    for word in words:
+        if len(word) > width:
+            key, sep, value = word.partition("=") if "=" in word[:40] else ("", "", word)
+            text = f'{key}{sep}"{value}"'
+            chunks = _cut(text, width)
+            if line:
+                lines.append(line + " \\")
+            lines += [c + "\\" for c in chunks[:-1]]
+            line = chunks[-1]
+        elif line and len(line) + 1 + len(word) > width:
+            lines.append(line + " \\")
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return lines + ([line] if line else [])
+
+
+def _cut(text: str, width: int) -> list[str]:
+    """text in pieces of at most `width` characters, each ending after a list separator when
+    one is in reach (no CPU id cut in two)."""
+    pieces = []
+    while len(text) > width:
+        at = max(text.rfind(sep, 0, width) for sep in "+,}]") + 1
+        at = at if at > width // 2 else width
+        pieces.append(text[:at])
+        text = text[at:]
+    return pieces + [text]

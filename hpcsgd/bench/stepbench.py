@@ -1,7 +1,7 @@
 """mpiexec -n 2 .venv/bin/python -m hpcsgd.bench.stepbench [--model resnet50] [--image-size 64] [--batch 16] [--warmup 2] [--steps 6] [--section.key=value ...]
 
 Short training-step benchmark of one core layout, the unit the affinity tuner measures
-(tools/affinity.py tune). Every rank: the core plan applied exactly as the trainer applies it
+(`hpcsgd affinity tune`). Every rank: the core plan applied exactly as the trainer applies it
 (hpcsgd.affinity.apply.apply_plan), the model on random images of this rank's share of the
 global batch, then steps of forward, backward, the gradient reducer (buckets allreduced on
 the communication thread during backward) and SGD with momentum. No data loading: the

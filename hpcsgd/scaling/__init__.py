@@ -9,5 +9,6 @@ Pure numpy/maths (no torch, no MPI), so it runs anywhere. One concern per module
 - jobs.py: time to train from parameters or a jobs/*.toml file;
 - projection.py: what hpcsgd would need per node to match the paper at 256-1536 nodes;
 - report.py, document.py: predicted versus published, and docs/scaling.md.
-The command-line entry point is tools/scaling_model.py.
+The command-line entry point is hpcsgd/scaling/cli.py (`hpcsgd scaling report|time-to-train`);
+plots.py draws the report's two figures.
 """

@@ -1,5 +1,5 @@
 """docs/scaling.md: every number in it is computed here from paper.py, hardware.py and the
-measurements JSON, so rerunning tools/scaling_model.py regenerates it exactly."""
+measurements JSON, so rerunning `hpcsgd scaling report` regenerates it exactly."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,7 @@ from hpcsgd.scaling.paper import (TABLE_II, TABLE_III, TABLE_IV, TABLE_IX, TABLE
                                   TABLE_VII, TABLE_XII, TABLE_XIII)
 from hpcsgd.scaling.projection import project
 
-COMMAND = ".venv/bin/python tools/scaling_model.py report"
+COMMAND = "hpcsgd scaling report"
 
 
 def build(measurements: Path, jobs_root: Path) -> dict:
@@ -329,7 +329,7 @@ def _table_ix_md(ctx: dict) -> str:
             "No Table IX job files exist under `jobs/` yet, so the rows are built inline from "
             "the paper's parameters (one rank per KNL node, evaluation every epoch as "
             "hpcsgd does by default). When the issue-6 configs land, the same code reads "
-            "them instead (`tools/scaling_model.py ttt --job jobs/....toml`).")
+            "them instead (`hpcsgd scaling time-to-train --job jobs/....toml`).")
     return ("## 7. Table IX from job configs\n\n" + note + "\n\n" + rp.markdown_table(
         ["global batch", "nodes", "local batch", "iterations", "epochs", "published min",
          "train min",

@@ -141,8 +141,12 @@ def test_launch_script_and_planner_refuse_in_one_line():
     res = subprocess.run([str(script), "nope.toml"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert res.stderr.strip() == "jobs/mpirun.sh: job file 'nope.toml' does not exist"
-    res = subprocess.run([sys.executable, str(ROOT / "tools" / "affinity.py"), "plan",
+    res = subprocess.run([sys.executable, "-m", "hpcsgd", "affinity", "plan",
                           "--config", "nope.toml"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert res.stderr.strip() == ("affinity.py plan: refused: config file 'nope.toml' does "
+    assert res.stderr.strip() == ("hpcsgd affinity plan: refused: config file 'nope.toml' does "
                                   "not exist")
+    # the old script path still works (a shim), naming itself
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "affinity.py"), "plan",
+                          "--config", "nope.toml"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and res.stderr.startswith("tools/affinity.py plan: refused:")

@@ -1,19 +1,15 @@
-"""tools/fashion_mnist_to_lmdb.py on a tiny fake IDX set: the fit and val splits partition
+"""hpcsgd convert fashion-mnist (hpcsgd/convert/fashion_mnist.py) on a tiny fake IDX set: the fit and val splits partition
 the training images (every image once, original order), test and train are unchanged, and a
 finished split is skipped."""
 import gzip
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hpcsgd.store.lmdb_store import LMDBReader
+from hpcsgd.convert import fashion_mnist as conv
 from hpcsgd.store.datum import decode_datum
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-import fashion_mnist_to_lmdb as conv  # noqa: E402
+from hpcsgd.store.lmdb_store import LMDBReader
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:

@@ -1,14 +1,10 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from hpcsgd.store.lmdb_store import LMDBReader
 from hpcsgd.store.datum import decode_datum
 from imagenet_helpers import sample_jpegs
-
-ROOT = Path(__file__).resolve().parents[2]
-TOOL = ROOT / "tools/imagenet_to_lmdb.py"
 
 
 def test_converter_writes_caffe_records_classes_and_summary(tmp_path):
@@ -23,7 +19,7 @@ def test_converter_writes_caffe_records_classes_and_summary(tmp_path):
     for i, (data, _) in enumerate(jpegs[6:]):
         (src / "val" / f"val{i}.JPEG").write_bytes(data)
     (src / "val.txt").write_text("val0.JPEG 1\nval1.JPEG n01000000\nval2.JPEG 0\n")
-    cmd = [sys.executable, str(TOOL), "--src", str(src), "--out", str(tmp_path / "out"),
+    cmd = [sys.executable, "-m", "hpcsgd", "convert", "imagenet", "--src", str(src), "--out", str(tmp_path / "out"),
            "--val-labels", str(src / "val.txt"), "--workers", "2", "--resize", "300"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "train: wrote 6 records" in out and "1 unreadable files skipped" in out

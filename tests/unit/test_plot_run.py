@@ -1,7 +1,6 @@
-"""tools/plot_run.py on real run folders: two short trainings (1-rank world) on a tiny LMDB in
+"""hpcsgd plot run (hpcsgd/plot/run.py) on real run folders: two short trainings (1-rank world) on a tiny LMDB in
 Fashion-MNIST's record format (28 x 28 grey, 10 classes; tests/helpers.tiny_dataset, because
 data/ is not in git), plotted alone and overlaid; bad folders refused with exit 2."""
-import importlib.util
 import math
 from pathlib import Path
 
@@ -9,15 +8,12 @@ import pytest
 from mpi4py import MPI
 from PIL import Image
 
+from hpcsgd.plot import run as tool
 from hpcsgd.run.metrics import MetricsLog, read_metrics
 from hpcsgd.train import train
 from hpcsgd.run.world import init_world
 from helpers import tiny_config, tiny_dataset
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("plot_run", ROOT / "tools" / "plot_run.py")
-tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tool)
 
 
 @pytest.fixture(scope="module")

@@ -350,10 +350,7 @@ def test_bad_schedule_options_are_refused_at_load(overrides, named):
 
 
 def test_plotter_draws_a_job_and_refuses_a_bad_one(tmp_path, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("plot_schedules", "tools/plot_schedules.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from hpcsgd.plot import schedules as tool
     out = tmp_path / "fm.png"
     assert tool.main(["jobs/local/fashion_mnist.toml", "--out", str(out),
                       "--schedule.collapse_epochs=2"]) == 0
