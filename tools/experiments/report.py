@@ -1,5 +1,5 @@
 """docs/results.md from the run folders of tools/experiments (claim sections:
-experiments_claims.py; plots: experiments_plots.py; verdict rules: experiments_verdicts.py).
+claims.py; plots: plots.py; verdict rules: verdicts.py).
 
     .venv/bin/python -m tools.experiments --report-only [--quick]
 
