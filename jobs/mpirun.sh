@@ -7,7 +7,7 @@
 # README, "On a cluster"). hpcsgd pins its threads inside each rank, so the launcher must not
 # narrow a rank to one core or socket first: Open MPI binds by default, so it gets
 # `--bind-to none --npernode N` (detected from `mpirun --version`); MPICH and Intel MPI take
-# `-ppn N` and do not bind unless asked. `tools/affinity.py plan --config JOB.toml` prints
+# `-ppn N` and do not bind unless asked. `.venv/bin/hpcsgd affinity plan --config JOB.toml` prints
 # explicit binding flags for each library instead.
 # Environment: MPIRUN (default mpirun), PPN_FLAG (default: -ppn, or --npernode for Open MPI),
 # HPCSGD_PYTHON (default .venv/bin/python). Exit 3: stopped by SIGUSR1/SIGTERM after a

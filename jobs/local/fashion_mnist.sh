@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tools/setup.sh
-.venv/bin/python tools/fashion_mnist_to_lmdb.py --out data/fashion-mnist
+.venv/bin/hpcsgd convert fashion-mnist --out data/fashion-mnist
 # The environment's own mpiexec (MPICH from the venv), matching mpi4py's MPI library.
 exec .venv/bin/mpiexec -n 4 .venv/bin/python -m hpcsgd.train jobs/local/fashion_mnist.toml "$@"

@@ -209,7 +209,7 @@ def main(argv=None) -> int:
     venv = ROOT / ".venv" / "bin"
     if not args.report_only:
         subprocess.check_call([str(ROOT / "tools" / "setup.sh")])
-        subprocess.check_call([str(venv / "python"), str(ROOT / "tools" / "fashion_mnist_to_lmdb.py"),
+        subprocess.check_call([str(venv / "hpcsgd"), "convert", "fashion-mnist",
                                "--out", str(ROOT / "data" / "fashion-mnist")])
         t0 = time.time()
         run_all(mode, out_dir, mpiexec=str(venv / "mpiexec"), python=str(venv / "python"),
