@@ -26,7 +26,11 @@ fi
 # The stamp records what the venv was built from; rebuild only when that changes.
 want=$( (cat "$root/setup.py" "$root/pyproject.toml"; echo "${HPCSGD_MPICC:-}") | sha256sum | cut -c1-16)
 stamp=$venv/.hpcsgd-setup
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && (cd / && "$venv/bin/python" -c "import hpcsgd.train, torch, mpi4py, lmdb") 2>/dev/null; then
+# The venv must also import this checkout's hpcsgd: a venv shared with another clone or
+# worktree may have been re-pointed at that one by its own set-up.
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && (cd / && "$venv/bin/python" -c "
+import hpcsgd.train, torch, mpi4py, lmdb, sys
+sys.exit(not hpcsgd.__file__.startswith('$root/'))") 2>/dev/null; then
     exit 0
 fi
 echo "setup: building $venv" >&2
