@@ -12,7 +12,8 @@ ordinary `--section.key=value` options, so any of them is also a job):
   codreanu-fig4  Codreanu et al. Fig. 4: the cyclic collapsed-ensemble schedule, batch 4096
   date-fig10     DATE Fig. 10: LeNet/MNIST at batch 8K, the tuned baseline (linear scaling,
                  2-epoch warmup, x0.1 at 10, 20, 27) against DATE (LEGW, sqrt, roller coaster)
-The iterations per epoch are images / global batch (--images, default by data set).
+The iterations per epoch are the trainer's: images / global batch (--images, default by data set),
+or for an lstm_lm job the BPTT windows of one training stream.
 """
 from __future__ import annotations
 
@@ -26,9 +27,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from hpcsgd.config import ConfigError, load_config  # noqa: E402
+from hpcsgd.lm.streams import steps_per_epoch, stream_length  # noqa: E402
 from hpcsgd.schedule.plan import plan_at, resolve_plan, snapshot_epochs  # noqa: E402
 
 IMAGES = {"fashion-mnist": 60000, "imagenet": 1281167}
+PTB_TRAIN_TOKENS = 929589
+"""Tokens of Mikolov's PTB training split with <eos> (hpcsgd/lm/corpus.py), for lstm_lm jobs."""
 MAX_POINTS = 20000
 
 _IMAGENET = ["--data.name=imagenet", "--model.name=resnet50"]
@@ -62,10 +66,20 @@ PRESETS = {
 }
 
 
+def iterations_per_epoch(cfg, samples: int | None = None) -> float:
+    """The trainer's iterations per epoch: images / global batch, or for the language model
+    the BPTT windows of one stream (hpcsgd/lm/streams.py); `samples` overrides the data set's
+    images (or training tokens)."""
+    if cfg.model.name == "lstm_lm":
+        tokens = int((samples or PTB_TRAIN_TOKENS) * cfg.lm.train_fraction)
+        return steps_per_epoch(stream_length(tokens, cfg.train.global_batch), cfg.lm.seq_len)
+    return (samples or IMAGES[cfg.data.name]) / cfg.train.global_batch
+
+
 def schedule_curve(cfg, images: int | None = None) -> dict:
     """Per-iteration epochs, LR, weight decay and collapse flags of one config."""
     plan = resolve_plan(cfg)
-    ipe = (images or IMAGES[cfg.data.name]) / cfg.train.global_batch
+    ipe = iterations_per_epoch(cfg, images)
     total = round(cfg.train.epochs * ipe)
     stride = max(1, total // MAX_POINTS)
     its = list(range(0, total + 1, stride))
@@ -136,7 +150,7 @@ def main(argv: list[str] | None = None, prog: str = "hpcsgd plot schedule") -> i
     parser.add_argument("--out", type=Path, help="PNG path (job mode)")
     parser.add_argument("--out-dir", type=Path, default=Path("docs"),
                         help="folder of the --paper PNGs (default: docs)")
-    parser.add_argument("--images", type=int, help="training images (default by data.name)")
+    parser.add_argument("--images", type=int, help="training images, or tokens for lstm_lm (default: the data set's)")
     args, overrides = parser.parse_known_args(argv)
     try:
         if args.paper:

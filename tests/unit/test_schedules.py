@@ -360,3 +360,15 @@ def test_plotter_draws_a_job_and_refuses_a_bad_one(tmp_path, capsys):
     assert len(curve["epoch"]) == 1201 and curve["snapshots"] == [60, 75, 90, 105, 120]
     assert tool.main(["jobs/local/fashion_mnist.toml", "--out", str(out),
                       "--schedule.decay=wavy"]) == 2
+
+
+def test_the_schedule_plot_of_an_lm_job_counts_the_trainers_windows_per_epoch():
+    from hpcsgd.lm.streams import steps_per_epoch, stream_length
+    from hpcsgd.lm.train import load_ids
+    from hpcsgd.plot.schedules import iterations_per_epoch
+    for fraction in ("1.0", "0.5"):
+        cfg = load_config("jobs/experiments/ptb_lstm.toml", [f"--lm.train_fraction={fraction}"])
+        _, train_ids, _ = load_ids(cfg)  # what the LM trainer trains on
+        windows = steps_per_epoch(stream_length(len(train_ids), cfg.train.global_batch),
+                                  cfg.lm.seq_len)
+        assert iterations_per_epoch(cfg) == windows
