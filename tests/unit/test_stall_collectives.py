@@ -1,5 +1,5 @@
 """Issue 19, defect 3: a rank that skips one of the main thread's collectives outside the step
-(evaluation, the buffer averaging before it) ends the job with the stall exit code, the
+(evaluation, the buffer averaging before it, the run's last barrier) ends the job with the stall exit code, the
 collective and the ranks named, instead of leaving the other rank in it for ever.
 
 Real `mpiexec -n 2` training runs on a tiny LMDB; the skipping rank is made by a test-only
@@ -49,6 +49,18 @@ def average_buffers_(*args, **kwargs):
 evaluate.average_buffers_ = average_buffers_
 """
 
+SKIP_FINAL_BARRIER = """
+import hpcsgd.run.trainer as trainer
+real = trainer.finish_run
+
+def finish_run(run_dir, world, log, summary, final_line):
+    if MPI.COMM_WORLD.rank == 1:
+        return summary  # skipped: rank 1 leaves without the run's last barrier
+    return real(run_dir, world, log, summary, final_line)
+
+trainer.finish_run = finish_run
+"""
+
 
 def _run(tmp_path, patch: str, model: str, stall_timeout_s: float):
     tiny_dataset(tmp_path / "data")
@@ -90,3 +102,13 @@ def test_a_rank_that_skips_average_buffers_ends_the_job_naming_both_collectives(
     assert "ranks reached different collectives (ranks [0]: averaging the buffers for the " \
            "evaluation at step 8; ranks [1]: the evaluation's allreduce of top-k counts)" \
         in res.stderr, res.stderr
+
+
+def test_a_rank_that_skips_the_final_barrier_ends_the_job_naming_it(tmp_path):
+    res, seconds = _run(tmp_path, SKIP_FINAL_BARRIER, "lenet", 10.0)
+    assert res.returncode == 4, (res.returncode, res.stderr)
+    assert seconds < 120, seconds
+    # rank 1 has left (its watchdog no longer answers): named as not responding
+    assert "(the barrier after writing summary.json) has not completed after 1" in res.stderr, \
+        res.stderr
+    assert "ranks not responding (dead or stuck inside MPI): [1]" in res.stderr, res.stderr
