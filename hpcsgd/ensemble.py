@@ -52,6 +52,7 @@ def evaluate_ensemble(models: list, source, world, compute, *, batch: int = 250)
             _count(counts[i], probs, labels)
             mean_probs = probs if mean_probs is None else mean_probs + probs
         _count(counts[-1], mean_probs / len(models), labels)
+    world.watch.gate("the ensemble evaluation's allreduce of top-k counts")  # none waits for ever
     world.comm.Allreduce(MPI.IN_PLACE, counts, op=MPI.SUM)
     return [{"count": int(c[0]), **{f"top{k}": float(c[1 + j] / c[0]) for j, k in enumerate(TOPK)}}
             for c in counts]
@@ -68,10 +69,12 @@ def _count(row: np.ndarray, probs: torch.Tensor, labels: torch.Tensor) -> None:
 def run(cfg: config_mod.Config, world, paths: list[Path],
         report_name: str = "ensemble.json") -> dict:
     torch.set_num_threads(compute_threads(cfg.compute, world.local_size))
+    world.watch.start(cfg.comm.stall_timeout_s)  # no collective waits for ever (collective)
     _, eval_source = build_loaders(cfg, world, config_mod.local_batch(cfg, world.size))
     models = []
     for path in paths:
-        state = agree(world, lambda p=path: load_checkpoint(p), CheckpointError)
+        state = agree(world, lambda p=path: load_checkpoint(p), CheckpointError,
+                      what=f"loading {path}")
         model = build_from_config(cfg)
         model.load_state_dict(state["model"])
         models.append(prepare_model(model, cfg.compute))
@@ -85,7 +88,7 @@ def run(cfg: config_mod.Config, world, paths: list[Path],
         print(f"{'ensemble of ' + str(len(paths)):28s} top-1 {e['top1']:.2%}  top-5 {e['top5']:.2%}"
               f"  ({e['count']})")
         (cfg.run_dir / report_name).write_text(json.dumps(report, indent=2))
-    world.comm.Barrier()  # sync point: the report is written
+    world.watch.barrier("the barrier after writing the report")  # sync point: report written
     return report
 
 

@@ -12,6 +12,13 @@ why a thread that sits in the blocking call is needed.
 Every job passes through a ``Progress`` record (sequence number, label, start time) that the
 stall watchdog reads (hpcsgd/comm/watchdog.py). All ranks submit the same jobs in the same
 order, so sequence numbers compare across ranks.
+
+After a job fails the engine runs nothing more: the jobs queued behind it finish with an error
+that names it, and a later submit() is refused. A thread that went on with the next bucket
+would let the other ranks finish collectives this rank no longer takes part in correctly (the
+hierarchical allreduce's node barriers count arrivals only: the node's ranks would publish a
+bucket this rank never summed into); stopped, the rank is simply missing, which the watchdog
+reports, and the failure reaches the caller at its next wait() or submit().
 """
 from __future__ import annotations
 
@@ -147,6 +154,8 @@ class CommEngine:
         self.progress = Progress()
         self.native_id: int | None = None
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.failure: tuple[str, BaseException] | None = None
+        """(label, error) of the first job that failed; no job runs after it."""
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -172,11 +181,15 @@ class CommEngine:
             if job is _STOP:
                 return
             handle, fn, args, tracked = job
+            if self.failure is not None:  # refused: see the module doc
+                handle._finish(error=RuntimeError(f"not run: {self._failed_first()}"))
+                continue
             if tracked:
                 self.progress.enter(handle.label)
             try:
                 result = fn(*args)
             except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+                self.failure = (handle.label, e)
                 handle._finish(error=e)
             else:
                 handle._finish(result)
@@ -189,9 +202,16 @@ class CommEngine:
         watchdog watches (every rank must submit the same tracked jobs in the same order)."""
         if not self._thread.is_alive():
             raise RuntimeError("the communication thread is not running (engine closed?)")
+        if self.failure is not None:
+            raise RuntimeError(f"communication job {label!r} refused: {self._failed_first()}")
         handle = Handle(label)
         self._jobs.put((handle, fn, args, tracked))
         return handle
+
+    def _failed_first(self) -> str:
+        label, error = self.failure
+        return (f"communication job {label!r} failed before it ({type(error).__name__}: "
+                f"{error}), and no later job runs on this rank")
 
     def call(self, fn, *args, label: str = "call", tracked: bool = False):
         """Run fn(*args) on the communication thread and return its result (blocking)."""

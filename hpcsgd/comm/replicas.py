@@ -17,9 +17,15 @@ def broadcast_state_(model: nn.Module, backend, root: int = 0) -> None:
 
 
 @torch.no_grad()
-def average_buffers_(model: nn.Module, backend, world_size: int) -> None:
+def average_buffers_(model: nn.Module, backend, world_size: int, watch=None,
+                     what: str = "averaging the buffers") -> None:
     """Average floating buffers (BatchNorm running statistics, computed per rank from the
-    rank's own batches) so that evaluation and checkpoints use one consistent model."""
+    rank's own batches) so that evaluation and checkpoints use one consistent model.
+    Collective; with a watch (hpcsgd/run/watch.py) every rank first passes its gate labelled
+    `what` (always, buffers or none), so that a rank that skips this never leaves the others
+    waiting for ever; the sums stay the backend's blocking ones (their rounding unchanged)."""
+    if watch is not None:
+        watch.gate(what)
     for b in model.buffers():
         if b.is_floating_point():
             backend.allreduce_sum_(b.data).div_(world_size)
@@ -35,6 +41,7 @@ def parameter_digest(model: nn.Module) -> str:
 
 def check_replicas(model: nn.Module, world) -> None:
     """Raise naming the ranks whose parameters differ from rank 0's (collective)."""
+    world.watch.gate("the final check that the replicas are identical")
     digests = world.comm.allgather(parameter_digest(model))
     bad = [r for r, d in enumerate(digests) if d != digests[0]]
     if bad:
@@ -65,6 +72,7 @@ def check_consistency(model: nn.Module, world, step: int | None = None) -> None:
     """Periodic cross-rank check (collective, a few bytes per parameter): raise naming the
     diverged ranks and the first differing parameter."""
     mine = weight_checksums(model)
+    world.watch.gate(f"the replica checksum at step {step}")
     everyone = world.comm.allgather(mine)
     bad = [r for r, sums in enumerate(everyone) if sums != everyone[0]]
     if bad:

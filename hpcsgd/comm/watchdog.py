@@ -54,7 +54,12 @@ def stall_report(rank: int, size: int, seq: int, label: str, age_s: float,
     others = {replies[r][1] for r in replies if replies[r][0] == seq}
     if others - {label}:
         lines.append(f"  ranks disagree on collective #{seq}: {sorted(others | {label})} "
-                     "(buckets or steps differ between ranks)")
+                     "(buckets or steps differ between ranks, or a rank skipped one)")
+        for r in sorted(replies):  # at this collective's number, but in another collective
+            entered, last, busy, age = replies[r]
+            if entered == seq and last != label:
+                lines.append(f"  rank {r}: in #{seq} ({last}) instead, "
+                             f"{'in flight' if busy else 'finished'} {age:.1f} s ago")
     lines.append(f"  aborting all {size} ranks")
     return "\n".join(lines), lagging, silent
 

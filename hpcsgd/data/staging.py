@@ -8,6 +8,11 @@ other ranks of the node; they wait (sync point on the node communicator) and the
 copy. Every process maps the same tmpfs pages, so the data set sits in RAM once per node
 however many ranks and decode workers read it. A copy of the same source (same size and
 modification time) left by an earlier run with `stage_keep` is reused.
+
+``{node}`` in the stage folder is replaced by a number unique to the node (the world rank of
+its node-local rank 0), for nodes that see the same folder: nodes simulated on one machine
+(MPICH's MPIR_CVAR_NUM_CLIQUES, tests/mpi/test_multinode.py), or a stage folder on storage
+the nodes share. Without it such nodes would copy into, and replace, the same folder.
 """
 from __future__ import annotations
 
@@ -109,7 +114,7 @@ def stage_lmdbs(sources: list[Path], stage_root: str | Path, node_comm, *,
 
     All ranks of the node call this; only node-local rank 0 copies, and its failure is raised
     on every rank of the node (no rank waits for a copy that will not come)."""
-    stage_root = Path(stage_root)
+    stage_root = Path(node_folder(str(stage_root), node_comm))
     result = None
     if node_comm.rank == 0:
         try:
@@ -124,6 +129,20 @@ def stage_lmdbs(sources: list[Path], stage_root: str | Path, node_comm, *,
     if status == "error":
         raise StagingError(value)
     return [Path(v) for v in value]
+
+
+def node_folder(stage_root: str, node_comm) -> str:
+    """stage_root with ``{node}`` replaced by the world rank of the node's local rank 0."""
+    if "{node}" not in stage_root:
+        return stage_root
+    from mpi4py import MPI
+    node, world = node_comm.Get_group(), MPI.COMM_WORLD.Get_group()
+    try:
+        leader = MPI.Group.Translate_ranks(node, [0], world)[0]
+    finally:
+        node.Free()
+        world.Free()
+    return stage_root.replace("{node}", str(leader))
 
 
 def _remove(paths) -> None:

@@ -43,6 +43,8 @@ def evaluate_perplexity(model, ids: np.ndarray, world, *, num_streams: int,
     streams = eval_streams(len(ids), num_streams)
     mine = [streams[k] for k in rank_block(len(streams), world.rank, world.size)]
     sums = np.array([stream_nll(model, ids, mine, seq_len), sum(n for _, n in mine)])
+    # behind the watch's gate: no rank waits for ever (hpcsgd/run/watch.py)
+    world.watch.gate("the evaluation's allreduce of NLL sums")
     world.comm.Allreduce(MPI.IN_PLACE, sums, op=MPI.SUM)  # sync point: every rank's sums
     model.train(was_training)
     nll = float(sums[0] / sums[1])

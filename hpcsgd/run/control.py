@@ -9,23 +9,21 @@ non-finite does a second, rare allgather name every rank whose loss was (the mes
 them all). Two collectives a step (the non-finite allgather, whose size grows with the ranks,
 and the stop allreduce) were one too many.
 
-The wait is polite: a non-blocking allreduce tested every POLL_S seconds with a sleep in
-between, so a rank that arrives early gives its core to the ranks still computing instead of
-spinning inside MPI. With ranks sharing cores (4 ranks on this 2-core machine) the spinning
-blocking allgather halved the LSTM trainer's throughput (4590 -> 2146 tokens/s, 200 PTB
-steps); the added latency is at most POLL_S a step.
+The wait is polite (hpcsgd/run/watch.py): a non-blocking allreduce tested every POLL_S seconds
+with a sleep in between, so a rank that arrives early gives its core to the ranks still
+computing instead of spinning inside MPI. With ranks sharing cores (4 ranks on this 2-core
+machine) the spinning blocking allgather halved the LSTM trainer's throughput (4590 -> 2146
+tokens/s, 200 PTB steps); the added latency is at most POLL_S a step. It is watched: a rank
+that never arrives ends the job with the stall exit code, named.
 """
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import dataclass
 
 import numpy as np
 from mpi4py import MPI
 
-POLL_S = 100e-6
-"""Sleep between tests of a pending control collective."""
+from hpcsgd.run.watch import Watch, polite_wait
 
 
 @dataclass(frozen=True)
@@ -38,32 +36,6 @@ class StepAgreement:
     """A stop signal any rank received (0 = none)."""
 
 
-class Watch:
-    """Waits for the loop's own collectives (on the main thread; the reducer's have the stall
-    watchdog): politely, and never for ever. One still unfinished after `timeout_s`
-    (comm.stall_timeout_s; 0 = no limit) means a rank skipped it or died: this rank says which
-    collective, and the job ends with the stall exit code instead of spinning until killed."""
-
-    def __init__(self, comm: MPI.Comm, timeout_s: float):
-        self.comm, self.timeout_s = comm, timeout_s
-
-    def wait(self, request: MPI.Request, what: str) -> None:
-        deadline = time.monotonic() + self.timeout_s if self.timeout_s else float("inf")
-        while not request.Test():
-            if time.monotonic() > deadline:
-                self._stalled(what)
-            time.sleep(POLL_S)
-
-    def _stalled(self, what: str) -> None:
-        from hpcsgd.comm.watchdog import EXIT_STALL
-        from hpcsgd.run.world import abort_job
-        sys.stderr.write(f"[hpcsgd] rank {self.comm.rank}: {what} unfinished after "
-                         f"{self.timeout_s:g} s (comm.stall_timeout_s): another rank never "
-                         f"reached it or died; ending all {self.comm.size} ranks with exit "
-                         f"{EXIT_STALL}\n")
-        abort_job(self.comm, EXIT_STALL)
-
-
 def agree_step(comm: MPI.Comm, *, loss_finite: bool, gradients_finite: bool,
                signum: int, watch: Watch | None = None, step: int = 0) -> StepAgreement:
     """Collective: one 3-integer allreduce (MIN); a second one names the ranks only when a
@@ -71,14 +43,14 @@ def agree_step(comm: MPI.Comm, *, loss_finite: bool, gradients_finite: bool,
     local = np.array([-int(not loss_finite),                   # -(any bad loss)
                       -int(not gradients_finite),              # -(gradients bad anywhere)
                       -int(signum)], np.int64)                 # -(highest signal number)
-    watch = watch or Watch(comm, 0.0)
-    watch.wait(comm.Iallreduce(MPI.IN_PLACE, local, op=MPI.MIN),
+    wait = watch.wait if watch is not None else polite_wait
+    wait(comm.Iallreduce(MPI.IN_PLACE, local, op=MPI.MIN),
                f"the control collective of step {step}")
     loss_ranks: tuple[int, ...] = ()
     if local[0] < 0:  # rare: name every rank whose loss was not finite
         flags = np.array([int(not loss_finite)], np.int64)
         every = np.empty(comm.size, np.int64)
-        watch.wait(comm.Iallgather(flags, every), f"naming the non-finite ranks of step {step}")
+        wait(comm.Iallgather(flags, every), f"naming the non-finite ranks of step {step}")
         loss_ranks = tuple(int(r) for r in np.flatnonzero(every))
     return StepAgreement(loss_ranks=loss_ranks, gradients_bad=bool(local[1] < 0),
                          signum=int(-local[2]))

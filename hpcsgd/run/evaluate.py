@@ -34,6 +34,7 @@ def evaluate(model: nn.Module, source, world, compute: ComputeConfig | None = No
         counts[0] += len(labels)
         for i, kk in enumerate(topk):
             counts[1 + i] += int(hit[:, :kk].any(dim=1).sum())
+    world.watch.gate("the evaluation's allreduce of top-k counts")  # no rank waits for ever
     world.comm.Allreduce(MPI.IN_PLACE, counts, op=MPI.SUM)
     model.train(was_training)
     return {"count": int(counts[0]),
@@ -58,7 +59,8 @@ class Evaluator:
     def after_step(self, step: int) -> None:
         if not (step % self.every == 0 or step == self.total_steps):
             return
-        average_buffers_(self.model, self.backend, self.world.size)
+        average_buffers_(self.model, self.backend, self.world.size, self.world.watch,
+                         f"averaging the buffers for the evaluation at step {step}")
         progress = self.progress
         progress.last_eval = result = self.task.evaluate(self.forward)
         if self.target and progress.time_to_target is None \

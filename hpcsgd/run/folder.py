@@ -81,7 +81,8 @@ def finish_run(run_dir: Path, world: World, log: MetricsLog, summary: dict,
     ``summary``. Collective."""
     if world.is_root:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    world.comm.Barrier()  # sync point: the run folder is complete when the trainer returns
+    # sync point: the run folder is complete when the trainer returns
+    world.watch.barrier("the barrier after writing summary.json")
     log.write("summary", **summary)
     log.print(final_line)
     log.close()

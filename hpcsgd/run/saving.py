@@ -33,6 +33,7 @@ class Checkpointer:
     def save(self, path: Path) -> None:
         """Collective: all ranks contribute; rank 0 writes atomically."""
         saved = {**asdict(self.progress), "wall_time": self.wall_time()}
+        self.watch.gate(f"saving {path.name}")  # capture_state gathers every rank's state
         state = capture_state(self.model, self.optimizer, saved, self.world,
                               task=self.rank_state())
         if self.world.is_root:
@@ -40,11 +41,13 @@ class Checkpointer:
             if path.parent == self.ckpt_dir:
                 prune_checkpoints(self.ckpt_dir, self.cfg.checkpoint.keep)
         # sync point: the checkpoint is on disk for every rank
-        self.watch.wait(self.world.comm.Ibarrier(), f"the barrier after writing {path.name}")
+        self.watch.barrier(f"the barrier after writing {path.name}")
 
     def after_step(self, step: int) -> None:
         if step in self.snapshot_steps:
-            average_buffers_(self.model, self.backend, self.world.size)  # one consistent model
+            # one consistent model
+            average_buffers_(self.model, self.backend, self.world.size, self.watch,
+                             f"averaging the buffers for the snapshot at step {step}")
             path = self.snap_dir / f"snapshot_{step:08d}.pt"
             if self.world.is_root:
                 self.snap_dir.mkdir(exist_ok=True)

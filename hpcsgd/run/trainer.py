@@ -27,7 +27,6 @@ from hpcsgd.comm import build_backend, build_reducer
 from hpcsgd.comm.reducer import broadcast_state_, check_replicas
 from hpcsgd.comm.replicas import parameter_digest
 from hpcsgd.cpu.compute import compute_threads, precision, prepare_model
-from hpcsgd.run.control import Watch
 from hpcsgd.run.evaluate import Evaluator
 from hpcsgd.run.loop import Parts, Progress, run_loop
 from hpcsgd.run.meter import Meter
@@ -133,16 +132,21 @@ def build_run(task, cfg: config_mod.Config, world: World, stop: StopRequest) -> 
                             gradients_read_only=task.gradients_read_only)
 
     progress = Progress()
+    # from here no collective of the main thread waits past comm.stall_timeout_s (collective)
+    world.watch.start(cfg.comm.stall_timeout_s, cores=placement.comm(cfg.comm).comm_cores)
     # rank 0 chooses what to resume from and tells the others: on a lagging shared file
     # system another rank could list an older checkpoint, or none
-    resume_from = world.comm.bcast(_resume_path(cfg) if world.is_root else None, root=0)
+    path = _resume_path(cfg) if world.is_root else None
+    world.watch.gate("choosing the checkpoint to resume from")
+    resume_from = world.comm.bcast(path, root=0)
     if resume_from is not None:
         try:
-            state = agree(world, lambda: load_checkpoint(resume_from), CheckpointError)
+            state = agree(world, lambda: load_checkpoint(resume_from), CheckpointError,
+                          what=f"loading {resume_from}")
             progress = Progress(**restore_state_(state, model, optimizer, world))
             task.load_rank_state(rank_entry(state, world).get("task", {}))
             agree(world, lambda: _check_resumed(world, resume_from, progress.step, model),
-                  CheckpointError)
+                  CheckpointError, what="checking the resumed state")
         except Refused:
             reducer.close()  # the communication thread and the watchdog end with the refusal
             raise
@@ -157,7 +161,7 @@ def build_run(task, cfg: config_mod.Config, world: World, stop: StopRequest) -> 
                            model, skips=progress.nonfinite_skips)
     parts = Parts(model=model, forward=forward, optimizer=optimizer, reducer=reducer,
                   schedule=schedule, guard=guard, task=task, comm=world.comm,
-                  watch=Watch(world.comm, cfg.comm.stall_timeout_s), stop=stop,
+                  watch=world.watch, stop=stop,
                   compute=cfg.compute,
                   accumulation=cfg.train.accumulation, steps_per_epoch=spe, world_size=world.size)
     return Run(parts=parts, model=model, forward=forward, backend=backend, progress=progress,
@@ -167,6 +171,7 @@ def build_run(task, cfg: config_mod.Config, world: World, stop: StopRequest) -> 
 def _check_resumed(world: World, path: Path, step: int, model) -> None:
     """Collective: every rank loaded the same step and the same weights, or CheckpointError
     naming the ranks that did not (the same message on every rank)."""
+    world.watch.gate("comparing the resumed step and parameter digests")
     views = world.comm.allgather((step, parameter_digest(model)))
     odd = [r for r, view in enumerate(views) if view != views[0]]
     if odd:

@@ -10,7 +10,7 @@ import socket
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mpi4py
 
@@ -19,6 +19,8 @@ import mpi4py
 # imported mpi4py.MPI earlier); hpcsgd.comm.build_reducer checks what the library granted.
 mpi4py.rc.thread_level = "multiple"
 from mpi4py import MPI  # noqa: E402
+
+from hpcsgd.run.watch import Watch  # noqa: E402
 
 
 @dataclass
@@ -32,6 +34,13 @@ class World:
     local_rank: int
     local_size: int
     hostname: str
+    watch: Watch = field(default=None, repr=False)
+    """Waits for the main thread's collectives on `comm`, none for ever (hpcsgd/run/watch.py);
+    unlimited until a trainer calls watch.start(comm.stall_timeout_s)."""
+
+    def __post_init__(self):
+        if self.watch is None:
+            self.watch = Watch(self.comm)
 
     @property
     def is_root(self) -> bool:
@@ -74,14 +83,16 @@ class Refused(RuntimeError):
     """Raised on every rank together when any rank's input check failed (see agree)."""
 
 
-def agree(world: "World", fn, *errors: type[BaseException]):
+def agree(world: "World", fn, *errors: type[BaseException], what: str = "an input check"):
     """Run fn on every rank; if it raises one of `errors` on any rank, raise Refused with that
-    rank's message on all ranks (no rank goes on alone into a collective). Collective."""
+    rank's message on all ranks (no rank goes on alone into a collective). Collective (its
+    allgather behind the watch's gate, labelled `what`)."""
     result, message = None, None
     try:
         result = fn()
     except errors as e:
         message = str(e)
+    world.watch.gate(f"the agreement after {what}")
     messages = world.comm.allgather(message)
     failed = [r for r, m in enumerate(messages) if m is not None]
     if failed:
