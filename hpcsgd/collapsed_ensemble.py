@@ -34,9 +34,9 @@ from pathlib import Path
 
 from hpcsgd import config as config_mod
 from hpcsgd.ensemble import snapshot_paths
+from hpcsgd.exits import EXIT_REFUSED
 from hpcsgd.schedule.plan import build_schedule
 
-EXIT_REFUSED = 2
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,10 @@ import weakref
 from mpi4py import MPI
 
 from hpcsgd.comm.engine import Progress, pin_current_thread
+from hpcsgd.exits import EXIT_STALL
 from hpcsgd.run.world import abort_job
 
 TAG_QUERY, TAG_REPLY, TAG_ABORT = 71, 72, 73
-EXIT_STALL = 4
-"""Exit code of a job ended by the watchdog."""
 
 
 def stall_report(rank: int, size: int, seq: int, label: str, age_s: float,

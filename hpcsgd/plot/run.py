@@ -23,9 +23,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from hpcsgd.exits import EXIT_REFUSED
 from hpcsgd.run.metrics import read_metrics  # noqa: E402
 
-EXIT_BAD_INPUT = 2
 
 
 class RunError(Exception):
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None, prog: str = "hpcsgd plot run") -> int:
         runs = [load_run(folder) for folder in args.runs]
     except RunError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_REFUSED
     if len({r["name"] for r in runs}) < len(runs):  # same name in two places: show the paths
         for run, folder in zip(runs, args.runs):
             run["name"] = str(folder)

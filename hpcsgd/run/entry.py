@@ -4,8 +4,8 @@
     mpiexec -n 4 .venv/bin/python -m hpcsgd.lm.train CONFIG.toml [--section.key=value ...]
 
 The MPI world, a check that the launcher and MPI agree on its size, the configuration from
-the command line, and the exit code: 0 done, 2 (EXIT_CONFIG_ERROR) refused before any work,
-or the code the run's summary asks for (hpcsgd.run.stop.EXIT_REQUEUE after a stop signal).
+the command line, and the exit code (hpcsgd/exits.py): EXIT_REFUSED before any work, or
+the code the run's summary asks for (EXIT_REQUEUE after a stop signal).
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import sys
 from typing import Callable
 
 from hpcsgd.config import Config, ConfigError, load_config
+from hpcsgd.exits import EXIT_REFUSED, MEANING
 from hpcsgd.run.world import Refused, World, expected_world_size, init_world
 
-EXIT_CONFIG_ERROR = 2
 
 
 def launcher_rank() -> int:
@@ -42,9 +42,8 @@ def usage_help(prog: str, args: list[str]) -> str:
             "--schedule.milestones=[30,60], --run.name=b8k).\n\n"
             f"Sections ({cmd} --help SECTION lists their options, types, defaults and "
             f"meaning):\n  {', '.join(sections())}\n\n"
-            "Exit codes: 0 done; 2 refused before any work (bad option, missing data, an "
-            "earlier run's folder);\n3 stopped by SIGUSR1/SIGTERM after a checkpoint "
-            "(requeue with --checkpoint.resume=auto); 4 stall; 5 NaN/Inf.")
+            "Exit codes (hpcsgd/exits.py):\n" + "\n".join(f"  {code}  {meaning}"
+                                                      for code, meaning in MEANING.items()))
 
 
 def config_from_argv(argv: list[str], module: str, *, world_size: int, task: str) -> Config:
@@ -73,11 +72,11 @@ def run_entry(prog: str, start: Callable[[list[str], World], dict],
         print(f"{prog}: the launcher started {expected} processes but MPI sees a world of "
               f"{world.size}: this mpiexec belongs to another MPI than mpi4py's "
               "(use the environment's own mpiexec)", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
+        return EXIT_REFUSED
     try:
         summary = start(args, world)
     except Refused as e:
         if world.is_root:
             print(f"{prog}: refused: {e}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
+        return EXIT_REFUSED
     return summary.get("exit_code", 0)

@@ -21,9 +21,10 @@ from itertools import chain, islice
 from hpcsgd.comm.reducer import check_consistency
 from hpcsgd.cpu.compute import autocast, to_layout
 from hpcsgd.run.control import agree_step
-from hpcsgd.run.nonfinite import EXIT_NONFINITE, NonFinite
+from hpcsgd.exits import EXIT_NONFINITE
+from hpcsgd.run.nonfinite import NonFinite
 from hpcsgd.optim.build import apply_schedule_
-from hpcsgd.run.stop import EXIT_REQUEUE
+from hpcsgd.exits import EXIT_REQUEUE
 
 
 @dataclass

@@ -12,12 +12,12 @@ that study divergence).
 """
 from __future__ import annotations
 
+from hpcsgd.exits import EXIT_NONFINITE
 import math
 from dataclasses import dataclass
 
 import torch
 
-EXIT_NONFINITE = 5
 """Exit code of a run stopped by a non-finite loss or gradient (train.nonfinite = "stop")."""
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import signal
 
-EXIT_REQUEUE = 3
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 
 

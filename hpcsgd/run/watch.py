@@ -114,7 +114,7 @@ class Watch:
             self._disagree(self.gates.allgather(what))
 
     def _disagree(self, labels: list[str]) -> None:
-        from hpcsgd.comm.watchdog import EXIT_STALL
+        from hpcsgd.exits import EXIT_STALL
         from hpcsgd.run.world import abort_job
         if self.comm.rank == 0:
             groups: dict[str, list[int]] = {}
@@ -128,7 +128,7 @@ class Watch:
         abort_job(self.comm, EXIT_STALL)
 
     def _stalled(self, what: str) -> None:
-        from hpcsgd.comm.watchdog import EXIT_STALL
+        from hpcsgd.exits import EXIT_STALL
         from hpcsgd.run.world import abort_job
         who = "" if self.watchdog is None else " (the watchdog did not report)"
         sys.stderr.write(f"[hpcsgd] rank {self.comm.rank}: {what} unfinished after "

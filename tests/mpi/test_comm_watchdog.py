@@ -9,7 +9,8 @@ import time
 from mpi4py import MPI
 
 from hpcsgd.comm.engine import Progress
-from hpcsgd.comm.watchdog import EXIT_STALL, Watchdog
+from hpcsgd.comm.watchdog import Watchdog
+from hpcsgd.exits import EXIT_STALL
 
 
 def test_watchdog_names_the_rank_that_does_not_arrive(world):

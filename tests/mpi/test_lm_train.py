@@ -95,7 +95,7 @@ def test_lm_refuses_a_nan_loss_on_one_rank_like_the_image_trainer(world, shared_
     # the shared loop's non-finite guard: every rank stops at the step, exit code 5, the
     # step and the rank named (a test-only patch: a NaN loss on the last rank at step 3)
     from hpcsgd.lm.train import LMTask
-    from hpcsgd.run.nonfinite import EXIT_NONFINITE
+    from hpcsgd.exits import EXIT_NONFINITE
     real, calls = LMTask.loss, {"n": 0}
 
     def loss(self, forward, inputs, targets):

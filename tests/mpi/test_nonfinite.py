@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import hpcsgd.train as train_mod
 from hpcsgd.run.metrics import read_metrics
-from hpcsgd.run.nonfinite import EXIT_NONFINITE
+from hpcsgd.exits import EXIT_NONFINITE
 from helpers import tiny_config, tiny_dataset
 
 BAD_STEP = 3  # 1-based optimizer step whose loss is NaN on the last rank

@@ -14,7 +14,7 @@ from mpi4py import MPI
 
 from hpcsgd.run.checkpoint import load_checkpoint
 from hpcsgd.run.metrics import read_metrics
-from hpcsgd.run.stop import EXIT_REQUEUE
+from hpcsgd.exits import EXIT_REQUEUE
 from helpers import tiny_dataset
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))

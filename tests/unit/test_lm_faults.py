@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hpcsgd.run.checkpoint import load_checkpoint
-from hpcsgd.run.stop import EXIT_REQUEUE
+from hpcsgd.exits import EXIT_REQUEUE
 from test_faults import MPIEXEC, _env, _metrics, _rank_pid, _wait_for
 from test_faults import pytestmark  # noqa: F401 - launches its own mpiexec, as those tests do
 
