@@ -5,6 +5,8 @@ PyTorch loop, each with the system allocator and with the default (compute.alloc
 
     flock /tmp/hpcsgd-bench.lock .venv/bin/python tools/bench_compute.py \
         [--batch 32] [--threads 2] [--steps 4] [--variants fp32+channels_last] [--out FILE]
+    flock /tmp/hpcsgd-bench.lock .venv/bin/python tools/bench_compute.py --openmp \
+        [--rounds 2] [--batch 16] [--steps 4]      # the trainer under OpenMP settings
 
 Each cell is a fresh process (its own allocator and peak memory):
 - "plain": the textbook loop (model(x), cross_entropy, backward, SGD step,
@@ -110,7 +112,19 @@ def plain_run(variant: str, allocator: str, args) -> dict:
     return {**json.loads(out.strip().splitlines()[-1]), "allocator": label}
 
 
-def trainer_run(variant: str, allocator: str, args) -> dict:
+OPENMP = {
+    "hpcsgd default": ({}, {}),
+    "OMP_WAIT_POLICY=PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, {}),
+    "OMP_WAIT_POLICY=ACTIVE": ({"OMP_WAIT_POLICY": "ACTIVE"}, {}),
+    "unpinned (cluster.pin=false)": ({}, {"cluster": {"pin": False}}),
+}
+"""The OpenMP settings an Intel-style launcher would choose between (torch.backends.xeon.
+run_cpu: thread binding, and KMP_BLOCKTIME-style waiting, which for the GNU OpenMP of
+PyTorch's wheels is OMP_WAIT_POLICY), as (environment, job sections). The default binds the
+team one thread per compute core itself (hpcsgd/affinity/openmp.py)."""
+
+
+def trainer_run(variant: str, allocator: str, args, env_extra=None, sections=None) -> dict:
     """The real trainer, 1 rank, on the bench LMDB; img/s from the wall clock between its
     per-step log records after the warm-up steps."""
     from bench_data_wait import bench_job, ensure_lmdb
@@ -124,8 +138,10 @@ def trainer_run(variant: str, allocator: str, args) -> dict:
                         compute={"threads": args.threads, "precision": opts["precision"],
                                  "channels_last": opts["channels_last"],
                                  "allocator": allocator},
-                        optim={"weight_decay": 1e-4})
-        env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "HPCSGD_ALLOCATOR")}
+                        optim={"weight_decay": 1e-4}, **(sections or {}))
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LD_PRELOAD", "HPCSGD_ALLOCATOR", "OMP_WAIT_POLICY")}
+        env.update(env_extra or {})
         t0 = time.time()
         subprocess.run([sys.executable, "-m", "hpcsgd.train", str(job)], cwd=ROOT, check=True,
                        capture_output=True, text=True, env=env)
@@ -150,12 +166,17 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default="fp32+channels_last",
                    help=f"comma-separated, of {', '.join(VARIANTS)}")
     p.add_argument("--allocators", default="system,auto")
+    p.add_argument("--openmp", action="store_true",
+                   help="the trainer under each OpenMP setting instead, interleaved rounds")
+    p.add_argument("--rounds", type=int, default=2, help="with --openmp: rounds of all settings")
     p.add_argument("--out", help="write the table as markdown here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(plain_worker(args.variants, args.batch, args.threads, args.steps)))
         return 0
+    if args.openmp:
+        return openmp_table(args)
     lines = [f"ResNet-50, local batch {args.batch}, 1 rank, {args.threads} threads, "
              f"{args.steps} timed steps after {WARMUP_STEPS} warm-up steps, a fresh process "
              f"per cell; CPU: {_cpu_name()}.", ""]
@@ -174,6 +195,30 @@ def main(argv=None) -> int:
             cells[("trainer", alloc)] = trainer_run(variant, alloc, args)
             print(f"{variant} trainer {alloc:8s} {cells[('trainer', alloc)]}", flush=True)
         lines += _table(variant, cells, ref, args.allocators.split(","))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+def openmp_table(args) -> int:
+    """Each OpenMP setting in a fresh trainer process, the settings interleaved round by
+    round (a drifting machine shifts every setting alike); the best round of each, as a
+    ratio to hpcsgd's default."""
+    variant = args.variants.split(",")[0]
+    best: dict[str, float] = {}
+    for r in range(args.rounds):
+        for name, (env, sections) in OPENMP.items():
+            rate = trainer_run(variant, "auto", args, env, sections)["img_per_s"]
+            best[name] = max(best.get(name, 0.0), rate)
+            print(f"round {r + 1} {name:30s} {rate:.2f} img/s", flush=True)
+    ref = best["hpcsgd default"]
+    lines = [f"The trainer (ResNet-50, {variant}, local batch {args.batch}, 1 rank, "
+             f"{args.threads} threads, allocator auto) under OpenMP settings, best of "
+             f"{args.rounds} interleaved rounds; CPU: {_cpu_name()}.", "",
+             "| setting | img/s | / default |", "|---|---|---|"]
+    lines += [f"| {n} | {v:.2f} | {v / ref:.3f} |" for n, v in best.items()]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -29,7 +29,7 @@ from mpi4py import MPI
 
 from hpcsgd.comm.engine import Progress, pin_current_thread
 from hpcsgd.exits import EXIT_STALL
-from hpcsgd.run.world import abort_job
+from hpcsgd.exits import abort_job
 
 TAG_QUERY, TAG_REPLY, TAG_ABORT = 71, 72, 73
 

@@ -38,6 +38,8 @@ import zlib
 import numpy as np
 from mpi4py import MPI
 
+from hpcsgd.exits import EXIT_STALL, abort_job
+
 POLL_S = 100e-6
 """Sleep between tests of a pending collective."""
 
@@ -114,8 +116,6 @@ class Watch:
             self._disagree(self.gates.allgather(what))
 
     def _disagree(self, labels: list[str]) -> None:
-        from hpcsgd.exits import EXIT_STALL
-        from hpcsgd.run.world import abort_job
         if self.comm.rank == 0:
             groups: dict[str, list[int]] = {}
             for r, label in enumerate(labels):
@@ -128,8 +128,6 @@ class Watch:
         abort_job(self.comm, EXIT_STALL)
 
     def _stalled(self, what: str) -> None:
-        from hpcsgd.exits import EXIT_STALL
-        from hpcsgd.run.world import abort_job
         who = "" if self.watchdog is None else " (the watchdog did not report)"
         sys.stderr.write(f"[hpcsgd] rank {self.comm.rank}: {what} unfinished after "
                          f"{self.timeout_s:g} s (comm.stall_timeout_s){who}: another rank "

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import time
 import traceback
 from dataclasses import dataclass, field
 
@@ -20,6 +19,7 @@ import mpi4py
 mpi4py.rc.thread_level = "multiple"
 from mpi4py import MPI  # noqa: E402
 
+from hpcsgd.exits import abort_job  # noqa: E402
 from hpcsgd.run.watch import Watch  # noqa: E402
 
 
@@ -56,27 +56,6 @@ class World:
         sys.stderr.write(f"[hpcsgd] rank {self.rank} ({self.hostname}): {message}\n")
         sys.stderr.flush()
         abort_job(self.comm, code)
-
-
-OUTPUT_GRACE_S = 0.5
-"""How long an aborting rank waits between writing its message and MPI_Abort."""
-
-
-def abort_job(comm: MPI.Comm, code: int) -> None:
-    """MPI_Abort on `comm`, after the launcher has had time to forward what this rank printed,
-    and never returning.
-
-    The launcher learns of the abort and of our output on different sockets and may tear the
-    job down before it has read the output: Hydra lost the failing rank's whole message in
-    about 1 of 10 runs of tests/unit/test_cli.py on this machine. And MPICH's MPI_Abort returns
-    to the caller while the launcher kills the job (measured: Python ran on after it and
-    printed a second, misleading traceback); this process ends here whatever happens.
-    """
-    time.sleep(OUTPUT_GRACE_S)
-    try:
-        comm.Abort(code)
-    finally:
-        os._exit(code)
 
 
 class Refused(RuntimeError):

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from hpcsgd.schedule import curves as lr_curves
-from hpcsgd.config import Config, ScheduleConfig
+from hpcsgd.config.recipe import ScheduleConfig
+from hpcsgd.config.tree import Config  # not the package: config/validate.py imports this module
 from hpcsgd.config.errors import refuse
 from hpcsgd.schedule.scaling import legw_warmup_epochs, scaled_lr
 
