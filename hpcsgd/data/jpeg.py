@@ -18,6 +18,7 @@ import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 from hpcsgd.data import turbo
+from hpcsgd.store.datum import RecordError
 
 REGION_DECODE = turbo.available()
 """Decode only the crop box with TurboJPEG 3 (benchmarks switch it off to compare)."""
@@ -25,8 +26,9 @@ region_stats = {"region": 0, "fallback": 0}
 """This process's region decodes, and those TurboJPEG refused (then a whole decode ran)."""
 
 
-class ImageDecodeError(ValueError):
-    """Bytes that are not a readable image (truncated, corrupt, unknown format)."""
+class ImageDecodeError(RecordError):
+    """Bytes that are not a readable image (truncated, corrupt, unknown format): a bad record,
+    counted and skipped by the loader like any other RecordError."""
 
 
 def image_size(data: bytes) -> tuple[int, int]:
