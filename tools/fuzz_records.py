@@ -40,6 +40,8 @@ from hpcsgd.store.lmdb_store import LMDBWriter
 from fuzz_mutations import MUTATIONS, base_records, mutate
 
 FLUSH_EVERY = 250  # cases between reports to the parent (what a crash makes it rerun)
+STARTING = -1      # a child's current case while it imports and builds its records
+START_LIMIT_S = 900.0  # for that: minutes on a loaded machine, and not a case's time
 
 
 def make_sources(folder: Path, max_image_pixels: int):
@@ -139,13 +141,13 @@ class _Slot:
 
     def __init__(self, ctx, start, stop, args):
         self.start, self.stop, self.done = start, stop, start
-        self.current = ctx.Value("q", start)
+        self.current = ctx.Value("q", STARTING)
         self.recv, send = ctx.Pipe(duplex=False)
         self.proc = ctx.Process(target=_child, args=(args[0], start, stop, *args[1:],
                                                      self.current, send), daemon=True)
         self.proc.start()
         send.close()
-        self.last, self.started = start, time.monotonic()
+        self.last, self.started = STARTING, time.monotonic()
 
 
 def fuzz(cases: int, seed: int, *, max_image_pixels: int = 40_000_000, other: bool = False,
@@ -180,11 +182,16 @@ def fuzz(cases: int, seed: int, *, max_image_pixels: int = 40_000_000, other: bo
                     continue
                 if slot.current.value != slot.last:
                     slot.last, slot.started = slot.current.value, time.monotonic()
-                if not alive or time.monotonic() - slot.started > case_limit:
+                limit = START_LIMIT_S if slot.last == STARTING else case_limit
+                if not alive or time.monotonic() - slot.started > limit:
                     hang = alive
                     slot.proc.kill()
                     slot.proc.join()
                     bad = slot.current.value
+                    if bad == STARTING:
+                        raise RuntimeError(f"fuzz child for cases [{slot.start}, {slot.stop}) "
+                                           f"failed before its first case (exit "
+                                           f"{slot.proc.exitcode}): see its traceback above")
                     total.add(bad, "(see replay)", "?", "hang" if hang else
                               f"crash:exit {slot.proc.exitcode}", "", 0.0, 0.0, 0)
                     todo += [r for r in ((slot.done, bad), (bad + 1, slot.stop)) if r[0] < r[1]]
