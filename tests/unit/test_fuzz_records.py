@@ -11,14 +11,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_fuzzed_records_are_samples_or_record_errors():
     res = subprocess.run([sys.executable, str(ROOT / "tools" / "fuzz_records.py"),
-                          "--cases", "2000", "--seed", "1", "--max-image-pixels", "4000000",
+                          "--cases", "1000", "--seed", "1", "--max-image-pixels", "4000000",
                           "--case-limit", "30", "--other-formats"],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+                         capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     rows = {m[0]: [int(x) for x in m[1:7]] for m in re.findall(
         r"^\| (\w+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|", res.stdout, re.M)}
     cases, valid, corrupt, violation, crash, hang = rows["all"]
-    assert cases == 2000 and (violation, crash, hang) == (0, 0, 0), res.stdout
+    assert cases == 1000 and (violation, crash, hang) == (0, 0, 0), res.stdout
     assert valid > 0 and corrupt > 0
     # every mutation ran, and the undamaged control records all came out as samples
     assert len(rows) == 14, sorted(rows)
