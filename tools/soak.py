@@ -1,6 +1,6 @@
 """Fault soak: many real 4-rank training runs, each hit by one fault drawn by a seeded RNG.
 
-    .venv/bin/python tools/soak.py --rounds 50 --seed 0 --out /tmp/hpcsgd-soak
+    PYTHONPATH=. .venv/bin/python tools/soak.py --rounds 50 --seed 0 --out /tmp/hpcsgd-soak
 
 Each round launches `mpiexec -n 4 python -m hpcsgd.train` on a small LeNet job (the first
 records of data/fashion-mnist) and injects one fault: SIGKILL of a random rank at a random
@@ -357,7 +357,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("/tmp/hpcsgd-soak"))
-    ap.add_argument("--epochs", type=float, default=6.0)
+    ap.add_argument("--epochs", type=float, default=3.0)
     ap.add_argument("--train-records", type=int, default=1024)
     ap.add_argument("--faults", default=",".join(FAULTS),
                     help="comma-separated kinds to draw from (default: all)")
