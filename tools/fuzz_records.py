@@ -68,9 +68,11 @@ def run_case(sources, bases, seed: int, i: int):
     mode = rng.choice(MODES if kind != "raw28" else ("train", "eval"))
     out = np.empty(source.sample_shape, np.uint8)
     try:
-        source.sample(out, bad, mode=mode, seed_key=(seed, 0), index=i)
+        label = source.sample(out, bad, mode=mode, seed_key=(seed, 0), index=i)
     except RecordError as e:
         return name, mode, "corrupt", str(e)
+    if not 0 <= label < source.num_classes:  # a sample the loss would index out of range
+        raise AssertionError(f"sample with label {label}")
     return name, mode, "valid", ""
 
 
