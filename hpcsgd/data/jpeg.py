@@ -77,7 +77,9 @@ def _decode_pillow(data: bytes, factor: int) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as im:
             if factor > 1 and im.format == "JPEG":
                 im.draft("RGB", (-(-im.width // factor), -(-im.height // factor)))
-            return np.array(im.convert("RGB"))  # writable: torch views it without a warning
+            # writable (torch views it without a warning); convert() of an RGB image would be
+            # one more full copy: 4 bytes a pixel, 150 MiB at data.max_image_pixels' default
+            return np.array(im if im.mode == "RGB" else im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
             Image.DecompressionBombError) as e:
         raise ImageDecodeError(f"image data cannot be decoded ({e})") from None
