@@ -18,6 +18,7 @@ import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 from hpcsgd.data import turbo
+from hpcsgd.store.datum import RecordError
 
 REGION_DECODE = turbo.available()
 """Decode only the crop box with TurboJPEG 3 (benchmarks switch it off to compare)."""
@@ -25,8 +26,9 @@ region_stats = {"region": 0, "fallback": 0}
 """This process's region decodes, and those TurboJPEG refused (then a whole decode ran)."""
 
 
-class ImageDecodeError(ValueError):
-    """Bytes that are not a readable image (truncated, corrupt, unknown format)."""
+class ImageDecodeError(RecordError):
+    """Bytes that are not a readable image (truncated, corrupt, unknown format): a bad record,
+    counted and skipped by the loader like any other RecordError."""
 
 
 def image_size(data: bytes) -> tuple[int, int]:
@@ -75,7 +77,9 @@ def _decode_pillow(data: bytes, factor: int) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as im:
             if factor > 1 and im.format == "JPEG":
                 im.draft("RGB", (-(-im.width // factor), -(-im.height // factor)))
-            return np.array(im.convert("RGB"))  # writable: torch views it without a warning
+            # writable (torch views it without a warning); convert() of an RGB image would be
+            # one more full copy: 4 bytes a pixel, 150 MiB at data.max_image_pixels' default
+            return np.array(im if im.mode == "RGB" else im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
             Image.DecompressionBombError) as e:
         raise ImageDecodeError(f"image data cannot be decoded ({e})") from None

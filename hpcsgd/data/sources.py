@@ -94,9 +94,10 @@ class _RecordSource:
             for _ in range(MAX_REPLACEMENTS):
                 result.records += 1
                 try:
-                    result.labels[pos] = self._sample(out[pos], raw, mode, seed_key, index, pos)
+                    result.labels[pos] = self.sample(out[pos], raw, mode=mode,
+                                                     seed_key=seed_key, index=index, pos=pos)
                     break
-                except (RecordError, jpeg.ImageDecodeError) as e:
+                except RecordError as e:  # jpeg.ImageDecodeError included
                     result.corrupt.append((self.reader.key(index), str(e)))
                     if mode == "eval":
                         result.valid[pos] = False
@@ -107,6 +108,13 @@ class _RecordSource:
                 raise CorruptDataError(f"{self.where}: {MAX_REPLACEMENTS} consecutive bad "
                                        f"records up to {self.reader.key(index)!r}")
         return result
+
+    def sample(self, out: np.ndarray, raw: bytes | None, *, mode: str, seed_key: tuple,
+               index: int, pos: int = 0) -> int:
+        """One stored record -> one sample in `out`; returns its label. A bad record raises
+        RecordError (the only exception `fill` counts and skips: anything else ends the run;
+        tools/fuzz_records.py checks that)."""
+        return self._sample(out, raw, mode, seed_key, index, pos)
 
     def _datum(self, raw: bytes | None) -> Datum:
         if raw is None:
