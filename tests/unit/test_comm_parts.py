@@ -17,7 +17,7 @@ from hpcsgd.comm.engine import CommEngine
 from hpcsgd.comm.hierarchical import segment
 from hpcsgd.comm.watchdog import stall_report
 from hpcsgd.comm.wire import bf16_sum_error_bound, chunk_elems
-from hpcsgd.config import CommConfig, ConfigError
+from hpcsgd.config import CommConfig, Config, ConfigError, validate
 
 
 def test_make_buckets_respects_size_and_order():
@@ -161,14 +161,16 @@ def test_engine_refuses_cores_outside_the_machine():
 @pytest.mark.parametrize("options, message", [
     ({"wire_dtype": "float16"}, "comm.wire_dtype = 'float16'"),
     ({"hierarchical": "on", "backend": "gloo"}, "comm.hierarchical = 'on': needs comm.backend"),
-    ({"hierarchical": "yes"}, "comm.hierarchical = 'yes': must be 'auto', 'on' or 'off'"),
+    ({"hierarchical": "yes"}, "comm.hierarchical = 'yes': must be one of 'auto', 'on', 'off'"),
     ({"comm_cores": [3, 3]}, "lists a core twice"),
     ({"stall_timeout_s": -1.0}, "comm.stall_timeout_s = -1.0"),
-    ({"backend": "nccl"}, "comm.backend = 'nccl': unknown backend"),
+    ({"backend": "nccl"}, "comm.backend = 'nccl': must be one of 'mpi', 'gloo', 'ccl'"),
 ])
 def test_comm_config_refuses_bad_options(options, message):
+    cfg = Config()
+    cfg.comm = CommConfig(**options)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
-        CommConfig(**options).check()
+        validate(cfg)
 
 
 def test_ccl_is_refused_by_name_when_its_bindings_are_missing():
