@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 EXIT_DONE = 0
 EXIT_REFUSED = 2
@@ -41,7 +42,35 @@ def abort_job(comm, code: int) -> None:
     printed a second, misleading traceback); this process ends here whatever happens.
     """
     time.sleep(OUTPUT_GRACE_S)
+    remove_mpi_segments()
     try:
         comm.Abort(code)
     finally:
         os._exit(code)
+
+
+MPI_SEGMENT_PREFIXES = ("/dev/shm/mpich_shm_",)
+"""Shared-memory segments the MPI library makes at start and removes in MPI_Finalize (MPICH's
+node segment, 4 MiB here), which an aborted job never reaches: every stall abort of the fault
+soak left one in /dev/shm (docs/reliability.md). Only these names: a staged LMDB under
+/dev/shm is mapped too and must stay."""
+
+
+def mpi_segments(maps: str) -> set[str]:
+    """The MPI library's segments among the paths of a /proc/<pid>/maps text."""
+    return {w for w in maps.split() if w.startswith(MPI_SEGMENT_PREFIXES)}
+
+
+def remove_mpi_segments() -> None:
+    """Unlink the segments this process maps, before MPI_Abort: the ranks of this node keep
+    their mappings until they die, and then the memory is freed instead of kept by a file.
+    (Other nodes' segments are their aborting ranks' to remove; MPI_Abort kills them first.)"""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return
+    for path in mpi_segments(maps):
+        try:
+            os.unlink(path)
+        except OSError:  # already removed by another rank of this node, or not ours
+            pass
