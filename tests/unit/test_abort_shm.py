@@ -3,10 +3,9 @@ node segment in MPI_Finalize, which MPI_Abort never reaches (the fault soak meas
 left by every stall abort, docs/reliability.md), so abort_job removes it first."""
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 from test_faults import MPIEXEC, pytestmark  # noqa: F401 (skip where mpiexec cannot run)
+from tools.soak import _shm_segments, leaked_segments  # the soak's own leak check
 
 ABORTING_JOB = """
 import time
@@ -20,29 +19,14 @@ time.sleep(60)
 """
 
 
-def _segments() -> set[Path]:
-    return set(Path("/dev/shm").glob("mpich_shm_*"))
-
-
-def _mapped() -> set[str]:
-    paths = set()
-    for maps in Path("/proc").glob("[0-9]*/maps"):
-        try:
-            paths.update(w for w in maps.read_text().split() if w.startswith("/dev/shm/"))
-        except OSError:
-            continue
-    return paths
-
-
 def test_an_aborted_job_leaves_no_mpi_segment_behind(tmp_path):
     script = tmp_path / "abort.py"
     script.write_text(ABORTING_JOB)
-    before = _segments()
+    before = _shm_segments()
     res = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode != 0
-    time.sleep(0.5)  # another job starting now maps its new segment within milliseconds
-    leaked = {p for p in _segments() - before if str(p) not in _mapped()}
+    leaked = leaked_segments(before)  # made since `before`, mapped by no live process
     assert not leaked, f"left in /dev/shm by the aborted job: {sorted(map(str, leaked))}"
 
 
