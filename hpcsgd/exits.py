@@ -74,3 +74,23 @@ def remove_mpi_segments() -> None:
             os.unlink(path)
         except OSError:  # already removed by another rank of this node, or not ours
             pass
+
+
+def mpi_segment_files() -> set[Path]:
+    """The MPI library's segments present in /dev/shm, mapped or not."""
+    return {f for prefix in MPI_SEGMENT_PREFIXES
+            for f in Path(prefix).parent.glob(Path(prefix).name + "*")}
+
+
+def leaked_mpi_segments(before: set[Path]) -> list[Path]:
+    """MPI segments made since `before` (mpi_segment_files()) that no live process maps: what
+    a killed or aborted job left behind (the fault soak's and the tests' leak check)."""
+    new = mpi_segment_files() - before
+    time.sleep(0.5)  # a job starting elsewhere maps its new segment within milliseconds
+    mapped = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            mapped.update(mpi_segments(maps.read_text()))
+        except OSError:  # the process ended, or is not ours to read
+            continue
+    return sorted(f for f in new if str(f) not in mapped and f.exists())

@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+from hpcsgd.exits import leaked_mpi_segments, mpi_segment_files
 from hpcsgd.run.metrics import read_metrics
 from hpcsgd.store.lmdb_store import LMDBReader, LMDBWriter
 
@@ -103,30 +104,6 @@ def _children() -> dict[int, int]:
         except (OSError, IndexError, ValueError):
             continue
     return out
-
-
-def _shm_segments() -> set[Path]:
-    return set(Path("/dev/shm").glob("mpich_shm_*"))
-
-
-def _mapped_shm() -> set[str]:
-    """/dev/shm paths some live process maps (a job starting elsewhere maps its own)."""
-    paths = set()
-    for maps in Path("/proc").glob("[0-9]*/maps"):
-        try:
-            paths.update(w for w in maps.read_text().split() if w.startswith("/dev/shm/"))
-        except OSError:
-            continue
-    return paths
-
-
-def leaked_segments(before: set[Path]) -> list[Path]:
-    """MPICH node segments made since `before` that no process maps: MPICH unlinks its
-    segment in MPI_Finalize, which a killed or aborted job never reaches."""
-    new = _shm_segments() - before
-    time.sleep(0.5)  # a job starting elsewhere maps its new segment within milliseconds
-    mapped = _mapped_shm()
-    return sorted(p for p in new if str(p) not in mapped and p.exists())
 
 
 def _start_time(pid: int) -> str | None:
@@ -250,7 +227,7 @@ def run_round(i: int, fault: str, rng: random.Random, base: Path, data: Path,
     rank = rng.randrange(4)
     delay = rng.uniform(0.5, 0.9 * ref_time)       # sigkill: any time after launch
     at_step = rng.randint(2, total - 4)             # the others: once training runs
-    shm_before = _shm_segments()
+    shm_before = mpi_segment_files()
     job = Job(folder)
     injected = None
     while fault in ("sigkill", "sigstop", "sigusr1", "sigterm") and job.proc.poll() is None:
@@ -270,7 +247,7 @@ def run_round(i: int, fault: str, rng: random.Random, base: Path, data: Path,
     code, gone, survivors = job.wait_gone(END_LIMIT_S + (injected or time.time()) - time.time()
                                           if injected else 30 * ref_time)
     err = job.stderr()
-    leaked = leaked_segments(shm_before)
+    leaked = leaked_mpi_segments(shm_before)
     rec["shm_leaked_bytes"] = sum(p.stat().st_size for p in leaked)
     for p in leaked:  # garbage once unmapped; removed so that 50 rounds do not fill /dev/shm
         p.unlink(missing_ok=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import typing
 from typing import Literal
 
+from hpcsgd.config.errors import refuse
+
 DataName = Literal["fashion-mnist", "imagenet"]
 OptimName = Literal["sgd", "lars", "adagrad", "rmsprop", "adam"]
 MomentumStyle = Literal["pytorch", "caffe"]
@@ -34,3 +36,9 @@ def choices(literal) -> tuple[str, ...]:
 
 def is_choice(typ) -> bool:
     return typing.get_origin(typ) is Literal
+
+
+def check_choice(option: str, value, literal) -> None:
+    """Refuse a value that is not one of the choice's words, naming the option and them all."""
+    if value not in choices(literal):
+        refuse(option, value, "must be one of " + ", ".join(repr(c) for c in choices(literal)))

@@ -10,8 +10,8 @@ import tomllib
 import typing
 from pathlib import Path
 
-from hpcsgd.config.choices import choices, is_choice
-from hpcsgd.config.errors import ConfigError, refuse
+from hpcsgd.config.choices import check_choice, is_choice
+from hpcsgd.config.errors import ConfigError
 from hpcsgd.config.tree import Config
 from hpcsgd.config.validate import validate
 
@@ -20,9 +20,8 @@ def _coerce(value, typ, option: str):
     """Check/convert one value against its annotated type; no silent truncation."""
     origin = typing.get_origin(typ)
     if is_choice(typ):
-        if value in choices(typ):
-            return value
-        refuse(option, value, "must be one of " + ", ".join(repr(c) for c in choices(typ)))
+        check_choice(option, value, typ)
+        return value
     if origin is list:
         (item,) = typing.get_args(typ)
         if not isinstance(value, (list, tuple)):

@@ -8,8 +8,8 @@ import dataclasses
 import typing
 from pathlib import Path
 
-from hpcsgd.config.choices import choices, is_choice
-from hpcsgd.config.errors import refuse, require
+from hpcsgd.config.choices import check_choice, is_choice
+from hpcsgd.config.errors import require
 from hpcsgd.config.tree import Config
 
 TASKS = ("image", "lm")
@@ -39,10 +39,8 @@ def _check_section(name: str, section) -> None:
     """Choices first (a tree built in Python skips the coercion that checks them), then the
     section's own rules."""
     for key, typ in typing.get_type_hints(type(section)).items():
-        value = getattr(section, key)
-        if is_choice(typ) and value not in choices(typ):
-            refuse(f"{name}.{key}", value,
-                   "must be one of " + ", ".join(repr(c) for c in choices(typ)))
+        if is_choice(typ):
+            check_choice(f"{name}.{key}", getattr(section, key), typ)
     section.check()
 
 

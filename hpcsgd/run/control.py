@@ -1,7 +1,7 @@
 """The one control collective of a training step: what every rank must agree on once the
 gradients are averaged, in one fixed-size allreduce whatever the number of ranks.
 
-    non-finite loss on some rank (and the lowest such rank), non-finite averaged gradients,
+    non-finite loss on some rank, non-finite averaged gradients,
     a stop signal (SIGUSR1/SIGTERM) received by some rank
 
 Three integers, reduced with MIN (a MAX is a MIN of the negated value). Only when a loss was
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from mpi4py import MPI
 
-from hpcsgd.run.watch import Watch, polite_wait
+from hpcsgd.run.watch import Watch
 
 
 @dataclass(frozen=True)
@@ -37,20 +37,19 @@ class StepAgreement:
 
 
 def agree_step(comm: MPI.Comm, *, loss_finite: bool, gradients_finite: bool,
-               signum: int, watch: Watch | None = None, step: int = 0) -> StepAgreement:
+               signum: int, watch: Watch, step: int = 0) -> StepAgreement:
     """Collective: one 3-integer allreduce (MIN); a second one names the ranks only when a
     loss was non-finite somewhere."""
     local = np.array([-int(not loss_finite),                   # -(any bad loss)
                       -int(not gradients_finite),              # -(gradients bad anywhere)
                       -int(signum)], np.int64)                 # -(highest signal number)
-    wait = watch.wait if watch is not None else polite_wait
-    wait(comm.Iallreduce(MPI.IN_PLACE, local, op=MPI.MIN),
+    watch.wait(comm.Iallreduce(MPI.IN_PLACE, local, op=MPI.MIN),
                f"the control collective of step {step}")
     loss_ranks: tuple[int, ...] = ()
     if local[0] < 0:  # rare: name every rank whose loss was not finite
         flags = np.array([int(not loss_finite)], np.int64)
         every = np.empty(comm.size, np.int64)
-        wait(comm.Iallgather(flags, every), f"naming the non-finite ranks of step {step}")
+        watch.wait(comm.Iallgather(flags, every), f"naming the non-finite ranks of step {step}")
         loss_ranks = tuple(int(r) for r in np.flatnonzero(every))
     return StepAgreement(loss_ranks=loss_ranks, gradients_bad=bool(local[1] < 0),
                          signum=int(-local[2]))

@@ -44,12 +44,6 @@ POLL_S = 100e-6
 """Sleep between tests of a pending collective."""
 
 
-def polite_wait(request: MPI.Request, what: str = "") -> None:
-    """Wait for `request` without a limit, but with sleeps, not spinning."""
-    while not request.Test():
-        time.sleep(POLL_S)
-
-
 class Watch:
     """The main thread's waits for collectives on `comm`, limited to `timeout_s` seconds
     (0 = no limit)."""

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from test_faults import MPIEXEC, pytestmark  # noqa: F401 (skip where mpiexec cannot run)
-from tools.soak import _shm_segments, leaked_segments  # the soak's own leak check
+from hpcsgd.exits import leaked_mpi_segments, mpi_segment_files
 
 ABORTING_JOB = """
 import time
@@ -22,11 +22,11 @@ time.sleep(60)
 def test_an_aborted_job_leaves_no_mpi_segment_behind(tmp_path):
     script = tmp_path / "abort.py"
     script.write_text(ABORTING_JOB)
-    before = _shm_segments()
+    before = mpi_segment_files()
     res = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode != 0
-    leaked = leaked_segments(before)  # made since `before`, mapped by no live process
+    leaked = leaked_mpi_segments(before)  # made since `before`, mapped by no live process
     assert not leaked, f"left in /dev/shm by the aborted job: {sorted(map(str, leaked))}"
 
 
