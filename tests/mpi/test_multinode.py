@@ -90,6 +90,20 @@ def _train(tmp_path: Path, name: str, cliques: int, *options: str):
     return res.stdout, seen, read_metrics(tmp_path / "runs" / name / "metrics.jsonl")
 
 
+def _core_plan(stdout: str) -> list[dict]:
+    """The rows of the core plan table rank 0 prints (hpcsgd/affinity/apply.py)."""
+    lines = stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.split()[:3] == ["host", "rank", "local"])
+    names = lines[head].split()
+    rows = []
+    for line in lines[head + 2:]:
+        cells = line.split()
+        if len(cells) < len(names) or not cells[1].isdigit():
+            break
+        rows.append(dict(zip(names, cells)))
+    return rows
+
+
 def test_two_simulated_nodes_stage_reduce_resume_and_match_one_node(tmp_path):
     tiny_dataset(tmp_path / "data")
     (tmp_path / "job.toml").write_text(
@@ -107,6 +121,19 @@ def test_two_simulated_nodes_stage_reduce_resume_and_match_one_node(tmp_path):
     assert "4 ranks on 1 node(s)" in out1, out1[:2000]
     assert [s["local_size"] for s in seen2] == [2, 2, 2, 2]
     assert [s["leader"] for s in seen2] == [True, True, False, False]
+
+    # each node made its own core plan: its 2 ranks split the host's cores between them (the
+    # plan is per node, by local rank), so the two nodes' leaders got the same cores
+    plan2 = _core_plan(out2)
+    assert [(p["rank"], p["local"]) for p in plan2] == [("0", "0"), ("1", "0"), ("2", "1"),
+                                                         ("3", "1")], plan2
+    by_local = {}
+    for p in plan2:
+        by_local.setdefault(p["local"], set()).add(p["compute"])
+    assert all(len(cores) == 1 for cores in by_local.values()), plan2  # same plan on each node
+    assert by_local["0"] != by_local["1"], plan2  # a node's ranks do not share cores
+    plan1 = _core_plan(out1)
+    assert [p["local"] for p in plan1] == ["0", "1", "2", "3"], plan1
 
     # each node staged its own copy, and its ranks read that copy
     stage = tmp_path / "two_nodes" / "stage"
