@@ -47,6 +47,7 @@ class ImageTask:
     def __init__(self, cfg: config_mod.Config, world: World):
         self.cfg, self.world = cfg, world
         self.local_batch = config_mod.local_batch(cfg, world.size)
+        self.model_name = cfg.model.name
 
     def build_data(self, placement) -> int:
         """Collective (staging): the loaders; returns the steps per epoch."""

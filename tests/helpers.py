@@ -43,3 +43,26 @@ def tiny_config(data_path: Path, out_dir: Path, **sections) -> Config:
         for key, value in values.items():
             setattr(getattr(cfg, section), key, value)
     return cfg
+
+
+def run_patched_training(tmp_path: Path, patch: str, job_toml: str, ranks: int = 2,
+                         timeout: float = 400.0):
+    """`mpiexec -n ranks` of hpcsgd.train on tmp_path/job.toml (job_toml) after `patch`, a
+    test-only change of some ranks (Python run in the launched script, with `MPI` and `time`
+    imported); returns (CompletedProcess, seconds). The timeout ends a run that hangs."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import time
+    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+    (tmp_path / "job.toml").write_text(job_toml)
+    (tmp_path / "patched.py").write_text(
+        "import sys, time\nfrom mpi4py import MPI\n" + patch +
+        "\nfrom hpcsgd.train import main\nsys.exit(main(sys.argv[1:]))\n")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "MPI", "HYDRA", "HPCSGD_"))}
+    t0 = time.time()
+    res = subprocess.run([mpiexec, "-n", str(ranks), sys.executable, "patched.py", "job.toml"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    return res, time.time() - t0

@@ -7,6 +7,8 @@ PyTorch loop, each with the system allocator and with the default (compute.alloc
         [--batch 32] [--threads 2] [--steps 4] [--variants fp32+channels_last] [--out FILE]
     flock /tmp/hpcsgd-bench.lock .venv/bin/python tools/bench_compute.py --openmp \
         [--rounds 2] [--batch 16] [--steps 4]      # the trainer under OpenMP settings
+    flock /tmp/hpcsgd-bench.lock .venv/bin/python tools/bench_compute.py --compile \
+        [--rounds 2] [--batch 16] [--steps 4]      # the trainer with torch.compile off / on
 
 Each cell is a fresh process (its own allocator and peak memory):
 - "plain": the textbook loop (model(x), cross_entropy, backward, SGD step,
@@ -124,7 +126,8 @@ PyTorch's wheels is OMP_WAIT_POLICY), as (environment, job sections). The defaul
 team one thread per compute core itself (hpcsgd/affinity/openmp.py)."""
 
 
-def trainer_run(variant: str, allocator: str, args, env_extra=None, sections=None) -> dict:
+def trainer_run(variant: str, allocator: str, args, env_extra=None, sections=None,
+                compute=None) -> dict:
     """The real trainer, 1 rank, on the bench LMDB; img/s from the wall clock between its
     per-step log records after the warm-up steps."""
     from bench_data_wait import bench_job, ensure_lmdb
@@ -137,7 +140,7 @@ def trainer_run(variant: str, allocator: str, args, env_extra=None, sections=Non
                                "global_batch": args.batch, "eval_every_epochs": 100.0},
                         compute={"threads": args.threads, "precision": opts["precision"],
                                  "channels_last": opts["channels_last"],
-                                 "allocator": allocator},
+                                 "allocator": allocator, **(compute or {})},
                         optim={"weight_decay": 1e-4}, **(sections or {}))
         env = {k: v for k, v in os.environ.items()
                if k not in ("LD_PRELOAD", "HPCSGD_ALLOCATOR", "OMP_WAIT_POLICY")}
@@ -153,7 +156,8 @@ def trainer_run(variant: str, allocator: str, args, env_extra=None, sections=Non
     steps_wall = records[-1]["time"] - records[0]["time"] + sum(
         v for k, v in records[0].items() if k.endswith("_s") and k != "img_per_s")
     return {"img_per_s": args.batch * (len(timed) - 1) / wall,
-            "allocator": start["allocators"][0],
+            "allocator": start["allocators"][0], "compiled": start.get("compiled"),
+            "first_step_s": records[0]["time"] - start["time"], "process_wall_s": process_wall,
             "steps_share_of_process_wall": steps_wall / process_wall,
             "peak_rss_mb": max(r.get("max_rss_mb", 0.0) for r in records)}
 
@@ -168,7 +172,11 @@ def main(argv=None) -> int:
     p.add_argument("--allocators", default="system,auto")
     p.add_argument("--openmp", action="store_true",
                    help="the trainer under each OpenMP setting instead, interleaved rounds")
-    p.add_argument("--rounds", type=int, default=2, help="with --openmp: rounds of all settings")
+    p.add_argument("--compile", action="store_true",
+                   help="the trainer with torch.compile off, on with an empty Inductor cache "
+                        "and on with that cache filled, interleaved rounds")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="with --openmp or --compile: rounds of all settings")
     p.add_argument("--out", help="write the table as markdown here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -177,6 +185,8 @@ def main(argv=None) -> int:
         return 0
     if args.openmp:
         return openmp_table(args)
+    if args.compile:
+        return compile_table(args)
     lines = [f"ResNet-50, local batch {args.batch}, 1 rank, {args.threads} threads, "
              f"{args.steps} timed steps after {WARMUP_STEPS} warm-up steps, a fresh process "
              f"per cell; CPU: {_cpu_name()}.", ""]
@@ -220,6 +230,48 @@ def openmp_table(args) -> int:
              "| setting | best img/s | worst img/s | best / default's best |", "|---|---|---|---|"]
     lines += [f"| {n} | {max(v):.2f} | {min(v):.2f} | {max(v) / ref:.3f} |"
               for n, v in rates.items()]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+def compile_table(args) -> int:
+    """The trainer with compute.compile off, on from an empty Inductor cache (what a first
+    run pays) and on again from that cache (a requeued run), interleaved round by round.
+    Compile time shows as the first step's extra seconds over the uncompiled run's; the
+    break-even is that extra over the seconds each later step saves."""
+    variant = args.variants.split(",")[0]
+    rows: dict[str, list[dict]] = {"off": [], "on, empty cache": [], "on, filled cache": []}
+    for r in range(args.rounds):
+        with tempfile.TemporaryDirectory() as cache:
+            for name, compute in (("off", {"compile": "off"}),
+                                  ("on, empty cache", {"compile": "on", "compile_cache": cache}),
+                                  ("on, filled cache", {"compile": "on", "compile_cache": cache})):
+                rows[name].append(trainer_run(variant, "auto", args, compute=compute))
+                c = rows[name][-1]
+                print(f"round {r + 1} {name:18s} {c['img_per_s']:.2f} img/s, first step "
+                      f"{c['first_step_s']:.1f} s, process {c['process_wall_s']:.1f} s "
+                      f"(compiled: {c['compiled']})", flush=True)
+    best = {n: max(rs, key=lambda c: c["img_per_s"]) for n, rs in rows.items()}
+    lines = [f"The trainer (ResNet-50, {variant}, local batch {args.batch}, 1 rank, "
+             f"{args.threads} threads, allocator auto), torch.compile off and on, "
+             f"{args.rounds} interleaved rounds; CPU: {_cpu_name()}.", "",
+             "| compute.compile | best img/s | worst img/s | best / off's best | first step s "
+             "(median) |", "|---|---|---|---|---|"]
+    for n, rs in rows.items():
+        first = sorted(c["first_step_s"] for c in rs)[len(rs) // 2]
+        lines.append(f"| {n} | {best[n]['img_per_s']:.2f} | "
+                     f"{min(c['img_per_s'] for c in rs):.2f} | "
+                     f"{best[n]['img_per_s'] / best['off']['img_per_s']:.3f} | {first:.1f} |")
+    step_off, step_on = (args.batch / best[n]["img_per_s"] for n in ("off", "on, empty cache"))
+    for n in ("on, empty cache", "on, filled cache"):
+        extra = min(c["first_step_s"] for c in rows[n]) - min(c["first_step_s"]
+                                                             for c in rows["off"])
+        even = f"{extra / (step_off - step_on):.0f} steps" if step_on < step_off else "never"
+        lines.append(f"\n- {n}: compiling adds {extra:.0f} s to the first step; repaid after "
+                     f"{even} ({step_off - step_on:.3f} s saved per step)")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

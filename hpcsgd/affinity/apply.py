@@ -182,6 +182,7 @@ def apply_plan(cfg, world) -> Placement:
     Placement carries the job's table. A plan that cannot fit is refused on every rank."""
     from hpcsgd.run.world import agree
     mask = initial_mask()
+    world.watch.gate("sharing the ranks' CPU masks for the core plan")
     masks = world.node_comm.allgather(sorted(mask))
     topology = discover()
     notes: list[str] = []
@@ -203,6 +204,7 @@ def apply_plan(cfg, world) -> Placement:
                "(inherited)"]
         title = "core plan (cluster.pin = false"
     # one gather (rank 0 prints): table rows and notes
+    world.watch.gate("gathering the core plan")
     gathered = world.comm.gather(([world.hostname, str(world.rank), str(world.local_rank),
                                    str(placement.threads), *row], placement.notes))
     if world.is_root:

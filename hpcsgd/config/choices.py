@@ -21,6 +21,7 @@ Decay = Literal["poly", "cosine", "multistep", "constant", "roller_coaster", "cy
 RollerCoasterWarmup = Literal["run", "baseline"]
 Nonfinite = Literal["stop", "skip", "ignore"]
 Precision = Literal["auto", "fp32", "bf16"]
+Compile = Literal["auto", "on", "off"]
 CommBackend = Literal["mpi", "gloo", "ccl"]
 WireDtype = Literal["float32", "bfloat16"]
 Hierarchical = Literal["auto", "on", "off"]

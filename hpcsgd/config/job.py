@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 
-from hpcsgd.config.choices import (CommBackend, Corpus, Hierarchical, LMSplit, Memory,
+from hpcsgd.config.choices import (CommBackend, Compile, Corpus, Hierarchical, LMSplit, Memory,
                                    Nonfinite, Precision, WireDtype)
 from hpcsgd.config.errors import ConfigError, require
 
@@ -62,8 +62,15 @@ class ComputeConfig:
     "auto": bf16 on CPUs with bf16 in hardware (AVX-512 BF16, AMX), else fp32. bf16 is 2.2x
     faster on ResNet-50 here but not the default: a LeNet run that fp32 trains diverged to
     NaN in bf16 (docs/compute.md)."""
-    compile: bool = False
-    """torch.compile the model (Inductor C++ code generation; first steps pay compile time)."""
+    compile: Compile = "auto"
+    """torch.compile the model (Inductor, C++ code generation): "on", "off", or "auto": on for
+    a model and precision where it was measured to pay (hpcsgd/cpu/compute.py COMPILE_PAYS)
+    in a run of at least compute.compile_min_steps steps (docs/compute.md)."""
+    compile_min_steps: int = 1000
+    """auto compiles only runs this long: the compile time must be repaid by faster steps."""
+    compile_cache: str = ""
+    """Inductor's cache folder, so a requeued or repeated run does not compile again; "" =
+    $TORCHINDUCTOR_CACHE_DIR if set, else the run folder's compile-cache/."""
     allocator: str = "auto"
     """Memory allocator, preloaded by the training entry points (hpcsgd/cpu/allocator.py): "auto"
     (tcmalloc, else jemalloc, else the system's), "tcmalloc", "jemalloc", "system" or the path
@@ -76,6 +83,8 @@ class ComputeConfig:
         except AllocatorError as e:
             raise ConfigError(str(e)) from None
         require(self.threads >= 0, "compute.threads", self.threads, "must be >= 0 (0 = automatic)")
+        require(self.compile_min_steps >= 0, "compute.compile_min_steps", self.compile_min_steps,
+                 "must be >= 0")
 
 
 CCL_MODULE = "oneccl_bindings_for_pytorch"
@@ -108,6 +117,10 @@ class CommConfig:
     """Nice levels the communication thread runs above compute, for nodes without spare cores."""
     stall_timeout_s: float = 600.0
     """A collective unfinished after this long names the missing ranks and aborts (0 = off)."""
+    setup_timeout_s: float = 3600.0
+    """The same for the collectives of the run's set-up (core plan, staging the LMDBs into
+    RAM, rank 0's weights, the reducer): longer, because a node's ranks wait there while its
+    first rank copies the data set (0 = off)."""
     consistency_check_steps: int = 0
     """Every N steps compare a checksum of the weights across ranks (0 = only at the end)."""
 
@@ -127,6 +140,8 @@ class CommConfig:
                  self.comm_cores, "lists a core twice")
         require(self.stall_timeout_s >= 0, "comm.stall_timeout_s", self.stall_timeout_s,
                  "must be >= 0 (0 = no watchdog)")
+        require(self.setup_timeout_s >= 0, "comm.setup_timeout_s", self.setup_timeout_s,
+                 "must be >= 0 (0 = no limit)")
         require(self.arrival_poll_us >= 0, "comm.arrival_poll_us", self.arrival_poll_us,
                  "must be >= 0 (0 = spin inside MPI)")
         require(self.message_mb >= 0, "comm.message_mb", self.message_mb,

@@ -10,7 +10,7 @@ import tomllib
 import typing
 from pathlib import Path
 
-from hpcsgd.config.choices import check_choice, is_choice
+from hpcsgd.config.choices import check_choice, choices, is_choice
 from hpcsgd.config.errors import ConfigError
 from hpcsgd.config.tree import Config
 from hpcsgd.config.validate import validate
@@ -20,6 +20,9 @@ def _coerce(value, typ, option: str):
     """Check/convert one value against its annotated type; no silent truncation."""
     origin = typing.get_origin(typ)
     if is_choice(typ):
+        if isinstance(value, bool) and {"on", "off"} <= set(choices(typ)):
+            value = "on" if value else "off"  # an on/off choice also reads true/false (and
+            # configs written when compute.compile was a bool)
         check_choice(option, value, typ)
         return value
     if origin is list:

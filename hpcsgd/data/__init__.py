@@ -61,7 +61,8 @@ def build_loaders(cfg, world, local_batch: int):
         # the copy in tmpfs is placed by this thread's policy: not in MCDRAM, which is for
         # the weights and activations (cluster.memory = "hbm")
         with default_placement():
-            paths = stage_lmdbs(paths, data.stage_dir, world.node_comm, keep=data.stage_keep)
+            paths = stage_lmdbs(paths, data.stage_dir, world.node_comm, keep=data.stage_keep,
+                                watch=world.watch)
     train_source, eval_source = build_sources(cfg, paths, local_batch=local_batch)
     loader = TrainLoader(train_source, seed=cfg.train.seed, rank=world.rank, size=world.size,
                          local_batch=local_batch, accumulation=cfg.train.accumulation,

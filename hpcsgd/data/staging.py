@@ -109,11 +109,13 @@ def stage_copy(source: Path, stage_root: Path) -> tuple[Path, bool]:
 
 
 def stage_lmdbs(sources: list[Path], stage_root: str | Path, node_comm, *,
-                keep: bool) -> list[Path]:
+                keep: bool, watch=None) -> list[Path]:
     """Stage every source once per node; every rank of the node gets the staged paths.
 
     All ranks of the node call this; only node-local rank 0 copies, and its failure is raised
-    on every rank of the node (no rank waits for a copy that will not come)."""
+    on every rank of the node (no rank waits for a copy that will not come). With a watch
+    (hpcsgd/run/watch.py; every rank of the job calls this together) the node's ranks wait
+    for the copy no longer than its limit: a first rank stuck in the copy is named."""
     stage_root = Path(node_folder(str(stage_root), node_comm))
     result = None
     if node_comm.rank == 0:
@@ -125,6 +127,9 @@ def stage_lmdbs(sources: list[Path], stage_root: str | Path, node_comm, *,
             result = ("ok", [str(path) for path, _ in staged])
         except (OSError, DataPathError) as e:
             result = ("error", f"{type(e).__name__}: {e}")
+    if watch is not None:
+        watch.wait(node_comm.Ibarrier(), f"staging {', '.join(Path(s).name for s in sources)} "
+                                         f"into {stage_root} (node-local rank 0 copies)")
     status, value = node_comm.bcast(result, root=0)  # sync point: the node's copy is complete
     if status == "error":
         raise StagingError(value)

@@ -50,6 +50,7 @@ class LMTask:
     perplexity of lm.eval_split, and the gradients are clipped (lm.clip_norm) after DATE has
     taken its ratio."""
     prog, unit = "hpcsgd.lm", "tok"
+    model_name = "lstm_lm"
     gradients_read_only = False
     """Clipping scales the averaged gradients in place: each rank keeps its own copy."""
 

@@ -26,7 +26,7 @@ from hpcsgd.run.checkpoint import (CheckpointError, latest_checkpoint, load_chec
 from hpcsgd.comm import build_backend, build_reducer
 from hpcsgd.comm.reducer import broadcast_state_, check_replicas
 from hpcsgd.comm.replicas import parameter_digest
-from hpcsgd.cpu.compute import compute_threads, precision, prepare_model
+from hpcsgd.cpu.compute import compile_choice, compute_threads, precision, prepare_model
 from hpcsgd.run.evaluate import Evaluator
 from hpcsgd.run.loop import Parts, Progress, run_loop
 from hpcsgd.run.meter import Meter
@@ -101,6 +101,9 @@ class Run:
 def build_run(task, cfg: config_mod.Config, world: World, stop: StopRequest) -> Run:
     """Collective: threads and core plan, run folder, data, model (rank 0's weights on every
     replica), optimizer, schedule, reducer, and the resumed state when there is one."""
+    # no set-up collective waits for ever either: a rank stuck or gone before one of them is
+    # named after comm.setup_timeout_s (each is gated or waited for by the watch)
+    world.watch.start(cfg.comm.setup_timeout_s)
     torch.set_num_threads(compute_threads(cfg.compute, world.local_size))
     # cores of the compute threads, communication thread and decode workers (collective)
     placement = apply_plan(cfg, world)
@@ -120,14 +123,20 @@ def build_run(task, cfg: config_mod.Config, world: World, stop: StopRequest) -> 
         total_steps = min(total_steps, cfg.train.max_steps)
 
     model = task.build_model()
-    forward = prepare_model(model, cfg.compute)  # layout in place; maybe a compiled wrapper
+    compiling = compile_choice(cfg.compute, task.model_name, total_steps, cfg.run_dir)
+    forward = prepare_model(model, cfg.compute, compiling)  # layout in place; maybe compiled
+    log.print(f"torch.compile: {compiling.why}"
+              + (f", Inductor cache {compiling.cache}" if compiling.on else ""))
+    world.watch.gate("building the communication backend")
     backend = build_backend(cfg.comm.backend, world)
+    world.watch.gate("broadcasting rank 0's weights")
     broadcast_state_(model, backend)  # every replica starts from rank 0's weights
     torch.manual_seed(cfg.train.seed + 1 + world.rank)  # per-rank randomness (dropout)
     optimizer = build_optimizer(model, cfg.optim)
     task.attach_optimizer(optimizer, model)  # e.g. the LSTM's gradient clipping (a step hook)
     # on the plan's comm cores; a task whose loop only reads the averaged gradients (and
     # zeroes them after each step) lets them be the node's shared memory
+    world.watch.gate("building the gradient reducer")
     reducer = build_reducer(model, placement.comm(cfg.comm), world,
                             gradients_read_only=task.gradients_read_only)
 
@@ -152,10 +161,12 @@ def build_run(task, cfg: config_mod.Config, world: World, stop: StopRequest) -> 
             raise
         log.print(f"resumed from {resume_from} at step {progress.step}")
         log.resumed_at(progress.step + 1)
+    world.watch.gate("gathering the ranks' pids and allocators")
     pids = world.comm.gather(f"{world.hostname}:{os.getpid()}")  # to signal or inspect a rank
     allocators = world.comm.gather(allocator.in_use())  # each rank preloads for itself
     log.write("start", ranks=world.size, pids=pids, allocators=allocators, steps_per_epoch=spe,
               total_steps=total_steps, threads=torch.get_num_threads(), step=progress.step,
+              compiled=compiling.on,
               resumed_from=str(resume_from) if resume_from else None, **task.start_fields())
     guard = NonFiniteGuard(cfg.train.nonfinite, cfg.train.max_nonfinite_skips, world.comm,
                            model, skips=progress.nonfinite_skips)

@@ -55,18 +55,22 @@ class Watch:
         self.gates = comm.Dup() if comm.size > 1 else comm
         self.progress = Progress()
         self.watchdog = None
+        self.cores: list[int] | None = None
 
     def start(self, timeout_s: float, cores: list[int] | None = None) -> None:
         """Limit every later wait to timeout_s (comm.stall_timeout_s) and run the stall
         watchdog on this watch's progress (on `cores`, the communication cores). Collective:
-        every rank calls it with the same limit; calling it again changes the limit."""
+        every rank calls it with the same limit; calling it again changes the limit (a
+        trainer starts with comm.setup_timeout_s before its core plan exists, then sets
+        comm.stall_timeout_s and the plan's cores)."""
         from hpcsgd.comm.watchdog import Watchdog
         self.timeout_s = timeout_s
         wanted = timeout_s > 0 and self.comm.size > 1 \
             and MPI.Query_thread() >= MPI.THREAD_MULTIPLE
-        if self.watchdog is not None and wanted:
+        if self.watchdog is not None and wanted and cores == self.cores:
             self.watchdog.timeout_s = timeout_s
             return
+        self.cores = cores
         if self.watchdog is not None:
             self.watchdog.close()  # collective: drains and frees its side channel
             self.watchdog = None

@@ -49,6 +49,7 @@ class World:
     @property
     def num_nodes(self) -> int:
         # every node's local rank 0 counts itself once
+        self.watch.gate("counting the nodes")
         return self.comm.allreduce(1 if self.local_rank == 0 else 0)
 
     def abort(self, message: str, code: int = 1) -> None:

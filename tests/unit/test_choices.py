@@ -98,3 +98,11 @@ def test_a_too_long_legw_warmup_names_the_value_to_set():
     with pytest.raises(ConfigError, match=r"warmup_epochs below 2\.5 "):
         load_config(None, legw + ["--schedule.warmup_epochs=2.5"])
     assert load_config(None, legw + ["--schedule.warmup_epochs=2.4"])  # the advice works
+
+
+def test_an_on_off_choice_reads_true_and_false_and_other_choices_do_not():
+    # configs written when compute.compile was a bool (true/false) still load
+    cfg = load_config(None, ["--compute.compile=true", "--comm.hierarchical=false"])
+    assert (cfg.compute.compile, cfg.comm.hierarchical) == ("on", "off")
+    with pytest.raises(ConfigError, match="^compute.precision = True"):
+        load_config(None, ["--compute.precision=true"])

@@ -9,17 +9,14 @@ the next step's bucket (the evaluation never named), and skipping the buffer ave
 matched rank 1's evaluation allreduce against rank 0's buffer allreduce (a mismatched
 collective: an MPI error or garbage, never a named stall).
 """
-import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from mpi4py import MPI
 
-from helpers import tiny_dataset
+from helpers import run_patched_training, tiny_dataset
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
 pytestmark = pytest.mark.skipif(MPI.COMM_WORLD.size > 1 or MPIEXEC is None,
@@ -64,21 +61,13 @@ trainer.finish_run = finish_run
 
 def _run(tmp_path, patch: str, model: str, stall_timeout_s: float):
     tiny_dataset(tmp_path / "data")
-    (tmp_path / "job.toml").write_text(
+    # the timeout: before the watch, such a run could hang for ever
+    return run_patched_training(
+        tmp_path, patch,
         f'[data]\npath = "data"\naugment = false\n[model]\nname = "{model}"\n'
         '[train]\nepochs = 2.0\nglobal_batch = 64\nlog_every_steps = 4\n'
         f'eval_every_epochs = 1.0\n[compute]\nthreads = 1\n[comm]\n'
         f'stall_timeout_s = {stall_timeout_s}\n')
-    (tmp_path / "skip.py").write_text(
-        "import sys\nfrom mpi4py import MPI\n" + patch +
-        "from hpcsgd.train import main\nsys.exit(main(sys.argv[1:]))\n")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PMI_", "MPI", "HYDRA", "HPCSGD_"))}
-    t0 = time.time()
-    # the timeout: before the watch, such a run could hang for ever
-    res = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "skip.py", "job.toml"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
-    return res, time.time() - t0
 
 
 def test_a_rank_that_skips_the_evaluation_ends_the_job_naming_it(tmp_path):
