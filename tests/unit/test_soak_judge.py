@@ -1,12 +1,7 @@
-"""tools/soak.py's judging of a round, on output lines copied from the committed 50-round soak
-(docs/reliability.md): what counts as naming the faulty rank, and each fault's outcome."""
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("soak", ROOT / "tools" / "soak.py")
-soak = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(soak)
+"""tools/soak/judge.py's judging of a round, on output lines copied from the committed
+50-round soak (docs/reliability.md): what counts as naming the faulty rank, and each fault's
+outcome."""
+from tools.soak import judge as soak
 
 WATCHDOG = ("[hpcsgd watchdog] rank 0: collective #9 (step 8 bucket 1/1 (1.6 MiB)) has not "
             "completed after 10.0 s; ranks that have not arrived: []; ranks not responding "
