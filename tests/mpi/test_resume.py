@@ -77,8 +77,8 @@ def test_a_damaged_newest_checkpoint_is_passed_over_by_name(world, shared_tmp, c
         damaged = read_metrics(cfg.run_dir / "metrics.jsonl", "checkpoint_damaged")
         assert [d["path"] for d in damaged] == [str(newest)]
         assert "corrupt or not an hpcsgd checkpoint" in damaged[0]["reason"]
-        out = capsys.readouterr().out
-        assert f"checkpoint {str(newest)!r} is corrupt" in out and f"from {str(older)!r}" in out
+        err = capsys.readouterr().err
+        assert f"checkpoint {str(newest)!r} is corrupt" in err and f"from {str(older)!r}" in err
 
 
 def test_resume_auto_is_refused_when_no_checkpoint_loads(world, shared_tmp):
