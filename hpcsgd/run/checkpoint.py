@@ -198,7 +198,11 @@ def newest_loadable_checkpoint(folder: Path, warn) -> tuple[Path, dict] | None:
 
 
 def prune_checkpoints(folder: Path, keep: int) -> None:
-    """Keep the `keep` newest step checkpoints (and their .toml)."""
+    """Keep the `keep` newest step checkpoints (and their .toml), and remove the temporary
+    files of writers killed before their rename (a whole checkpoint's size each, never read):
+    called by the run's only writer after its own write, so none of them is in progress."""
     for path in step_checkpoints(folder)[keep:] if keep > 0 else []:
         path.unlink()
         path.with_suffix(".toml").unlink(missing_ok=True)
+    for tmp in Path(folder).glob(".step_*.tmp*"):
+        tmp.unlink(missing_ok=True)
