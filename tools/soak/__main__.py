@@ -9,8 +9,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from tools.soak.faults import run_round
+from hpcsgd.run.checkpoint import step_checkpoints
 from tools.soak.job import Job, losses, make_data, write_job
+from tools.soak.rounds import Reference, run_round
 from tools.soak.judge import FAULTS, rescore, summary_table
 
 
@@ -47,13 +48,17 @@ def main(argv=None) -> int:
     code, gone, _ = ref.wait_gone(1800)
     if code != 0:
         sys.exit(f"soak: the reference run failed with exit {code}:\n{ref.output()[-2000:]}")
-    reference, ref_time = losses(ref), gone - ref.t0
-    print(f"reference: {len(reference)} steps in {ref_time:.1f} s", flush=True)
+    ckpt = step_checkpoints(ref.run_dir / "checkpoints")[-1]
+    reference = Reference(losses=losses(ref), wall_s=gone - ref.t0,
+                          steps_per_epoch=ref.metrics("start")[-1]["steps_per_epoch"],
+                          ckpt_bytes=ckpt.stat().st_size)
+    print(f"reference: {len(reference.losses)} steps in {reference.wall_s:.1f} s, "
+          f"{reference.ckpt_bytes} bytes a checkpoint", flush=True)
     rounds = []
     with open(args.out / "rounds.jsonl", "w") as out:
         for i in range(args.rounds):
             fault = rng.choice(kinds)
-            rec = run_round(i, fault, rng, args.out, data, reference, ref_time, args.epochs)
+            rec = run_round(i, fault, rng, args.out, data, reference, args.epochs)
             rounds.append(rec)
             out.write(json.dumps(rec) + "\n")
             out.flush()

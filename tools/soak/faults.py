@@ -1,6 +1,7 @@
-"""The faults a soak round injects, and one round: launch the job, inject the round's fault,
-wait until every process of the job is gone, and record what happened (judged after by
-tools/soak/judge.py)."""
+"""The faults a soak round injects into a running job: damaged training records, and a
+signal at the round's moment (a random time, a random logged step, or rank 0 inside a
+checkpoint write); a full disk is noticed here, not injected (tools/soak/checkpoints.py
+mounts it)."""
 from __future__ import annotations
 
 import os
@@ -10,13 +11,13 @@ import signal
 import time
 from pathlib import Path
 
-from hpcsgd.exits import leaked_mpi_segments, mpi_segment_files
-from tools.soak.job import END_LIMIT_S, Job, losses, write_job
-from tools.soak.judge import judge
 from hpcsgd.store.lmdb_store import LMDBReader
+from tools.soak.job import Job
 
-SIGNALS = {"sigkill": signal.SIGKILL, "sigstop": signal.SIGSTOP,
-           "sigusr1": signal.SIGUSR1, "sigterm": signal.SIGTERM}
+SIGNALS = {"sigkill": signal.SIGKILL, "sigstop": signal.SIGSTOP, "sigusr1": signal.SIGUSR1,
+           "sigterm": signal.SIGTERM, "ckptkill": signal.SIGKILL, "truncate": signal.SIGUSR1}
+"""The signal of each fault that sends one (truncate: a stop, then its checkpoint is cut)."""
+OUT_OF_SPACE = "No space left on device"
 
 
 def corrupt_copy(data: Path, dest: Path, rng: random.Random, count: int) -> list[str]:
@@ -47,64 +48,35 @@ def corrupt_copy(data: Path, dest: Path, rng: random.Random, count: int) -> list
     return sorted(k.decode() for k in damage)
 
 
-def run_round(i: int, fault: str, rng: random.Random, base: Path, data: Path,
-              reference: dict[int, float], ref_time: float, epochs: float) -> dict:
-    folder = base / f"round_{i:03d}"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    rec = {"round": i, "fault": fault, "rank": None, "injected_s": None, "step": None}
-    if fault == "corrupt":
-        count = rng.randint(1, 3)
-        rec["keys"] = corrupt_copy(data, folder / "data", rng, count)
-        data = folder / "data"
-    write_job(folder, data, epochs)
-    total = max(reference)
-    rank = rng.randrange(4)
-    delay = rng.uniform(0.5, 0.9 * ref_time)       # sigkill: any time after launch
-    at_step = rng.randint(2, total - 4)             # the others: once training runs
-    shm_before = mpi_segment_files()
-    job = Job(folder)
-    injected = None
-    while fault in SIGNALS and job.proc.poll() is None:
+
+
+def inject(job: Job, fault: str, *, rank: int, delay: float, at_step: int,
+           ckpt_step: int) -> dict | None:
+    """Wait for the round's moment, then signal `rank` (rank 0 for ckptkill); returns when it
+    happened ({rank, pid, time, step}), or None if the job ended first. sigkill: `delay`
+    seconds after launch; ckptkill: once rank 0's temporary file of checkpoint `ckpt_step`
+    exists (the job runs with HPCSGD_FAULT_CHECKPOINT_DELAY, which holds the write open
+    between the temporary file and its rename); fulldisk: no signal, the moment the output
+    first reports the out-of-space error; the others: once `at_step` steps are logged."""
+    ckpts = job.run_dir / "checkpoints"
+    rank = 0 if fault == "ckptkill" else rank
+    while job.proc.poll() is None:
         job.sample()
-        ready = time.time() - job.t0 >= delay if fault == "sigkill" else \
-            len(job.metrics("train")) >= at_step
+        steps = len(job.metrics("train"))
+        if fault == "fulldisk":
+            if OUT_OF_SPACE in job.output():
+                return {"rank": None, "pid": None, "time": time.time(), "step": steps}
+            time.sleep(0.05)
+            continue
+        if fault == "sigkill":
+            ready = time.time() - job.t0 >= delay
+        elif fault == "ckptkill":
+            ready = ckpts.is_dir() and any(ckpts.glob(f".step_{ckpt_step:08d}.pt.tmp*"))
+        else:
+            ready = steps >= at_step
         pid = job.rank_pids().get(rank)
         if ready and pid:
             os.kill(pid, SIGNALS[fault])
-            injected = time.time()
-            rec.update(rank=rank, pid=pid, injected_s=round(injected - job.t0, 2),
-                       step=len(job.metrics("train")))
-            break
+            return {"rank": rank, "pid": pid, "time": time.time(), "step": steps}
         time.sleep(0.05)
-    code, gone, survivors = job.wait_gone(END_LIMIT_S + (injected or time.time()) - time.time()
-                                          if injected else 30 * ref_time)
-    err = job.output()
-    leaked = leaked_mpi_segments(shm_before)
-    rec["shm_leaked_bytes"] = sum(p.stat().st_size for p in leaked)
-    for p in leaked:  # garbage once unmapped; removed so that 50 rounds do not fill /dev/shm
-        p.unlink(missing_ok=True)
-    rec.update(exit=code, survivors=survivors, processes=len(job.tree),
-               end_s=round(gone - injected, 2) if injected else None,
-               wall_s=round(gone - job.t0, 2), missed=fault != "none" and fault != "corrupt"
-               and injected is None)
-    if fault == "none":
-        rec["loss_equal"] = losses(job) == reference
-    elif fault in ("sigusr1", "sigterm"):
-        stopped = job.metrics("stopped")
-        rec["stopped_step"] = stopped[-1]["step"] if stopped else None
-        resumed = Job(folder, "--checkpoint.resume=auto")
-        rcode, _, rsurv = resumed.wait_gone(30 * ref_time)
-        rec.update(resume_exit=rcode, resume_survivors=rsurv,
-                   resumed_from=resumed.metrics("start")[-1]["step"]
-                   if resumed.metrics("start") else None)
-        got = losses(resumed)
-        rec["loss_equal"] = got == reference
-        if got != reference:
-            rec["loss_diff_steps"] = sorted(s for s in reference if got.get(s) != reference[s])[:10]
-    elif fault == "corrupt":
-        final = job.metrics("summary")
-        rec["corrupt_counted"] = final[-1].get("corrupt_records") if final else None
-    judge(rec, err)
-    job.log.close()
-    return rec
+    return None

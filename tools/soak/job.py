@@ -17,11 +17,14 @@ ROOT = Path(__file__).resolve().parents[2]
 MPIEXEC = str(Path(sys.executable).parent / "mpiexec")
 STALL_S = 5.0      # comm.stall_timeout_s of the soak's job
 END_LIMIT_S = 60   # a job not gone this long after the fault is a hang
+# a checkpoint every epoch (steps 16 and 32 of 48): a SIGKILL can land in a write, and a
+# damaged newest checkpoint has an older one to fall back to
 JOB = ('[data]\npath = "{data}"\naugment = true\nmax_corrupt_fraction = 0.05\n'
        '[model]\nname = "lenet"\n[train]\nepochs = {epochs}\nglobal_batch = 64\n'
        'log_every_steps = 1\neval_every_epochs = {epochs}\n[schedule]\nwarmup_epochs = 1.0\n'
        '[optim]\nbase_lr = 0.02\n[compute]\nthreads = 1\n'
-       '[comm]\nstall_timeout_s = {stall}\n[run]\nout_dir = "runs"\n')
+       '[comm]\nstall_timeout_s = {stall}\n[checkpoint]\nevery_epochs = 1.0\n'
+       '[run]\nout_dir = "runs"\n')
 
 
 def make_data(dest: Path, n_train: int, n_test: int) -> None:
