@@ -190,10 +190,10 @@ def newest_loadable_checkpoint(folder: Path, warn) -> tuple[Path, dict] | None:
             warn(path, str(e))
             damaged.append(path.name)
     if damaged:
-        raise CheckpointError(f"checkpoint.resume = 'auto': none of the {len(damaged)} "
-                              f"checkpoints in {str(folder)!r} loads ({', '.join(damaged)}): "
-                              "move them away to start afresh, or resume from another file "
-                              "with --checkpoint.resume=PATH")
+        raise CheckpointError(f"checkpoint.resume = 'auto': no checkpoint in {str(folder)!r} "
+                              f"loads ({', '.join(damaged)}): move them away to start "
+                              "afresh, or resume from another file with "
+                              "--checkpoint.resume=PATH")
     return None
 
 

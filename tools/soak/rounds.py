@@ -91,7 +91,11 @@ def run_round(i: int, fault: str, rng: random.Random, base: Path, data: Path,
         stopped = job.metrics("stopped")
         rec["stopped_step"] = stopped[-1]["step"] if stopped else None
         if fault == "truncate" and code == 3:
-            rec.update(truncate_newest(ckpts, rng))
+            cut = truncate_newest(ckpts, rng)
+            # as the run names them (relative to its folder): what its warning must say
+            for key in ("truncated", "previous"):
+                cut[key] = cut[key] and str(Path(cut[key]).relative_to(folder))
+            rec.update(cut)
         _resume(rec, folder, ref)
     elif fault == "ckptkill":
         rec["killed_file_exists"] = (ckpts / f"step_{ckpt_step:08d}.pt").exists()
@@ -125,8 +129,9 @@ def _resume(rec: dict, folder: Path, ref: Reference) -> None:
     if rec.get("truncated"):
         damaged = rec["truncated"]
         rec["warned"] = f"checkpoint {damaged!r}" in output and "passed over" in output
-        rec["refusal_names_it"] = Path(damaged).name in output and "none of the" in output
-        rec["kept"] = Path(damaged).exists() and Path(damaged).stat().st_size == rec["cut_to"]
+        rec["refusal_names_it"] = Path(damaged).name in output and "no checkpoint in" in output
+        kept = folder / damaged
+        rec["kept"] = kept.exists() and kept.stat().st_size == rec["cut_to"]
     got = losses(resumed)
     rec["loss_equal"] = got == ref.losses
     if got != ref.losses:
