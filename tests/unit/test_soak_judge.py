@@ -68,6 +68,9 @@ def test_a_kill_must_leave_no_torn_checkpoint_and_auto_must_take_the_newest():
                                                                      "step_00000016.pt"]})
     soak.judge(rec, HYDRA)
     assert not rec["ok"]  # resume=auto would skip the file its listing calls the newest
+    rec = _round("sigkill", exit=9)  # a soak from before the checkpoint faults: not inspected
+    soak.judge(rec, HYDRA)
+    assert rec["ok"]
 
 
 def _ckptkill(**fields):
