@@ -7,8 +7,10 @@ statistics are per rank), and the config as TOML, also written beside the file.
 
 Writing: temporary file, fsync, rename, fsync of the folder, so a reader (or a resumed run)
 sees the previous checkpoint or the new one, never a torn file, even if the writer is killed.
-Loading: ``torch.load(weights_only=True)``: tensors and plain containers only, no arbitrary
-unpickling.
+A write that fails (a full file system) removes its temporary file and raises CheckpointError
+naming the file and the cause. Loading: ``torch.load(weights_only=True)``: tensors and plain
+containers only, no arbitrary unpickling. Resuming with "auto" takes the newest step
+checkpoint that loads: a file system can still damage a complete one after the rename.
 """
 from __future__ import annotations
 
@@ -38,15 +40,41 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class _KeepsWriteError:
+    """A file object that remembers the OSError its write raised: torch.save turns it into
+    a RuntimeError that names neither the file nor the cause ("unexpected pos 768 vs 662")."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
 def atomic_write_bytes(path: Path, write) -> None:
-    """write(fileobj) into a temporary file, fsync, then rename over path."""
+    """write(fileobj) into a temporary file, fsync, then rename over path. A failed write
+    (ENOSPC, EIO, ...) removes the temporary file and raises CheckpointError naming path."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        with open(tmp, "wb") as raw:
+            f = _KeepsWriteError(raw)
+            try:
+                write(f)
+                raw.flush()
+                os.fsync(raw.fileno())
+            except (OSError, RuntimeError) as e:
+                cause = f.error or e
+                raise CheckpointError(f"writing checkpoint {str(path)!r} failed: "
+                                      f"{_describe(cause)}; the earlier checkpoints are "
+                                      "untouched") from e
         if os.environ.get(_FAULT_DELAY_ENV):
             time.sleep(float(os.environ[_FAULT_DELAY_ENV]))
         os.replace(tmp, path)
@@ -56,11 +84,23 @@ def atomic_write_bytes(path: Path, write) -> None:
     _fsync_dir(path.parent)
 
 
+def _describe(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.errno is not None:
+        return f"{error.strerror} (errno {error.errno})"
+    return f"{type(error).__name__}: {error}"
+
+
 def save_checkpoint(path: Path, state: dict, config_toml: str) -> None:
     """state holds tensors, numbers, strings, lists and dicts only (weights_only loadable)."""
-    state = {**state, "config": config_toml}
-    atomic_write_bytes(Path(path).with_suffix(".toml"), lambda f: f.write(config_toml.encode()))
-    atomic_write_bytes(Path(path), lambda f: torch.save(state, f))
+    path, state = Path(path), {**state, "config": config_toml}
+    toml = path.with_suffix(".toml")
+    atomic_write_bytes(toml, lambda f: f.write(config_toml.encode()))
+    try:
+        atomic_write_bytes(path, lambda f: torch.save(state, f))
+    except CheckpointError:
+        if not path.exists():  # a .toml beside no checkpoint would only mislead a reader
+            toml.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -126,19 +166,43 @@ def checkpoint_path(folder: Path, step: int) -> Path:
     return Path(folder) / f"step_{step:08d}.pt"
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The checkpoint of the highest step in folder (complete by construction: atomic)."""
+def step_checkpoints(folder: Path) -> list[Path]:
+    """The step checkpoints in folder, newest first (temporary files never match)."""
     if not Path(folder).is_dir():
-        return None
+        return []
     steps = [(int(m.group(1)), p) for p in Path(folder).iterdir()
              if (m := _STEP_FILE.match(p.name))]
-    return max(steps)[1] if steps else None
+    return [p for _, p in sorted(steps, reverse=True)]
+
+
+def newest_loadable_checkpoint(folder: Path, warn) -> tuple[Path, dict] | None:
+    """(path, state) of the newest step checkpoint in folder that loads; None if there is
+    none. Complete by construction (atomic rename), a file can still be damaged afterwards
+    (a failing disk, a file system that loses the tail): each newer one that does not load is
+    reported through warn(path, reason) and left in place (the user's evidence and perhaps
+    repairable; deleting it is their call). CheckpointError naming every file when none loads.
+    Cost: every damaged file is read once more than usual (torch.load fails at its end)."""
+    damaged = []
+    for path in step_checkpoints(folder):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as e:
+            warn(path, str(e))
+            damaged.append(path.name)
+    if damaged:
+        raise CheckpointError(f"checkpoint.resume = 'auto': no checkpoint in {str(folder)!r} "
+                              f"loads ({', '.join(damaged)}): move them away to start "
+                              "afresh, or resume from another file with "
+                              "--checkpoint.resume=PATH")
+    return None
 
 
 def prune_checkpoints(folder: Path, keep: int) -> None:
-    """Keep the `keep` newest step checkpoints (and their .toml)."""
-    steps = sorted((int(m.group(1)), p) for p in Path(folder).iterdir()
-                   if (m := _STEP_FILE.match(p.name)))
-    for _, path in steps[:-keep] if keep > 0 else []:
+    """Keep the `keep` newest step checkpoints (and their .toml), and remove the temporary
+    files of writers killed before their rename (a whole checkpoint's size each, never read):
+    called by the run's only writer after its own write, so none of them is in progress."""
+    for path in step_checkpoints(folder)[keep:] if keep > 0 else []:
         path.unlink()
         path.with_suffix(".toml").unlink(missing_ok=True)
+    for tmp in Path(folder).glob(".step_*.tmp*"):
+        tmp.unlink(missing_ok=True)

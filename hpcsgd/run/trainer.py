@@ -12,6 +12,7 @@ SIGUSR1/SIGTERM requeue stop, the non-finite guard, metering, evaluation and che
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,8 @@ import torch
 from hpcsgd.cpu import allocator
 from hpcsgd import config as config_mod
 from hpcsgd.affinity.apply import apply_plan
-from hpcsgd.run.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint,
-                               rank_entry, restore_state_)
+from hpcsgd.run.checkpoint import (CheckpointError, load_checkpoint, newest_loadable_checkpoint,
+                               rank_entry, restore_state_, step_checkpoints)
 from hpcsgd.comm import build_backend, build_reducer
 from hpcsgd.comm.reducer import broadcast_state_, check_replicas
 from hpcsgd.comm.replicas import parameter_digest
@@ -143,22 +144,25 @@ def build_run(task, cfg: config_mod.Config, world: World, stop: StopRequest) -> 
     progress = Progress()
     # from here no collective of the main thread waits past comm.stall_timeout_s (collective)
     world.watch.start(cfg.comm.stall_timeout_s, cores=placement.comm(cfg.comm).comm_cores)
-    # rank 0 chooses what to resume from and tells the others: on a lagging shared file
-    # system another rank could list an older checkpoint, or none
-    path = _resume_path(cfg) if world.is_root else None
-    world.watch.gate("choosing the checkpoint to resume from")
-    resume_from = world.comm.bcast(path, root=0)
-    if resume_from is not None:
-        try:
-            state = agree(world, lambda: load_checkpoint(resume_from), CheckpointError,
-                          what=f"loading {resume_from}")
+    try:
+        # rank 0 chooses what to resume from and tells the others: on a lagging shared file
+        # system another rank could list an older checkpoint, or none
+        path, loaded = agree(world, lambda: _resume_choice(cfg, log) if world.is_root
+                             else (None, None), CheckpointError,
+                             what="choosing the checkpoint to resume from")
+        world.watch.gate("sending the checkpoint to resume from")
+        resume_from = world.comm.bcast(path, root=0)
+        if resume_from is not None:  # rank 0 loaded it while choosing
+            state = agree(world, lambda: load_checkpoint(resume_from) if loaded is None
+                          else loaded, CheckpointError, what=f"loading {resume_from}")
             progress = Progress(**restore_state_(state, model, optimizer, world))
             task.load_rank_state(rank_entry(state, world).get("task", {}))
             agree(world, lambda: _check_resumed(world, resume_from, progress.step, model),
                   CheckpointError, what="checking the resumed state")
-        except Refused:
-            reducer.close()  # the communication thread and the watchdog end with the refusal
-            raise
+    except Refused:
+        reducer.close()  # the communication thread and the watchdog end with the refusal
+        raise
+    if resume_from is not None:
         log.print(f"resumed from {resume_from} at step {progress.step}")
         log.resumed_at(progress.step + 1)
     world.watch.gate("gathering the ranks' pids and allocators")
@@ -192,7 +196,22 @@ def _check_resumed(world: World, path: Path, step: int, model) -> None:
                               f"than rank 0 ({detail})")
 
 
-def _resume_path(cfg: config_mod.Config) -> Path | None:
-    if cfg.checkpoint.resume == "auto":
-        return latest_checkpoint(cfg.run_dir / "checkpoints")
-    return Path(cfg.checkpoint.resume) if cfg.checkpoint.resume else None
+def _resume_choice(cfg: config_mod.Config, log) -> tuple[Path | None, dict | None]:
+    """Rank 0: (the checkpoint to resume from, its state when already loaded). With "auto",
+    a damaged newer checkpoint is passed over with a warning naming it, and kept."""
+    if cfg.checkpoint.resume != "auto":
+        return (Path(cfg.checkpoint.resume) if cfg.checkpoint.resume else None), None
+
+    def warn(path: Path, reason: str) -> None:
+        log.write("checkpoint_damaged", path=str(path), reason=reason)
+        print(f"hpcsgd: warning: {reason}; passed over (left in place, not deleted)",
+              file=sys.stderr, flush=True)
+
+    found = newest_loadable_checkpoint(cfg.run_dir / "checkpoints", warn)
+    if found is None:
+        return None, None
+    path, state = found
+    if path != step_checkpoints(cfg.run_dir / "checkpoints")[0]:
+        print(f"hpcsgd: warning: resuming from {str(path)!r}, older than the damaged newest "
+              "checkpoint: the steps after it are trained again", file=sys.stderr, flush=True)
+    return path, state

@@ -1,6 +1,8 @@
 """Resuming with checkpoint.resume = "auto" when the ranks see different files (a lagging
 shared file system, simulated by patching one rank's view): rank 0 chooses, every rank loads
-that checkpoint, and a rank that loads another state is refused, named."""
+that checkpoint, and a rank that loads another state is refused, named. A damaged newest
+checkpoint (truncated, as a broken file system leaves it) is passed over with a warning
+naming it and kept; when none loads the run is refused naming them all."""
 import pytest
 
 import hpcsgd.run.trainer as trainer_mod
@@ -33,7 +35,8 @@ def _first_run(world, shared_tmp):
 def test_every_rank_resumes_from_rank_0s_choice(world, shared_tmp, monkeypatch):
     older, newest = _first_run(world, shared_tmp)
     if world.rank == world.size - 1 and world.size > 1:  # its listing lags: only the older
-        monkeypatch.setattr(trainer_mod, "latest_checkpoint", lambda folder: older)
+        monkeypatch.setattr(trainer_mod, "newest_loadable_checkpoint",
+                            lambda folder, warn: (older, load_checkpoint(older)))
     cfg = _cfg(shared_tmp, epochs=4.0)
     cfg.checkpoint.resume = "auto"
     summary = train(cfg, world)  # check_replicas at the end: every rank holds the same model
@@ -54,3 +57,38 @@ def test_a_rank_that_loads_another_state_is_refused_by_name(world, shared_tmp, m
         return
     with pytest.raises(Refused, match=rf"ranks \[{world.size - 1}\] loaded another state"):
         train(cfg, world)
+
+
+def test_a_damaged_newest_checkpoint_is_passed_over_by_name(world, shared_tmp, capsys):
+    older, newest = _first_run(world, shared_tmp)
+    if world.rank == 0:
+        size = newest.stat().st_size
+        with open(newest, "r+b") as f:  # cut part way, as a full or failing file system would
+            f.truncate(size // 3)
+    world.comm.Barrier()
+    cfg = _cfg(shared_tmp, epochs=4.0)
+    cfg.checkpoint.resume = "auto"
+    summary = train(cfg, world)
+    assert summary["steps"] == 32
+    assert newest.exists() and newest.stat().st_size > 0  # kept: evidence, never deleted
+    if world.rank == 0:
+        starts = read_metrics(cfg.run_dir / "metrics.jsonl", "start")
+        assert starts[-1]["step"] == 8 and starts[-1]["resumed_from"] == str(older)
+        damaged = read_metrics(cfg.run_dir / "metrics.jsonl", "checkpoint_damaged")
+        assert [d["path"] for d in damaged] == [str(newest)]
+        assert "corrupt or not an hpcsgd checkpoint" in damaged[0]["reason"]
+        err = capsys.readouterr().err
+        assert f"checkpoint {str(newest)!r} is corrupt" in err and f"from {str(older)!r}" in err
+
+
+def test_resume_auto_is_refused_when_no_checkpoint_loads(world, shared_tmp):
+    older, newest = _first_run(world, shared_tmp)
+    if world.rank == 0:
+        older.write_bytes(b"")
+        newest.write_bytes(newest.read_bytes()[:1000])
+    world.comm.Barrier()
+    cfg = _cfg(shared_tmp, epochs=4.0)
+    cfg.checkpoint.resume = "auto"
+    with pytest.raises(Refused, match=r"'auto': no checkpoint in .* loads") as refusal:
+        train(cfg, world)
+    assert newest.name in str(refusal.value) and older.name in str(refusal.value)

@@ -1,0 +1,52 @@
+"""Checkpoint writes that fail. Onto a full file system (a real tmpfs mounted small; skipped
+where mounting is not allowed): the error names the checkpoint file and the out-of-space
+cause (torch's own message says neither), no temporary file or orphan .toml is left, and the
+previous checkpoint still loads. A writer killed mid-write: its temporary file is removed by
+the next save's pruning."""
+import subprocess
+
+import pytest
+import torch
+
+from hpcsgd.run.checkpoint import (CheckpointError, load_checkpoint, prune_checkpoints,
+                                   save_checkpoint)
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_write_that_runs_out_of_space_names_the_file_and_keeps_the_previous(small_fs):
+    previous = small_fs / "step_00000008.pt"
+    save_checkpoint(previous, {"model": {"w": torch.ones(1000)}}, "[train]\n")
+    path = small_fs / "step_00000016.pt"
+    with pytest.raises(CheckpointError) as failed:  # 1.2 MB of tensors, 256 KiB of space
+        save_checkpoint(path, {"model": {"w": torch.ones(300_000)}}, "[train]\n")
+    message = str(failed.value)
+    assert str(path) in message and "No space left on device" in message
+    assert sorted(p.name for p in small_fs.iterdir()) == ["step_00000008.pt",
+                                                          "step_00000008.toml"]
+    assert torch.equal(load_checkpoint(previous)["model"]["w"], torch.ones(1000))
+
+
+def test_pruning_removes_what_a_killed_writer_left(tmp_path):
+    """A writer SIGKILLed between its temporary file and the rename leaves the file (it never
+    reaches its cleanup); the next save's pruning removes it, and keeps the checkpoints."""
+    left = [tmp_path / ".step_00000016.pt.tmp4242", tmp_path / ".step_00000016.toml.tmp4242"]
+    for path in left:
+        path.write_bytes(b"PK\x03\x04 half a checkpoint")
+    for step in (8, 24):
+        save_checkpoint(tmp_path / f"step_{step:08d}.pt", {"model": {}}, "[train]\n")
+    prune_checkpoints(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "step_00000008.pt", "step_00000008.toml", "step_00000024.pt", "step_00000024.toml"]
