@@ -159,8 +159,9 @@ class CheckpointConfig:
     keep: int = 2
     """Periodic checkpoints kept in <run dir>/checkpoints (older ones are deleted)."""
     resume: str = ""
-    """"" = start fresh; "auto" = continue from the newest checkpoint of the run folder if any;
-    otherwise the path of a checkpoint to continue from."""
+    """"" = start fresh; "auto" = continue from the newest checkpoint of the run folder that
+    loads, if any (a damaged newer one is named in a warning and kept); otherwise the path of
+    a checkpoint to continue from."""
 
     def check(self) -> None:
         require(self.every_epochs >= 0, "checkpoint.every_epochs", self.every_epochs,
