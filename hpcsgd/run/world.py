@@ -19,7 +19,7 @@ import mpi4py
 mpi4py.rc.thread_level = "multiple"
 from mpi4py import MPI  # noqa: E402
 
-from hpcsgd.exits import abort_job  # noqa: E402
+from hpcsgd.exits import abort_job, release_mpi_segments  # noqa: E402
 from hpcsgd.run.watch import Watch  # noqa: E402
 
 
@@ -89,6 +89,7 @@ def init_world(comm: MPI.Comm | None = None) -> World:
         raise RuntimeError(f"MPI granted thread level {provided}; hpcsgd needs at least "
                            "MPI_THREAD_SERIALIZED (set mpi4py.rc.thread_level)")
     node_comm = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
+    release_mpi_segments(node_comm)  # nothing left in /dev/shm however the job ends
     return World(comm=comm, node_comm=node_comm, rank=comm.rank, size=comm.size,
                  local_rank=node_comm.rank, local_size=node_comm.size,
                  hostname=socket.gethostname())

@@ -1,8 +1,13 @@
-"""An aborted MPI job leaves no MPI shared-memory segment in /dev/shm: MPICH removes its
-node segment in MPI_Finalize, which MPI_Abort never reaches (the fault soak measured 4 MiB
-left by every stall abort, docs/reliability.md), so abort_job removes it first."""
+"""An aborted or killed MPI job leaves no MPI shared-memory segment in /dev/shm: MPICH
+removes its node segment in MPI_Finalize, which MPI_Abort never reaches (the fault soak
+measured 4 MiB left by every stall abort, docs/reliability.md), so abort_job removes it
+first; and a SIGKILL reaches nothing at all (the soak: 4 MiB after every kill after
+start-up), so the names are unlinked as soon as every rank of the node has mapped them."""
+import os
+import signal
 import subprocess
 import sys
+import time
 
 from test_faults import MPIEXEC, pytestmark  # noqa: F401 (skip where mpiexec cannot run)
 from hpcsgd.exits import leaked_mpi_segments, mpi_segment_files
@@ -28,6 +33,35 @@ def test_an_aborted_job_leaves_no_mpi_segment_behind(tmp_path):
     assert res.returncode != 0
     leaked = leaked_mpi_segments(before)  # made since `before`, mapped by no live process
     assert not leaked, f"left in /dev/shm by the aborted job: {sorted(map(str, leaked))}"
+
+
+KILLED_JOB = """
+import time
+from hpcsgd.run.world import init_world
+world = init_world()
+world.comm.Barrier()
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_job_killed_by_sigkill_leaves_no_mpi_segment_behind(tmp_path):
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_JOB)
+    before = mpi_segment_files()
+    job = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, str(script)],
+                           stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert job.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        os.killpg(job.pid, signal.SIGKILL)  # mpiexec, its proxy and both ranks at once
+        job.wait(timeout=30)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    time.sleep(1.0)  # the killed processes' mappings are gone
+    leaked = leaked_mpi_segments(before)
+    assert not leaked, f"left in /dev/shm by the killed job: {sorted(map(str, leaked))}"
 
 
 def test_only_the_mpi_librarys_segments_are_named_for_removal():
