@@ -239,39 +239,52 @@ def openmp_table(args) -> int:
 
 def compile_table(args) -> int:
     """The trainer with compute.compile off, on from an empty Inductor cache (what a first
-    run pays) and on again from that cache (a requeued run), interleaved round by round.
-    Compile time shows as the first step's extra seconds over the uncompiled run's; the
-    break-even is that extra over the seconds each later step saves."""
+    run pays) and on again from that cache (a requeued run), under each allocator of
+    --allocators, interleaved round by round. Compile time shows as the first step's extra
+    seconds over the uncompiled run's; the break-even is that extra over the seconds each
+    later step saves."""
     variant = args.variants.split(",")[0]
-    rows: dict[str, list[dict]] = {"off": [], "on, empty cache": [], "on, filled cache": []}
+    allocs = args.allocators.split(",")
+    rows: dict[str, list[dict]] = {f"{s}, allocator {a}": [] for a in allocs
+                                   for s in ("off", "on, empty cache", "on, filled cache")}
     for r in range(args.rounds):
-        with tempfile.TemporaryDirectory() as cache:
-            for name, compute in (("off", {"compile": "off"}),
-                                  ("on, empty cache", {"compile": "on", "compile_cache": cache}),
-                                  ("on, filled cache", {"compile": "on", "compile_cache": cache})):
-                rows[name].append(trainer_run(variant, "auto", args, compute=compute))
-                c = rows[name][-1]
-                print(f"round {r + 1} {name:18s} {c['img_per_s']:.2f} img/s, first step "
-                      f"{c['first_step_s']:.1f} s, process {c['process_wall_s']:.1f} s "
-                      f"(compiled: {c['compiled']})", flush=True)
+        for alloc in allocs:
+            with tempfile.TemporaryDirectory() as cache:
+                for name, compute in (("off", {"compile": "off"}),
+                                      ("on, empty cache", {"compile": "on",
+                                                           "compile_cache": cache}),
+                                      ("on, filled cache", {"compile": "on",
+                                                            "compile_cache": cache})):
+                    key = f"{name}, allocator {alloc}"
+                    rows[key].append(trainer_run(variant, alloc, args, compute=compute))
+                    c = rows[key][-1]
+                    print(f"round {r + 1} {key:36s} {c['img_per_s']:.2f} img/s, first step "
+                          f"{c['first_step_s']:.1f} s, process {c['process_wall_s']:.1f} s "
+                          f"(compiled: {c['compiled']}, allocator {c['allocator']})", flush=True)
     best = {n: max(rs, key=lambda c: c["img_per_s"]) for n, rs in rows.items()}
     lines = [f"The trainer (ResNet-50, {variant}, local batch {args.batch}, 1 rank, "
-             f"{args.threads} threads, allocator auto), torch.compile off and on, "
-             f"{args.rounds} interleaved rounds; CPU: {_cpu_name()}.", "",
-             "| compute.compile | best img/s | worst img/s | best / off's best | first step s "
-             "(median) |", "|---|---|---|---|---|"]
+             f"{args.threads} threads), torch.compile off and on, {args.rounds} interleaved "
+             f"round(s); CPU: {_cpu_name()}.", "",
+             "| compute.compile | best img/s | worst img/s | best / off's best (same "
+             "allocator) | first step s (median) |", "|---|---|---|---|---|"]
     for n, rs in rows.items():
+        off = best["off" + n[n.index(", allocator"):]]
         first = sorted(c["first_step_s"] for c in rs)[len(rs) // 2]
         lines.append(f"| {n} | {best[n]['img_per_s']:.2f} | "
                      f"{min(c['img_per_s'] for c in rs):.2f} | "
-                     f"{best[n]['img_per_s'] / best['off']['img_per_s']:.3f} | {first:.1f} |")
-    step_off, step_on = (args.batch / best[n]["img_per_s"] for n in ("off", "on, empty cache"))
-    for n in ("on, empty cache", "on, filled cache"):
-        extra = min(c["first_step_s"] for c in rows[n]) - min(c["first_step_s"]
-                                                             for c in rows["off"])
-        even = f"{extra / (step_off - step_on):.0f} steps" if step_on < step_off else "never"
-        lines.append(f"\n- {n}: compiling adds {extra:.0f} s to the first step; repaid after "
-                     f"{even} ({step_off - step_on:.3f} s saved per step)")
+                     f"{best[n]['img_per_s'] / off['img_per_s']:.3f} | {first:.1f} |")
+    lines.append("")
+    for alloc in allocs:
+        off = rows[f"off, allocator {alloc}"]
+        step_off = args.batch / best[f"off, allocator {alloc}"]["img_per_s"]
+        step_on = args.batch / best[f"on, empty cache, allocator {alloc}"]["img_per_s"]
+        for n in ("on, empty cache", "on, filled cache"):
+            extra = min(c["first_step_s"] for c in rows[f"{n}, allocator {alloc}"]) - min(
+                c["first_step_s"] for c in off)
+            even = f"after {extra / (step_off - step_on):.0f} steps" if step_on < step_off \
+                else "never (compiled steps are not faster)"
+            lines.append(f"- allocator {alloc}, {n}: compiling adds {extra:.0f} s to the first "
+                         f"step; repaid {even} ({step_off - step_on:+.3f} s saved per step)")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

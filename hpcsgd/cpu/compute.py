@@ -29,10 +29,14 @@ def compute_threads(cfg: ComputeConfig, local_size: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // local_size)
 
 
-COMPILE_PAYS = {("resnet50", "fp32")}
+COMPILE_PAYS: frozenset[tuple[str, str]] = frozenset()
 """(model, precision) where torch.compile was measured faster for the whole trainer
 (tools/bench_compute.py --compile, docs/compute.md); compute.compile = "auto" compiles only
-these. bf16 was slower compiled (17.3 against 18.8 img/s, ResNet-50, 2026-11-21)."""
+these. None so far: with the default allocator (tcmalloc) the compiled ResNet-50 trainer was
+slower than eager in fp32 + channels_last (0.935x at local batch 32, 0.961-0.968x at 16;
+2026-12-06); only under the system allocator did it gain (1.036x), so the +23% measured
+before the allocator (2026-11-21) was mostly allocation churn that Inductor's memory
+planning avoided. bf16 was slower compiled too (17.3 against 18.8 img/s, 2026-11-21)."""
 
 
 @dataclass(frozen=True)
