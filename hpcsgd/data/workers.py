@@ -164,6 +164,9 @@ def _shutdown(procs, tasks) -> None:
         if p.is_alive():
             p.terminate()
             p.join(timeout=5)
+        if p.is_alive():  # blocked with SIGTERM pending (e.g. on a lock a killed sibling held)
+            p.kill()
+            p.join()
 
 
 def _die_with_parent(parent: int) -> None:
