@@ -313,3 +313,14 @@ def test_provenance_names_the_commit_and_whole_paths():
     assert text.startswith("commit `")
     for path in text.split("`")[3::2]:  # the paths after the commit hash
         assert path.split("/")[0] in ("hpcsgd", "tools", "jobs"), text
+
+
+def test_the_collapsed_ensembles_launcher_is_the_mpiexec_alone():
+    # hpcsgd.collapsed_ensemble runs [*launcher, its own interpreter, "-m", ...]: a launcher
+    # that named the interpreter as well ran "python python -m hpcsgd.train" (the full set's
+    # cyclic run failed so, 2026-12-06)
+    import shlex
+    run = pl.cyclic_runs(ex.QUICK)[0]
+    (cmd,) = ex.commands(run, Path("/out"), "MPIEXEC", "/venv/bin/python")
+    assert cmd[:3] == ["/venv/bin/python", "-m", "hpcsgd.collapsed_ensemble"]
+    assert shlex.split(cmd[cmd.index("--launcher") + 1]) == ["MPIEXEC", "-n", str(ex.RANKS)]

@@ -99,7 +99,7 @@ def commands(run: Run, out_dir: Path, mpiexec: str, python: str) -> list[list[st
     mpi = [mpiexec, "-n", str(RANKS), python, "-m"]
     if run.kind == "collapsed":  # one command: it launches its own mpiexec jobs
         return [[python, "-m", "hpcsgd.collapsed_ensemble", run.config, *run.overrides, *where,
-                 "--launcher", f"{mpiexec} -n {RANKS} {python}", *run.tool_args]]
+                 "--launcher", f"{mpiexec} -n {RANKS}", *run.tool_args]]
     if run.kind == "lm":
         return [mpi + ["hpcsgd.lm.train", run.config, *run.overrides, *where]]
     # the final weights once on test: the split no choice was made on
