@@ -26,8 +26,13 @@ gated collective meets the others at its next gate, and the ranks at each label 
 (exit 4); if it went on into a step collective instead, both wait, and the watchdog names
 where each rank is.
 
+The run's set-up collectives (core plan, node count, staging the LMDBs, backend, rank 0's
+weights, reducer, resume) are gated or waited for here too, under comm.setup_timeout_s: longer,
+because a node's ranks wait for its first rank to copy the data set into RAM.
+
 The watch belongs to the World (hpcsgd/run/world.py), so every function that is handed the
-world reaches it; a trainer calls ``start()`` once it knows the limit.
+world reaches it; a trainer calls ``start()`` with the set-up limit first, then with
+comm.stall_timeout_s and the communication cores once its core plan exists.
 """
 from __future__ import annotations
 
