@@ -168,6 +168,7 @@ def build_run(task, cfg: config_mod.Config, world: World, stop: StopRequest) -> 
     world.watch.gate("gathering the ranks' pids and allocators")
     pids = world.comm.gather(f"{world.hostname}:{os.getpid()}")  # to signal or inspect a rank
     allocators = world.comm.gather(allocator.in_use())  # each rank preloads for itself
+    log.print(_pid_table(pids))
     log.write("start", ranks=world.size, pids=pids, allocators=allocators, steps_per_epoch=spe,
               total_steps=total_steps, threads=torch.get_num_threads(), step=progress.step,
               compiled=compiling.on,
@@ -181,6 +182,21 @@ def build_run(task, cfg: config_mod.Config, world: World, stop: StopRequest) -> 
                   accumulation=cfg.train.accumulation, steps_per_epoch=spe, world_size=world.size)
     return Run(parts=parts, model=model, forward=forward, backend=backend, progress=progress,
                total_steps=total_steps, log=log)
+
+
+PID_TABLE_RANKS = 64
+"""Ranks listed in the output; the start record of metrics.jsonl has them all."""
+
+
+def _pid_table(pids: list[str] | None) -> str:
+    """Rank -> host:pid, printed so that a launcher's report of a dead process ("PID n",
+    Hydra's BAD TERMINATION) can be read as a rank: a SIGKILLed rank prints nothing itself."""
+    if pids is None:
+        return ""
+    shown = " ".join(f"{r}={p}" for r, p in enumerate(pids[:PID_TABLE_RANKS]))
+    more = f" ... ({len(pids)} ranks: all in metrics.jsonl's start record)" \
+        if len(pids) > PID_TABLE_RANKS else ""
+    return f"rank=host:pid {shown}{more}"
 
 
 def _check_resumed(world: World, path: Path, step: int, model) -> None:
