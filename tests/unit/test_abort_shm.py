@@ -39,8 +39,9 @@ KILLED_JOB = """
 import time
 from hpcsgd.run.world import init_world
 world = init_world()
-world.comm.Barrier()
-print("ready", flush=True)
+world.comm.Barrier()  # both ranks are past init_world
+if world.rank == 0:  # one line: two ranks' prints can interleave on the launcher's stdout
+    print("ready", flush=True)
 time.sleep(120)
 """
 
