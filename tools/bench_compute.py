@@ -205,11 +205,7 @@ def main(argv=None) -> int:
             cells[("trainer", alloc)] = trainer_run(variant, alloc, args)
             print(f"{variant} trainer {alloc:8s} {cells[('trainer', alloc)]}", flush=True)
         lines += _table(variant, cells, ref, args.allocators.split(","))
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
-    return 0
+    return _emit(lines, args.out)
 
 
 def openmp_table(args) -> int:
@@ -230,11 +226,7 @@ def openmp_table(args) -> int:
              "| setting | best img/s | worst img/s | best / default's best |", "|---|---|---|---|"]
     lines += [f"| {n} | {max(v):.2f} | {min(v):.2f} | {max(v) / ref:.3f} |"
               for n, v in rates.items()]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
-    return 0
+    return _emit(lines, args.out)
 
 
 def compile_table(args) -> int:
@@ -285,10 +277,15 @@ def compile_table(args) -> int:
                 else "never (compiled steps are not faster)"
             lines.append(f"- allocator {alloc}, {n}: compiling adds {extra:.0f} s to the first "
                          f"step; repaid {even} ({step_off - step_on:+.3f} s saved per step)")
+    return _emit(lines, args.out)
+
+
+def _emit(lines: list[str], out: str | None) -> int:
+    """Print the table and, with --out, write it as markdown there."""
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    if out:
+        Path(out).write_text(text)
     return 0
 
 

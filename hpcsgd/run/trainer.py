@@ -23,7 +23,7 @@ from hpcsgd.cpu import allocator
 from hpcsgd import config as config_mod
 from hpcsgd.affinity.apply import apply_plan
 from hpcsgd.run.checkpoint import (CheckpointError, load_checkpoint, newest_loadable_checkpoint,
-                               rank_entry, restore_state_, step_checkpoints)
+                               rank_entry, restore_state_)
 from hpcsgd.comm import build_backend, build_reducer
 from hpcsgd.comm.reducer import broadcast_state_, check_replicas
 from hpcsgd.comm.replicas import parameter_digest
@@ -218,7 +218,10 @@ def _resume_choice(cfg: config_mod.Config, log) -> tuple[Path | None, dict | Non
     if cfg.checkpoint.resume != "auto":
         return (Path(cfg.checkpoint.resume) if cfg.checkpoint.resume else None), None
 
+    passed_over = []
+
     def warn(path: Path, reason: str) -> None:
+        passed_over.append(path)
         log.write("checkpoint_damaged", path=str(path), reason=reason)
         print(f"hpcsgd: warning: {reason}; passed over (left in place, not deleted)",
               file=sys.stderr, flush=True)
@@ -227,7 +230,7 @@ def _resume_choice(cfg: config_mod.Config, log) -> tuple[Path | None, dict | Non
     if found is None:
         return None, None
     path, state = found
-    if path != step_checkpoints(cfg.run_dir / "checkpoints")[0]:
+    if passed_over:
         print(f"hpcsgd: warning: resuming from {str(path)!r}, older than the damaged newest "
               "checkpoint: the steps after it are trained again", file=sys.stderr, flush=True)
     return path, state
