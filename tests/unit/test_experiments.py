@@ -16,6 +16,7 @@ from hpcsgd.schedule.plan import build_schedule
 from helpers import write_image_lmdb
 
 from tools.experiments import plan as pl
+from tools.experiments import plots
 from tools.experiments import report as rep
 from tools.experiments import run as ex
 from tools.experiments import sweep as sw
@@ -324,3 +325,57 @@ def test_the_collapsed_ensembles_launcher_is_the_mpiexec_alone():
     (cmd,) = ex.commands(run, Path("/out"), "MPIEXEC", "/venv/bin/python")
     assert cmd[:3] == ["/venv/bin/python", "-m", "hpcsgd.collapsed_ensemble"]
     assert shlex.split(cmd[cmd.index("--launcher") + 1]) == ["MPIEXEC", "-n", str(ex.RANKS)]
+
+
+def test_a_run_cut_short_resumes_from_its_checkpoint_to_the_uncut_numbers(tmp_path):
+    """Two real `mpiexec -n 4` runs of the same command: one uncut, one cut after its first
+    epoch (the files a kill after that epoch's checkpoint leaves). The driver must resume
+    the cut one, not start it again, and end with the uncut run's records and result."""
+    data = tmp_path / "data"
+    for split, n, seed in (("fit", 256, 1), ("val", 120, 2), ("test", 200, 3)):
+        write_image_lmdb(data / split, n, seed=seed)
+    over = (f"--data.path={data}", "--data.augment=false", "--compute.threads=1",
+            "--train.epochs=2.0", "--train.global_batch=64", "--train.eval_every_epochs=1.0")
+    run = pl.Run("tiny", "nobn", "baseline", 64, 0, pl.LENET.config, over)
+    venv = Path(sys.executable).parent
+    kw = dict(mpiexec=str(venv / "mpiexec"), python=sys.executable, log=lambda _: None)
+    uncut, cut = tmp_path / "uncut", tmp_path / "cut"
+    for out in (uncut, cut):
+        assert ex.execute(run, out, **kw), (out / run.name / "stdout.log").read_text()[-3000:]
+    folder = cut / run.name
+    ckpts = sorted((folder / "checkpoints").glob("*.pt"))
+    assert ckpts, "no epoch checkpoint"  # epoch 1's (the end has final.pt)
+    first = int(ckpts[0].stem.split("_")[-1])
+    for path in (folder / "summary.json", folder / "test_eval.json", folder / "final.pt", *ckpts[1:]):
+        path.unlink()
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    cut_at = next(i for i, line in enumerate(lines)  # the first record of the second epoch
+                  if json.loads(line).get("step", 0) > first and '"tag": "train"' in line)
+    (folder / "metrics.jsonl").write_text("\n".join(lines[:cut_at + 1]) + "\n")
+    assert run.name not in ex.read_results(cut, [run])
+    assert ex.execute(run, cut, **kw), (folder / "stdout.log").read_text()[-3000:]
+    starts = plots.records(cut, run.name, "start")
+    assert [s["resumed_from"] is not None for s in starts] == [False, True]
+    assert starts[1]["step"] == first
+    for tag in ("train", "eval", "epoch"):
+        fields = {"train": ("step", "loss", "lr"), "eval": ("step", "top1"), "epoch": ("epoch", "loss")}[tag]
+        a = [[r[f] for f in fields] for r in plots.records(uncut, run.name, tag)]
+        b = [[r[f] for f in fields] for r in plots.records(cut, run.name, tag)]
+        assert a == b and a, tag
+    a, b = ex.read_results(uncut, [run])[run.name], ex.read_results(cut, [run])[run.name]
+    assert (a["top1"], a["test_top1"]) == (b["top1"], b["test_top1"])
+
+
+def test_records_of_a_resumed_run_keep_the_later_copy_of_each_step(tmp_path):
+    rows = [{"tag": "start", "step": 0, "resumed_from": None},
+            *({"tag": "train", "step": s, "loss": 1.0} for s in (1, 2, 3, 4)),
+            {"tag": "start", "step": 2, "resumed_from": "ckpt_2.pt"},
+            *({"tag": "train", "step": s, "loss": 0.5} for s in (3, 4, 5)),
+            {"tag": "start", "step": 0, "resumed_from": None},  # started again from nothing
+            {"tag": "train", "step": 1, "loss": 0.1}]
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:9]))
+    assert [(r["step"], r["loss"]) for r in plots.records(tmp_path, "r", "train")] == \
+        [(1, 1.0), (2, 1.0), (3, 0.5), (4, 0.5), (5, 0.5)]
+    (tmp_path / "r" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [(r["step"], r["loss"]) for r in plots.records(tmp_path, "r", "train")] == [(1, 0.1)]

@@ -6,7 +6,8 @@ command, not part of the installed package. Run from the repository's root:
 
     plan.py      which runs test which claim, in priority order (pure)
     sweep.py     a swept value's grid and its best run (chosen on the validation split)
-    run.py       the driver: runs one experiment at a time, resumes a set cut short
+    run.py       the driver: runs one experiment at a time, resumes a set cut short (a
+                 training run cut short goes on from its newest epoch checkpoint)
     verdicts.py  the verdict rules
     claims.py    one report section per claim
     plots.py     the report's figures

@@ -22,8 +22,21 @@ def records(out_dir: Path, name: str, tag: str) -> list[dict]:
     path = out_dir / name / "metrics.jsonl"
     if not path.is_file():
         return []
-    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-    return [r for r in rows if r.get("tag") == tag]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in latest(rows) if r.get("tag") == tag]
+
+
+def latest(rows: list[dict]) -> list[dict]:
+    """The records of the run as it went on: a run resumed from its step-S checkpoint logs
+    the steps after S again, so each start record drops the earlier records past its step
+    (a fresh start, resumed_from null, drops them all)."""
+    kept: list[dict] = []
+    for r in rows:
+        if r.get("tag") == "start":
+            since = r.get("step", 0) if r.get("resumed_from") is not None else None
+            kept = [] if since is None else [k for k in kept if k.get("step", since) <= since]
+        kept.append(r)
+    return kept
 
 
 def eval_curve(out_dir: Path, name: str, key: str = "top1") -> tuple[list, list]:

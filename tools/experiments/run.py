@@ -93,6 +93,13 @@ def settle(mode: Mode, out_dir: Path) -> tuple[list[Run], dict]:
 
 # ---------------------------------------------------------------------------- running
 
+RESUMABLE = ("image", "lm")
+# A training run cut short (a session's end, a killed driver) goes on from its newest epoch
+# checkpoint instead of starting again: resumes are exact, so the numbers are the uncut run's.
+# Not part of Run.args(): finished runs keep matching their command.
+CHECKPOINTS = ("--checkpoint.every_epochs=1", "--checkpoint.resume=auto")
+
+
 def commands(run: Run, out_dir: Path, mpiexec: str, python: str) -> list[list[str]]:
     """The run's processes, in order."""
     where = [f"--run.out_dir={out_dir}", f"--run.name={run.name}"]
@@ -101,20 +108,24 @@ def commands(run: Run, out_dir: Path, mpiexec: str, python: str) -> list[list[st
         return [[python, "-m", "hpcsgd.collapsed_ensemble", run.config, *run.overrides, *where,
                  "--launcher", f"{mpiexec} -n {RANKS}", *run.tool_args]]
     if run.kind == "lm":
-        return [mpi + ["hpcsgd.lm.train", run.config, *run.overrides, *where]]
+        return [mpi + ["hpcsgd.lm.train", run.config, *run.overrides, *where, *CHECKPOINTS]]
     # the final weights once on test: the split no choice was made on
-    return [mpi + ["hpcsgd.train", run.config, *run.overrides, *where],
+    return [mpi + ["hpcsgd.train", run.config, *run.overrides, *where, *CHECKPOINTS],
             mpi + ["hpcsgd.ensemble", run.config, *run.overrides, *where,
                    "--data.eval_split=test", "--snapshots", str(out_dir / run.name / "final.pt")]]
 
 
 def execute(run: Run, out_dir: Path, *, mpiexec: str, python: str, log) -> bool:
-    """Run one experiment. Its old folder is removed first (metrics.jsonl appends), except
-    for an unfinished collapsed ensemble with the same arguments: that tool skips the steps
-    it has finished. Other arguments also remove the old collapse branches."""
+    """Run one experiment. Its old folder is removed first, except when the same arguments
+    left it unfinished: a training run with a checkpoint resumes from it (metrics.jsonl then
+    holds the steps after the checkpoint twice; plots.records keeps the later ones), and the
+    collapsed ensemble tool skips the steps it has finished. Other arguments also remove the
+    old collapse branches."""
     folder = out_dir / run.name
     old = _spec(folder)
-    if not (run.kind == "collapsed" and old is not None and old.get("args") == run.args()):
+    same = old is not None and old.get("args") == run.args()
+    cut_short = run.kind in RESUMABLE and any((folder / "checkpoints").glob("*.pt"))
+    if not (same and (run.kind == "collapsed" or cut_short)):
         for path in [folder, *branch_folders(out_dir, run.name)]:
             shutil.rmtree(path, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
