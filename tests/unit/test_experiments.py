@@ -379,3 +379,18 @@ def test_records_of_a_resumed_run_keep_the_later_copy_of_each_step(tmp_path):
         [(1, 1.0), (2, 1.0), (3, 0.5), (4, 0.5), (5, 0.5)]
     (tmp_path / "r" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert [(r["step"], r["loss"]) for r in plots.records(tmp_path, "r", "train")] == [(1, 0.1)]
+
+
+def test_a_resumed_runs_wall_time_counts_every_process(tmp_path):
+    run = ex.plan(ex.QUICK, {})[0]
+    _finish(tmp_path, run, 0.9)
+    folder = tmp_path / run.name
+    alone = ex.read_results(tmp_path, [run])[run.name]["wall_time_s"]
+    rows = [{"tag": "start", "time": 1.0, "step": 0, "resumed_from": None},
+            {"tag": "train", "time": 70.0, "step": 9},  # killed after this: 70 s spent
+            {"tag": "start", "time": 2.0, "step": 8, "resumed_from": "step_8.pt"},
+            {"tag": "train", "time": 30.0, "step": 9}]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert ex.read_results(tmp_path, [run])[run.name]["wall_time_s"] == alone + 70.0
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[2:]))
+    assert ex.read_results(tmp_path, [run])[run.name]["wall_time_s"] == alone

@@ -60,11 +60,28 @@ def read_results(out_dir: Path, runs: list[Run]) -> dict:
         if not summary.is_file() or (run.kind == "image" and not test.is_file()):
             continue
         result = {**json.loads(summary.read_text()), "provenance": spec.get("provenance", "")}
+        result["wall_time_s"] = result.get("wall_time_s", 0.0) + earlier_processes_s(folder)
         if run.kind == "image":
             snap = json.loads(test.read_text())["snapshots"][0]
             result.update(test_top1=snap["top1"], test_top5=snap["top5"])
         done[run.name] = result
     return done
+
+
+def earlier_processes_s(folder: Path) -> float:
+    """The wall time of a resumed run's training processes before its last one (whose own
+    summary counts only itself): each one's last record time. Their work after their last
+    checkpoint was done again, and is counted: it was spent."""
+    path, total, last, starts = folder / "metrics.jsonl", 0.0, 0.0, 0
+    if not path.is_file():
+        return 0.0
+    for line in path.read_text().splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if record.get("tag") == "start":
+            starts += 1
+            total, last = total + (last if starts > 1 else 0.0), 0.0
+        last = max(last, record.get("time", 0.0))
+    return total
 
 
 def _spec(folder: Path) -> dict | None:
