@@ -254,15 +254,20 @@ def test_settle_plans_chained_extensions_from_run_folders(tmp_path):
 
 # ---------------------------------------------------------------------------- runner
 
-def test_runner_trains_then_evaluates_the_final_weights_on_test(tmp_path):
-    """Two real `mpiexec -n 4` jobs: training on fit (val during training), then
-    hpcsgd.ensemble on test, kept as test_eval.json."""
+def _tiny_run(tmp_path: Path):
+    """A 2-epoch LeNet run (4 steps an epoch) on a small real LMDB of each split."""
     data = tmp_path / "data"
     for split, n, seed in (("fit", 256, 1), ("val", 120, 2), ("test", 200, 3)):
         write_image_lmdb(data / split, n, seed=seed)
     over = (f"--data.path={data}", "--data.augment=false", "--compute.threads=1",
             "--train.epochs=2.0", "--train.global_batch=64", "--train.eval_every_epochs=1.0")
-    run = pl.Run("tiny", "nobn", "baseline", 64, 0, pl.LENET.config, over)
+    return pl.Run("tiny", "nobn", "baseline", 64, 0, pl.LENET.config, over)
+
+
+def test_runner_trains_then_evaluates_the_final_weights_on_test(tmp_path):
+    """Two real `mpiexec -n 4` jobs: training on fit (val during training), then
+    hpcsgd.ensemble on test, kept as test_eval.json."""
+    run = _tiny_run(tmp_path)
     venv = Path(sys.executable).parent
     lines = []
     assert ex.execute(run, tmp_path / "runs", mpiexec=str(venv / "mpiexec"),
@@ -331,12 +336,7 @@ def test_a_run_cut_short_resumes_from_its_checkpoint_to_the_uncut_numbers(tmp_pa
     """Two real `mpiexec -n 4` runs of the same command: one uncut, one cut after its first
     epoch (the files a kill after that epoch's checkpoint leaves). The driver must resume
     the cut one, not start it again, and end with the uncut run's records and result."""
-    data = tmp_path / "data"
-    for split, n, seed in (("fit", 256, 1), ("val", 120, 2), ("test", 200, 3)):
-        write_image_lmdb(data / split, n, seed=seed)
-    over = (f"--data.path={data}", "--data.augment=false", "--compute.threads=1",
-            "--train.epochs=2.0", "--train.global_batch=64", "--train.eval_every_epochs=1.0")
-    run = pl.Run("tiny", "nobn", "baseline", 64, 0, pl.LENET.config, over)
+    run = _tiny_run(tmp_path)
     venv = Path(sys.executable).parent
     kw = dict(mpiexec=str(venv / "mpiexec"), python=sys.executable, log=lambda _: None)
     uncut, cut = tmp_path / "uncut", tmp_path / "cut"
