@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from hpcsgd.exits import EXIT_REFUSED
-from hpcsgd.run.metrics import read_metrics  # noqa: E402
+from hpcsgd.run.metrics import current_records, read_metrics  # noqa: E402
 
 
 
@@ -77,8 +77,9 @@ def load_run(folder: Path) -> dict:
     if not path.is_file():
         raise RunError(f"{path}: no such file (is {folder} a run folder?)")
     try:
-        train = last_per_step(read_metrics(path, "train"))
-        evals = last_per_step(read_metrics(path, "eval"))
+        records = current_records(read_metrics(path))
+        train = last_per_step([r for r in records if r["tag"] == "train"])
+        evals = last_per_step([r for r in records if r["tag"] == "eval"])
     except (ValueError, KeyError) as e:  # a line that is not a tagged JSON object
         raise RunError(f"{path}: not a metrics log ({type(e).__name__}: {e})") from e
     if not train:

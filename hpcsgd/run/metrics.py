@@ -72,6 +72,20 @@ def read_metrics(path: str | Path, tag: str | None = None) -> list[dict]:
     return [r for r in records if tag is None or r["tag"] == tag]
 
 
+def current_records(records: list[dict]) -> list[dict]:
+    """The records of the run as it went on, from read_metrics(path) in file order: a run
+    resumed from its step-S checkpoint logs the steps after S again, so each start record
+    drops the earlier records past its step; a fresh start (resumed_from null: resume=auto
+    found no checkpoint) drops them all."""
+    kept: list[dict] = []
+    for r in records:
+        if r.get("tag") == "start":
+            since = r.get("step", 0) if r.get("resumed_from") is not None else None
+            kept = [] if since is None else [k for k in kept if k.get("step", since) <= since]
+        kept.append(r)
+    return kept
+
+
 class Timer:
     """Accumulates wall time of named phases (data, compute, comm, ...)."""
 

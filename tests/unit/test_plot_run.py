@@ -155,3 +155,17 @@ def test_one_step_runs_a_constant_weight_decay_and_an_odd_number_of_runs(tmp_pat
     assert phase_ax.get_subplotspec().colspan.stop - phase_ax.get_subplotspec().colspan.start == 2
     assert all(ax.axison for ax in fig.axes)              # no empty, switched-off panel
     tool.plt.close(fig)
+
+
+def test_a_run_started_again_in_its_folder_is_plotted_from_its_new_start(tmp_path):
+    # resume=auto with no checkpoint yet (a job killed in its first epoch) starts again from
+    # step 0 in the same folder: the old process's steps past the new one's must not show
+    folder = tmp_path / "again"
+    folder.mkdir()
+    log = MetricsLog(folder / "metrics.jsonl")
+    for start, losses in ((None, (9.0, 8.0, 7.0)), (None, (6.0,))):
+        log.write("start", ranks=1, step=0, resumed_from=start)
+        for s, v in enumerate(losses, 1):
+            log.write("train", step=s, epoch=s / 4, loss=v, lr=0.1, img_per_s=1.0)
+    log.close()
+    assert [r["loss"] for r in tool.load_run(folder)["train"]] == [6.0]

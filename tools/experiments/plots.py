@@ -6,9 +6,10 @@ Each function reads what it needs from the run folders and draws whatever has fi
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+
+from hpcsgd.run.metrics import current_records, read_metrics
 
 from .verdicts import TOL, stats
 
@@ -19,24 +20,11 @@ LABELS = {"baseline": "baseline SGD (B0)", "goyal": "linear scaling + warmup (Go
 # ---------------------------------------------------------------------------- reading
 
 def records(out_dir: Path, name: str, tag: str) -> list[dict]:
+    """The run's `tag` records as it went on (a resume's repeated steps: the later copy)."""
     path = out_dir / name / "metrics.jsonl"
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in latest(rows) if r.get("tag") == tag]
-
-
-def latest(rows: list[dict]) -> list[dict]:
-    """The records of the run as it went on: a run resumed from its step-S checkpoint logs
-    the steps after S again, so each start record drops the earlier records past its step
-    (a fresh start, resumed_from null, drops them all)."""
-    kept: list[dict] = []
-    for r in rows:
-        if r.get("tag") == "start":
-            since = r.get("step", 0) if r.get("resumed_from") is not None else None
-            kept = [] if since is None else [k for k in kept if k.get("step", since) <= since]
-        kept.append(r)
-    return kept
+    return [r for r in current_records(read_metrics(path)) if r.get("tag") == tag]
 
 
 def eval_curve(out_dir: Path, name: str, key: str = "top1") -> tuple[list, list]:

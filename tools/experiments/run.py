@@ -28,6 +28,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from hpcsgd.run.metrics import read_metrics
+
 from .plan import FULL, QUICK, RANKS, Mode, Run, lr_wd_sum, plan, steps_of  # noqa: F401
 from .report import provenance, write_report
 from .verdicts import MIN_STEPS
@@ -73,11 +75,8 @@ def earlier_processes_s(folder: Path) -> float:
     summary counts only itself): each one's last record time. Their work after their last
     checkpoint was done again, and is counted: it was spent."""
     path, total, last, starts = folder / "metrics.jsonl", 0.0, 0.0, 0
-    if not path.is_file():
-        return 0.0
-    for line in path.read_text().splitlines():
-        record = json.loads(line) if line.strip() else {}
-        if record.get("tag") == "start":
+    for record in read_metrics(path) if path.is_file() else []:
+        if record["tag"] == "start":
             starts += 1
             total, last = total + (last if starts > 1 else 0.0), 0.0
         last = max(last, record.get("time", 0.0))
