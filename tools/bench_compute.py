@@ -237,42 +237,39 @@ def compile_table(args) -> int:
     later step saves."""
     variant = args.variants.split(",")[0]
     allocs = args.allocators.split(",")
-    rows: dict[str, list[dict]] = {f"{s}, allocator {a}": [] for a in allocs
-                                   for s in ("off", "on, empty cache", "on, filled cache")}
+    settings = ("off", "on, empty cache", "on, filled cache")
+    rows: dict[tuple[str, str], list[dict]] = {(s, a): [] for a in allocs for s in settings}
     for r in range(args.rounds):
         for alloc in allocs:
-            with tempfile.TemporaryDirectory() as cache:
-                for name, compute in (("off", {"compile": "off"}),
-                                      ("on, empty cache", {"compile": "on",
-                                                           "compile_cache": cache}),
-                                      ("on, filled cache", {"compile": "on",
-                                                            "compile_cache": cache})):
+            with tempfile.TemporaryDirectory() as cache:  # filled by "on, empty cache"
+                for name, compute in zip(settings, ({"compile": "off"},
+                                                    {"compile": "on", "compile_cache": cache},
+                                                    {"compile": "on", "compile_cache": cache})):
+                    rows[name, alloc].append(trainer_run(variant, alloc, args, compute=compute))
+                    c = rows[name, alloc][-1]
                     key = f"{name}, allocator {alloc}"
-                    rows[key].append(trainer_run(variant, alloc, args, compute=compute))
-                    c = rows[key][-1]
                     print(f"round {r + 1} {key:36s} {c['img_per_s']:.2f} img/s, first step "
                           f"{c['first_step_s']:.1f} s, process {c['process_wall_s']:.1f} s "
                           f"(compiled: {c['compiled']}, allocator {c['allocator']})", flush=True)
-    best = {n: max(rs, key=lambda c: c["img_per_s"]) for n, rs in rows.items()}
+    best = {k: max(rs, key=lambda c: c["img_per_s"]) for k, rs in rows.items()}
     lines = [f"The trainer (ResNet-50, {variant}, local batch {args.batch}, 1 rank, "
              f"{args.threads} threads), torch.compile off and on, {args.rounds} interleaved "
              f"round(s); CPU: {_cpu_name()}.", "",
              "| compute.compile | best img/s | worst img/s | best / off's best (same "
              "allocator) | first step s (median) |", "|---|---|---|---|---|"]
-    for n, rs in rows.items():
-        off = best["off" + n[n.index(", allocator"):]]
+    for (name, alloc), rs in rows.items():
         first = sorted(c["first_step_s"] for c in rs)[len(rs) // 2]
-        lines.append(f"| {n} | {best[n]['img_per_s']:.2f} | "
+        lines.append(f"| {name}, allocator {alloc} | {best[name, alloc]['img_per_s']:.2f} | "
                      f"{min(c['img_per_s'] for c in rs):.2f} | "
-                     f"{best[n]['img_per_s'] / off['img_per_s']:.3f} | {first:.1f} |")
+                     f"{best[name, alloc]['img_per_s'] / best['off', alloc]['img_per_s']:.3f} | "
+                     f"{first:.1f} |")
     lines.append("")
     for alloc in allocs:
-        off = rows[f"off, allocator {alloc}"]
-        step_off = args.batch / best[f"off, allocator {alloc}"]["img_per_s"]
-        step_on = args.batch / best[f"on, empty cache, allocator {alloc}"]["img_per_s"]
-        for n in ("on, empty cache", "on, filled cache"):
-            extra = min(c["first_step_s"] for c in rows[f"{n}, allocator {alloc}"]) - min(
-                c["first_step_s"] for c in off)
+        step_off = args.batch / best["off", alloc]["img_per_s"]
+        step_on = args.batch / best["on, empty cache", alloc]["img_per_s"]
+        for n in settings[1:]:
+            extra = min(c["first_step_s"] for c in rows[n, alloc]) - min(
+                c["first_step_s"] for c in rows["off", alloc])
             even = f"after {extra / (step_off - step_on):.0f} steps" if step_on < step_off \
                 else "never (compiled steps are not faster)"
             lines.append(f"- allocator {alloc}, {n}: compiling adds {extra:.0f} s to the first "
