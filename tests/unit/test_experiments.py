@@ -364,6 +364,14 @@ def test_a_run_cut_short_resumes_from_its_checkpoint_to_the_uncut_numbers(tmp_pa
         assert a == b and a, tag
     a, b = ex.read_results(uncut, [run])[run.name], ex.read_results(cut, [run])[run.name]
     assert (a["top1"], a["test_top1"]) == (b["top1"], b["test_top1"])
+    # cut during the test evaluation: training is finished (final.pt, summary.json) and its
+    # last epoch has no checkpoint, so resuming would train that epoch again; only the test
+    # evaluation runs
+    (folder / "test_eval.json").unlink()
+    log = (folder / "metrics.jsonl").read_text()
+    assert ex.execute(run, cut, **kw), (folder / "stdout.log").read_text()[-3000:]
+    assert (folder / "metrics.jsonl").read_text() == log
+    assert ex.read_results(cut, [run])[run.name]["test_top1"] == a["test_top1"]
 
 
 def test_records_of_a_resumed_run_keep_the_later_copy_of_each_step(tmp_path):

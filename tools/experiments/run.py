@@ -134,14 +134,19 @@ def commands(run: Run, out_dir: Path, mpiexec: str, python: str) -> list[list[st
 def execute(run: Run, out_dir: Path, *, mpiexec: str, python: str, log) -> bool:
     """Run one experiment. Its old folder is removed first, except when the same arguments
     left it unfinished: a training run with a checkpoint resumes from it (metrics.jsonl then
-    holds the steps after the checkpoint twice; plots.records keeps the later ones), and the
-    collapsed ensemble tool skips the steps it has finished. Other arguments also remove the
+    holds the steps after the checkpoint twice; plots.records keeps the later ones), a
+    finished training run only evaluates on test, and the collapsed ensemble tool skips the
+    steps it has finished. Other arguments also remove the
     old collapse branches."""
     folder = out_dir / run.name
     old = _spec(folder)
     same = old is not None and old.get("args") == run.args()
     cut_short = run.kind in RESUMABLE and any((folder / "checkpoints").glob("*.pt"))
-    if not (same and (run.kind == "collapsed" or cut_short)):
+    # cut during the test evaluation: training wrote summary.json after final.pt, and its last
+    # epoch has no checkpoint (final.pt stands for it), so only the evaluation runs again
+    trained = same and run.kind == "image" and all(
+        (folder / f).is_file() for f in ("final.pt", "summary.json"))
+    if not (same and (run.kind == "collapsed" or cut_short or trained)):
         for path in [folder, *branch_folders(out_dir, run.name)]:
             shutil.rmtree(path, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,7 +154,7 @@ def execute(run: Run, out_dir: Path, *, mpiexec: str, python: str, log) -> bool:
         {"name": run.name, "kind": run.kind, "args": run.args(), "provenance": provenance()},
         indent=2))
     with open(folder / "stdout.log", "a") as out:
-        for cmd in commands(run, out_dir, mpiexec, python):
+        for cmd in commands(run, out_dir, mpiexec, python)[1 if trained else 0:]:
             log("  " + " ".join(cmd[cmd.index("-m") + 1:]))
             code = subprocess.call(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
             if code != 0:
