@@ -364,6 +364,13 @@ def test_a_run_cut_short_resumes_from_its_checkpoint_to_the_uncut_numbers(tmp_pa
         assert a == b and a, tag
     a, b = ex.read_results(uncut, [run])[run.name], ex.read_results(cut, [run])[run.name]
     assert (a["top1"], a["test_top1"]) == (b["top1"], b["test_top1"])
+    # the trainer's summary carries the wall time saved in the checkpoint it resumed from;
+    # the run's time is each process's own (its records time it from its own start), once
+    times = [[r["time"] for r in plots.read_metrics(folder / "metrics.jsonl")][:cut_at + 1],
+             [r["time"] for r in plots.read_metrics(folder / "metrics.jsonl")][cut_at + 1:]]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["wall_time_s"] > max(times[1]) + 0.5  # it carried the checkpoint's
+    assert b["wall_time_s"] == pytest.approx(max(times[0]) + max(times[1]), abs=0.5)
     # cut during the test evaluation: training is finished (final.pt, summary.json) and its
     # last epoch has no checkpoint, so resuming would train that epoch again; only the test
     # evaluation runs
@@ -389,7 +396,7 @@ def test_records_of_a_resumed_run_keep_the_later_copy_of_each_step(tmp_path):
     assert [(r["step"], r["loss"]) for r in plots.records(tmp_path, "r", "train")] == [(1, 0.1)]
 
 
-def test_a_resumed_runs_wall_time_counts_every_process(tmp_path):
+def test_a_resumed_runs_wall_time_counts_every_process_once(tmp_path):
     run = ex.plan(ex.QUICK, {})[0]
     _finish(tmp_path, run, 0.9)
     folder = tmp_path / run.name
@@ -397,8 +404,12 @@ def test_a_resumed_runs_wall_time_counts_every_process(tmp_path):
     rows = [{"tag": "start", "time": 1.0, "step": 0, "resumed_from": None},
             {"tag": "train", "time": 70.0, "step": 9},  # killed after this: 70 s spent
             {"tag": "start", "time": 2.0, "step": 8, "resumed_from": "step_8.pt"},
-            {"tag": "train", "time": 30.0, "step": 9}]
+            {"tag": "train", "time": 30.0, "step": 9},
+            # the trainer's summary: 60 s saved in step_8.pt's checkpoint + this process's 30 s
+            {"tag": "summary", "time": 30.0, "wall_time_s": 90.0}]
+    (folder / "summary.json").write_text(json.dumps({"top1": 0.9, "wall_time_s": 90.0}))
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert ex.read_results(tmp_path, [run])[run.name]["wall_time_s"] == alone + 70.0
-    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[2:]))
-    assert ex.read_results(tmp_path, [run])[run.name]["wall_time_s"] == alone
+    assert ex.read_results(tmp_path, [run])[run.name]["wall_time_s"] == 70.0 + 30.0
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    (folder / "summary.json").write_text(json.dumps({"top1": 0.9, "wall_time_s": alone}))
+    assert ex.read_results(tmp_path, [run])[run.name]["wall_time_s"] == alone  # not resumed

@@ -62,7 +62,7 @@ def read_results(out_dir: Path, runs: list[Run]) -> dict:
         if not summary.is_file() or (run.kind == "image" and not test.is_file()):
             continue
         result = {**json.loads(summary.read_text()), "provenance": spec.get("provenance", "")}
-        result["wall_time_s"] = result.get("wall_time_s", 0.0) + earlier_processes_s(folder)
+        result["wall_time_s"] = wall_time_s(folder, result.get("wall_time_s", 0.0))
         if run.kind == "image":
             snap = json.loads(test.read_text())["snapshots"][0]
             result.update(test_top1=snap["top1"], test_top5=snap["top5"])
@@ -70,17 +70,19 @@ def read_results(out_dir: Path, runs: list[Run]) -> dict:
     return done
 
 
-def earlier_processes_s(folder: Path) -> float:
-    """The wall time of a resumed run's training processes before its last one (whose own
-    summary counts only itself): each one's last record time. Their work after their last
-    checkpoint was done again, and is counted: it was spent."""
-    path, total, last, starts = folder / "metrics.jsonl", 0.0, 0.0, 0
+def wall_time_s(folder: Path, summary_wall_s: float) -> float:
+    """The run's wall time, every training process counted once. A resumed run's summary
+    carries the wall time saved in the checkpoint it resumed from (hpcsgd.run.trainer), so it
+    misses the earlier processes' work after that checkpoint, which was done again but spent;
+    each process's records time it from its own start, so the run's time is the sum of each
+    process's last record time (a killed process's time after its last record is lost)."""
+    path = folder / "metrics.jsonl"
+    lasts: list[float] = []
     for record in read_metrics(path) if path.is_file() else []:
-        if record["tag"] == "start":
-            starts += 1
-            total, last = total + (last if starts > 1 else 0.0), 0.0
-        last = max(last, record.get("time", 0.0))
-    return total
+        if record["tag"] == "start" or not lasts:
+            lasts.append(0.0)
+        lasts[-1] = max(lasts[-1], record.get("time", 0.0))
+    return sum(lasts) if len(lasts) > 1 else summary_wall_s
 
 
 def _spec(folder: Path) -> dict | None:
