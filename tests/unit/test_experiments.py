@@ -137,6 +137,15 @@ def test_sweep_rules():
     assert sw.best_value([4.0, 8.0, 16.0], [0.85, 0.85, 0.7]) == 4.0            # tie: earlier
 
 
+def test_evidence_names_the_two_standard_error_band_it_compares_with():
+    # "0.53 points from the threshold, within 2 standard errors (0.34)" read as a band of
+    # 0.34 that 0.53 is outside of; the band is 2 x 0.34 = 0.68
+    weak = vd.strength(0.0053, 0.0034, seeds=1)
+    assert weak.startswith("weak") and "0.68" in weak and "0.53" in weak
+    clear = vd.strength(0.0153, 0.0034, seeds=1)
+    assert clear.startswith("indicative") and "0.68" in clear
+
+
 def test_verdict_rules():
     three = lambda m: [m - 0.001, m, m + 0.001]  # noqa: E731  three seeds, tight spread
     assert vd.verdict_goyal(three(0.90), {512: three(0.899), 2048: three(0.85)}).word == "reproduced"

@@ -71,11 +71,12 @@ def strength(margin: float, se: float, seeds: int, steps: int | None = None) -> 
         notes.append(f"only {steps} steps at the largest batch (< {MIN_STEPS})")
     if abs(margin) <= 2 * se:
         notes.insert(0, f"{abs(margin) * 100:.2f} points from the threshold, within 2 "
-                        f"standard errors ({se * 100:.2f})")
+                        f"standard errors (2 x {se * 100:.2f} = {2 * se * 100:.2f} points)")
         return "weak: " + "; ".join(notes)
     if notes:
         return "weak: " + "; ".join(notes)
-    clear = f"{abs(margin) * 100:.2f} points from the threshold, > 2 standard errors ({se * 100:.2f})"
+    clear = (f"{abs(margin) * 100:.2f} points from the threshold, > 2 standard errors "
+             f"(2 x {se * 100:.2f} = {2 * se * 100:.2f} points)")
     if seeds < 2:
         return f"indicative: {clear}, but one seed (test-set noise only, seed spread unmeasured)"
     return f"strong: {clear} over {seeds} seeds"
