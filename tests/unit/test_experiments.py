@@ -240,6 +240,27 @@ def test_a_partial_set_reports_the_claims_not_run_yet(tmp_path):
     assert "PARTIAL SET" in text and "1 of the" in text
 
 
+def test_more_seeds_extend_the_full_set_after_its_one_seed_runs(tmp_path):
+    two_seeds = ex.select_mode(quick=False, seeds=2)
+    one, two = _full_set(), _full_set(two_seeds)
+    assert two[:len(one)] == one  # the one-seed set first and unchanged: its runs are kept
+    extra = two[len(one):]
+    assert extra and {r.seed for r in extra} == {1}
+    assert {r.experiment for r in extra} == {"bn", "nobn", "date"}  # claims 1-4
+    with pytest.raises(ValueError, match="--seeds"):
+        ex.select_mode(quick=False, seeds=0)
+    out = tmp_path / "runs"
+    for run in one + [extra[0]]:
+        _finish(out, run, 0.9)
+    runs, results = ex.settle(two_seeds, out)
+    text = rep.write_report(two_seeds, runs, results, out, tmp_path / "docs").read_text()
+    assert "python -m tools.experiments --seeds 2`" in text and "PARTIAL SET" in text
+    assert "2 seeds of claims 1-4" in text and "One seed per configuration" not in text
+    runs, results = ex.settle(ex.FULL, out)
+    text = rep.write_report(ex.FULL, runs, results, out, tmp_path / "docs").read_text()
+    assert "python -m tools.experiments`" in text and "One seed per configuration" in text
+
+
 def test_a_changed_command_is_run_again(tmp_path):
     run = ex.plan(ex.QUICK, {})[0]
     _finish(tmp_path, run, 0.9)

@@ -17,7 +17,7 @@ session ends; the set resumes where it stopped) answers as many claims as it can
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .sweep import sweep
@@ -100,6 +100,24 @@ FULL = Mode("full", epochs=34.0, batches=(128, 512, 1024, 2048), bn_epochs=34.0,
             collapse_model=RESNET, collapse_epochs=14.0, collapse_batch=512, collapse_wd=5.5e-3,
             collapse_seeds=1, cyclic_epochs=30.0, cyclic_batch=1024, cycles=5, branch_epochs=1.5,
             lm_epochs=13.0, lm_hidden=200, lm_fraction=0.5, lm_batches=(20, 640))
+
+
+def select_mode(quick: bool, seeds: int | None = None) -> Mode:
+    """The named set, with `seeds` seeds of claims 1-4 instead of its own. The other seeds
+    come after the whole one-seed set in the plan, so its finished runs are kept."""
+    mode = QUICK if quick else FULL
+    if seeds is None:
+        return mode
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    return replace(mode, seeds=seeds)
+
+
+def flags(mode: Mode) -> str:
+    """The command-line flags that select `mode` (the report names its command)."""
+    base = QUICK if mode.name == "quick" else FULL
+    return (" --quick" if mode.name == "quick" else "") + \
+        (f" --seeds {mode.seeds}" if mode.seeds != base.seeds else "")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .claims import (Ctx, collapse_section, cyclic_section, date_section,
                                 lstm_section, scaling_section)
+from .plan import flags
 
 ROOT = Path(__file__).resolve().parents[2]
 # What each paper reports for the claim (shared/papers), shown beside our numbers.
@@ -95,7 +96,7 @@ def write_report(mode, runs, results: dict, out_dir: Path, docs: Path) -> Path:
 
 
 def _header(mode, runs, results) -> list[str]:
-    flag = " --quick" if mode.name == "quick" else ""
+    flag = flags(mode)
     wall = sum(results[r.name].get("wall_time_s", 0.0) for r in runs if r.name in results)
     by_changes: dict[str, list[str]] = {}  # the runs' commits, by uncommitted changes
     for text in sorted({results[r.name].get("provenance", "") for r in runs if r.name in results}):
@@ -113,7 +114,8 @@ def _header(mode, runs, results) -> list[str]:
                   "(`--plan` lists its runs and time).", ""]
     if len(results) < len(runs):
         lines += [f"> **PARTIAL SET.** {len(results)} of the {len(runs)} runs planned so far "
-                  "have finished; claims without a finished run say \"not run yet\".", ""]
+                  "have finished; claims without a finished run say \"not run yet\", and each "
+                  "number's n says over how many seeds it is.", ""]
     lines += [f"Produced by `.venv/bin/python -m tools.experiments{flag}` on "
               f"{time.strftime('%Y-%m-%d')}: {len(results)} runs of `mpiexec -n 4` on the 2-core "
               f"development machine, {wall / 60:.0f} min of run wall time in total.",
@@ -173,9 +175,7 @@ def _caveats(mode) -> list[str]:
             "models are small and the data set is 50,000 images. The batch is the same "
             "fraction of the data and the step budget is of the papers' order, so a claim that "
             "reproduces is evidence for the mechanism, not for the ImageNet numbers.",
-            "- One seed per configuration in the full set (the 6-hour budget went to the regime "
-            "first). With one seed the standard errors are the test set's sampling noise only "
-            "and understate the seed-to-seed spread; such verdicts are marked *indicative*.",
+            *_seed_caveat(mode),
             "- DATE publishes neither its ratio bounds nor how they move; ours are constants "
             "[0.1, 10] (docs/schedules.md).",
             "- Claim 5's standard weight decay is scaled so that the sum of LR x weight decay "
@@ -185,6 +185,17 @@ def _caveats(mode) -> list[str]:
             "the previous set (NaN loss), so the cyclic run keeps lr0.",
             "- Timings are of a 2-core machine shared with other work; they are not benchmarks.",
             ""]
+
+
+def _seed_caveat(mode) -> list[str]:
+    one = ("With one seed the standard errors are the test set's sampling noise only and "
+           "understate the seed-to-seed spread; such verdicts are marked *indicative*.")
+    if mode.seeds == 1:
+        return ["- One seed per configuration in the full set (the 6-hour budget went to the "
+                "regime first). " + one]
+    return [f"- {mode.seeds} seeds of claims 1-4 (`--seeds {mode.seeds}`: seeds after the first "
+            "run after the whole one-seed set; a number's n says how many have finished); one "
+            "seed for claims 5-7. " + one]
 
 
 def _run_table(runs, results, out_dir: Path) -> list[str]:

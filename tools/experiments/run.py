@@ -30,7 +30,8 @@ from pathlib import Path
 
 from hpcsgd.run.metrics import read_metrics
 
-from .plan import FULL, QUICK, RANKS, Mode, Run, lr_wd_sum, plan, steps_of  # noqa: F401
+from .plan import (FULL, QUICK, RANKS, Mode, Run, lr_wd_sum, plan, select_mode,  # noqa: F401
+                   steps_of)
 from .report import provenance, write_report
 from .verdicts import MIN_STEPS
 
@@ -234,8 +235,14 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", type=Path, default=None,
                    help="run folders (default runs/experiments/<mode>)")
     p.add_argument("--docs", type=Path, default=ROOT / "docs", help="where results.md goes")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="seeds of claims 1-4 (default: the set's, 1); the other seeds run after "
+                        "the one-seed set,\nwhose runs are kept (full set: ~2.6 h a seed)")
     args = p.parse_args(argv)
-    mode = QUICK if args.quick else FULL
+    try:
+        mode = select_mode(args.quick, args.seeds)
+    except ValueError as e:
+        p.error(str(e))
     if args.plan:
         print_plan(mode)
         return 0
