@@ -218,8 +218,10 @@ def ratio_lines(ctx: Ctx, named: dict[str, str]) -> list[str]:
         table.append(f"| {label} | {first['p50']:.3g} / {mid['p50']:.3g} / {last['p50']:.3g} | "
                      f"{first['at_upper']:.0%} / {last['at_upper']:.0%} | "
                      f"{first['at_lower']:.0%} / {last['at_lower']:.0%} |")
-    return ["DATE's per-layer ratio ||w|| / ||g|| (clipped to [0.1, 10] when applied) over the "
-            "layer tensors, at the logged steps (the LSTM's from the gradient before clipping):",
+    return ["DATE's per-layer ratio ||w|| / ||g|| as applied, i.e. clipped to [0.1, 10], over "
+            "the layer tensors at the logged steps (the LSTM's from the gradient before "
+            "clipping). The trainers log the applied ratio, so a median of 10 means that at "
+            "least half the tensors had ||w|| / ||g|| >= 10, not how far above it they were:",
             "", *table, "", "![DATE ratio](results_date_ratio.png)", ""]
 
 
