@@ -30,10 +30,23 @@ import torch
 from hpcsgd.optim.momentum import MomentumSGD, closure_loss
 
 
+def raw_ratio(w_norm: float, g_norm: float) -> float:
+    """DATE's layer ratio ||w|| / ||g|| before its bounds (Algorithm 1, line 13); 1 when a
+    norm is zero (the paper is silent: a tensor at zero or without a gradient is not scaled)."""
+    return w_norm / g_norm if w_norm > 0.0 and g_norm > 0.0 else 1.0
+
+
 def date_ratio(w_norm: float, g_norm: float, *, lower: float, upper: float) -> float:
     """DATE's bounded layer ratio (Algorithm 1, lines 13-16)."""
-    r = w_norm / g_norm if w_norm > 0.0 and g_norm > 0.0 else 1.0
-    return min(max(r, lower), upper)
+    return min(max(raw_ratio(w_norm, g_norm), lower), upper)
+
+
+def _quantiles(ratios: list[float]) -> dict:
+    """min, p10, p50, p90 and max of sorted values (the lower order statistic)."""
+    def quantile(q: float) -> float:
+        return ratios[min(len(ratios) - 1, int(q * len(ratios)))]
+    return {"min": ratios[0], "p10": quantile(0.1), "p50": quantile(0.5), "p90": quantile(0.9),
+            "max": ratios[-1]}
 
 
 class DateBounded(torch.optim.Optimizer):
@@ -65,6 +78,7 @@ class DateBounded(torch.optim.Optimizer):
         # momentum SGD takes r inside the velocity; adaptive solvers take it on the LR
         self._ratio_on_direction = isinstance(self.inner, MomentumSGD)
         self.last_ratios: list[float] = [1.0] * len(self._links)
+        self.last_raw: list[float] = [1.0] * len(self._links)  # before the bounds (the log's)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -72,12 +86,12 @@ class DateBounded(torch.optim.Optimizer):
         for k, (gi, pi, ii) in enumerate(self._links):
             group, inner = self.param_groups[gi], self.inner.param_groups[ii]
             p = group["params"][pi]
-            r = 1.0
+            r = raw = 1.0
             if group["layerwise"] and p.grad is not None:
                 # raw gradient: no weight decay inside DATE's ratio
-                r = date_ratio(float(p.norm()), float(p.grad.norm()), lower=group["lower"],
-                               upper=group["upper"])
-            self.last_ratios[k] = r
+                raw = raw_ratio(float(p.norm()), float(p.grad.norm()))
+                r = min(max(raw, group["lower"]), group["upper"])
+            self.last_ratios[k], self.last_raw[k] = r, raw
             inner["weight_decay"] = group["weight_decay"]
             if self._ratio_on_direction:
                 inner["lr"], inner["layer_scale"] = group["lr"], r
@@ -88,19 +102,18 @@ class DateBounded(torch.optim.Optimizer):
 
     def ratio_summary(self) -> dict:
         """Distribution of the last step's ratios over the layer tensors (those that take
-        one): quantiles and the fractions pinned at either bound, for the train log."""
-        ratios = sorted(r for (gi, _, _), r in zip(self._links, self.last_ratios)
-                        if self.param_groups[gi]["layerwise"])
-        if not ratios:
+        one), for the train log: the applied ratio's quantiles and the fractions pinned at
+        either bound, and the raw ratio's quantiles (raw_*: how far beyond a bound it went)."""
+        layer = [k for k, (gi, _, _) in enumerate(self._links)
+                 if self.param_groups[gi]["layerwise"]]
+        if not layer:
             return {}
         lower, upper = self.defaults["lower"], self.defaults["upper"]
-
-        def quantile(q: float) -> float:
-            return ratios[min(len(ratios) - 1, int(q * len(ratios)))]
-        return {"min": ratios[0], "p10": quantile(0.1), "p50": quantile(0.5),
-                "p90": quantile(0.9), "max": ratios[-1],
-                "at_lower": sum(r <= lower for r in ratios) / len(ratios),
-                "at_upper": sum(r >= upper for r in ratios) / len(ratios)}
+        applied = _quantiles(sorted(self.last_ratios[k] for k in layer))
+        raw = _quantiles(sorted(self.last_raw[k] for k in layer))
+        return {**applied, **{f"raw_{q}": v for q, v in raw.items()},
+                "at_lower": sum(self.last_ratios[k] <= lower for k in layer) / len(layer),
+                "at_upper": sum(self.last_ratios[k] >= upper for k in layer) / len(layer)}
 
     def state_dict(self) -> dict:
         state = super().state_dict()

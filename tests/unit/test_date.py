@@ -223,3 +223,20 @@ def test_ratio_summary_counts_the_layers_at_the_bounds():
     opt.step()
     summary = opt.ratio_summary()                              # lower = upper: all pinned
     assert summary["p50"] == 0.5 and summary["at_lower"] == summary["at_upper"] == 1.0
+
+
+def test_ratio_summary_gives_the_raw_ratio_beyond_the_bounds():
+    # the applied ratio is clipped, so a run pinned at a bound shows nothing of how far
+    # beyond it ||w|| / ||g|| went; the summary carries the raw ratio's quantiles as well
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 2))
+    params = list(model.parameters())
+    opt = build_optimizer(model, OptimConfig(date=True, date_lower=0.5, date_upper=0.5))
+    model(torch.randn(4, 6)).sum().backward()
+    raw = sorted(_ratio_or_one(p) for p in params)
+    opt.step()
+    summary = opt.ratio_summary()
+    assert summary["p50"] == 0.5                               # applied: pinned
+    assert summary["raw_min"] == pytest.approx(raw[0]) and summary["raw_max"] == pytest.approx(raw[-1])
+    assert summary["raw_p50"] == pytest.approx(raw[len(raw) // 2])
+    assert summary["raw_p50"] != pytest.approx(0.5)

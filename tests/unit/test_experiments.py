@@ -182,6 +182,8 @@ def _finish(out_dir: Path, run, value: float) -> None:
         for i, line in enumerate(lines):
             line["date_ratio"] = {"min": 0.05, "p10": 0.5 + i, "p50": 3.0 + i, "p90": 30.0,
                                   "max": 80.0, "at_lower": 0.1, "at_upper": 0.5 - i / 20}
+            if run.batch > 128:  # the raw ratio is logged since 2026-12-07; older runs lack it
+                line["date_ratio"]["raw_p50"] = 41.0 + i
     if run.kind == "collapsed":
         cfg = load_config(ROOT / run.config, list(run.overrides))
         (folder / "config.toml").write_text(to_toml(cfg))
@@ -222,6 +224,8 @@ def test_report_from_run_folders_names_every_claim_and_missing_run(tmp_path):
     assert "not run yet" not in text.split("## Summary")[1].split("## What changed")[0]
     assert f"| `{missing.name}` | not run yet |" in text
     assert "diverged (loss NaN)" in text and "tensors at upper bound" in text
+    rows = [line for line in text.splitlines() if line.startswith("| DATE B=")]
+    assert "| 3 / 7 / 10 | — (not logged) |" in rows[0] and "| 3 / 7 / 10 | 41 / 45 / 48 |" in rows[1]
     assert "ensemble of 2 branches" in text and "cost 1 epochs beyond" in text
     for png in ("scaling_bn", "scaling_nobn", "curves_bn", "collapse", "cyclic", "lstm", "date_ratio"):
         assert (tmp_path / "docs" / f"results_{png}.png").stat().st_size > 1000

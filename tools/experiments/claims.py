@@ -211,17 +211,21 @@ def ratio_lines(ctx: Ctx, named: dict[str, str]) -> list[str]:
     if not rows:
         return ["DATE's ratio distribution: no finished DATE run has logged it yet.", ""]
     plot_date_ratio(ctx.out_dir, named, ctx.docs / "results_date_ratio.png")
-    table = ["| run | median ratio: start / middle / end | tensors at upper bound: start / end "
-             "| at lower bound: start / end |", "|---|---|---|---|"]
+    table = ["| run | median ratio as applied: start / middle / end | raw median (before the "
+             "bounds) | tensors at upper bound: start / end | at lower bound: start / end |",
+             "|---|---|---|---|---|"]
     for label, curve in rows.items():
         first, mid, last = curve[0][1], curve[len(curve) // 2][1], curve[-1][1]
+        raw = (f"{first['raw_p50']:.3g} / {mid['raw_p50']:.3g} / {last['raw_p50']:.3g}"
+               if all("raw_p50" in x for x in (first, mid, last)) else "— (not logged)")
         table.append(f"| {label} | {first['p50']:.3g} / {mid['p50']:.3g} / {last['p50']:.3g} | "
-                     f"{first['at_upper']:.0%} / {last['at_upper']:.0%} | "
+                     f"{raw} | {first['at_upper']:.0%} / {last['at_upper']:.0%} | "
                      f"{first['at_lower']:.0%} / {last['at_lower']:.0%} |")
-    return ["DATE's per-layer ratio ||w|| / ||g|| as applied, i.e. clipped to [0.1, 10], over "
-            "the layer tensors at the logged steps (the LSTM's from the gradient before "
-            "clipping). The trainers log the applied ratio, so a median of 10 means that at "
-            "least half the tensors had ||w|| / ||g|| >= 10, not how far above it they were:",
+    return ["DATE's per-layer ratio ||w|| / ||g|| over the layer tensors at the logged steps "
+            "(the LSTM's from the gradient before clipping), as applied (clipped to [0.1, 10]) "
+            "and raw. Runs from before the trainers logged the raw ratio show only the applied "
+            "one, where a median of 10 says that at least half the tensors had ||w|| / ||g|| "
+            ">= 10, not how far above it they were:",
             "", *table, "", "![DATE ratio](results_date_ratio.png)", ""]
 
 
