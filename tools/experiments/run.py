@@ -139,8 +139,7 @@ def execute(run: Run, out_dir: Path, *, mpiexec: str, python: str, log) -> bool:
     left it unfinished: a training run with a checkpoint resumes from it (metrics.jsonl then
     holds the steps after the checkpoint twice; plots.records keeps the later ones), a
     finished training run only evaluates on test, and the collapsed ensemble tool skips the
-    steps it has finished. Other arguments also remove the
-    old collapse branches."""
+    steps it has finished. Other arguments also remove the old collapse branches."""
     folder = out_dir / run.name
     old = _spec(folder)
     same = old is not None and old.get("args") == run.args()
