@@ -348,6 +348,43 @@ def test_runner_collapsed_ensemble_is_one_command_that_resumes(tmp_path):
     assert not (out / run.name / "partial").exists()
 
 
+def test_a_resumed_run_keeps_the_code_of_every_process_in_its_provenance(tmp_path):
+    """A run cut short and resumed under newer code was made by both; the report's Code line
+    names both commits (it named the last process's only). Stand-ins for mpiexec and the
+    trainer: only the driver's bookkeeping is under test."""
+    mpiexec = tmp_path / "mpiexec"  # drops "-n 4", runs the rest
+    mpiexec.write_text('#!/bin/sh\nshift 2\nexec "$@"\n')
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\n"
+                    'for a in "$@"; do case $a in --run.out_dir=*) out=${a#*=};; '
+                    "--run.name=*) name=${a#*=};; esac; done\n"
+                    'd="$out/$name"\n'
+                    'case "$2" in hpcsgd.train) echo \'{"top1": 0.9, "wall_time_s": 3.0}\' > "$d/summary.json";; '
+                    'hpcsgd.ensemble) echo \'{"snapshots": [{"top1": 0.89, "top5": 0.99}]}\' '
+                    '> "$d/ensemble.json";; esac\n')
+    for path in (mpiexec, fake):
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    run = ex.plan(ex.QUICK, {})[0]
+    out = tmp_path / "runs"
+    folder = out / run.name
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "step_00000008.pt").touch()  # cut after a checkpoint
+    (folder / "experiment.json").write_text(json.dumps(
+        {"args": run.args(), "provenance": "commit `0ld0ld0`"}))
+    assert ex.execute(run, out, mpiexec=str(mpiexec), python=str(fake), log=lambda _: None)
+    assert (folder / "checkpoints" / "step_00000008.pt").exists()  # resumed, not started again
+    result = ex.read_results(out, [run])[run.name]
+    now = rep.provenance()
+    assert result["earlier_provenance"] == ["commit `0ld0ld0`"] and result["provenance"] == now
+    code = next(line for line in rep._header(ex.QUICK, [run], {run.name: result})
+                if line.startswith("Code: "))
+    assert "0ld0ld0" in code and now.split("`")[1] in code
+    # a run started afresh (other arguments) carries no earlier code
+    (folder / "experiment.json").write_text(json.dumps({"args": ["other"], "provenance": "x"}))
+    assert ex.execute(run, out, mpiexec=str(mpiexec), python=str(fake), log=lambda _: None)
+    assert "earlier_provenance" not in ex.read_results(out, [run])[run.name]
+
+
 def test_provenance_names_the_commit_and_whole_paths():
     text = rep.provenance()
     assert text.startswith("commit `")

@@ -99,7 +99,10 @@ def _header(mode, runs, results) -> list[str]:
     flag = flags(mode)
     wall = sum(results[r.name].get("wall_time_s", 0.0) for r in runs if r.name in results)
     by_changes: dict[str, list[str]] = {}  # the runs' commits, by uncommitted changes
-    for text in sorted({results[r.name].get("provenance", "") for r in runs if r.name in results}):
+    made_by = {text for r in runs if r.name in results  # a resumed run: every process's code
+               for text in [*results[r.name].get("earlier_provenance", []),
+                            results[r.name].get("provenance", "")]}
+    for text in sorted(made_by):
         if text:
             commit, _, changes = text.partition(" with ")
             by_changes.setdefault(changes, []).append(commit.removeprefix("commit "))

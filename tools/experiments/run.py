@@ -57,12 +57,15 @@ def read_results(out_dir: Path, runs: list[Run]) -> dict:
                 wall = sum(json.loads((p / "summary.json").read_text()).get("wall_time_s", 0.0)
                            for p in parts if (p / "summary.json").is_file())
                 done[run.name] = {"collapsed": json.loads(path.read_text()),
-                                  "wall_time_s": wall, "provenance": spec.get("provenance", "")}
+                                  "wall_time_s": wall, "provenance": spec.get("provenance", ""),
+                                  "earlier_provenance": spec.get("earlier_provenance", [])}
             continue
         summary, test = folder / "summary.json", folder / "test_eval.json"
         if not summary.is_file() or (run.kind == "image" and not test.is_file()):
             continue
         result = {**json.loads(summary.read_text()), "provenance": spec.get("provenance", "")}
+        if spec.get("earlier_provenance"):
+            result["earlier_provenance"] = spec["earlier_provenance"]
         result["wall_time_s"] = wall_time_s(folder, result.get("wall_time_s", 0.0))
         if run.kind == "image":
             snap = json.loads(test.read_text())["snapshots"][0]
@@ -148,13 +151,19 @@ def execute(run: Run, out_dir: Path, *, mpiexec: str, python: str, log) -> bool:
     # epoch has no checkpoint (final.pt stands for it), so only the evaluation runs again
     trained = same and run.kind == "image" and all(
         (folder / f).is_file() for f in ("final.pt", "summary.json"))
-    if not (same and (run.kind == "collapsed" or cut_short or trained)):
+    kept = same and (run.kind == "collapsed" or cut_short or trained)
+    if not kept:
         for path in [folder, *branch_folders(out_dir, run.name)]:
             shutil.rmtree(path, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "experiment.json").write_text(json.dumps(
-        {"name": run.name, "kind": run.kind, "args": run.args(), "provenance": provenance()},
-        indent=2))
+    spec = {"name": run.name, "kind": run.kind, "args": run.args(), "provenance": provenance()}
+    # a kept run was made by the code of its earlier processes too
+    earlier = [*old.get("earlier_provenance", []), old.get("provenance", "")] if kept else []
+    earlier = [p for i, p in enumerate(earlier)
+               if p and p != spec["provenance"] and p not in earlier[:i]]
+    if earlier:
+        spec["earlier_provenance"] = earlier
+    (folder / "experiment.json").write_text(json.dumps(spec, indent=2))
     with open(folder / "stdout.log", "a") as out:
         for cmd in commands(run, out_dir, mpiexec, python)[1 if trained else 0:]:
             log("  " + " ".join(cmd[cmd.index("-m") + 1:]))
