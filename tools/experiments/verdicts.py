@@ -4,9 +4,10 @@ and the strength of the evidence.
 A verdict's word is "reproduced", "partly reproduced", "not reproduced", "inconclusive" (the
 deciding number lies within 2 standard errors of the rule's threshold) or "not measured" (a
 run it needs is missing); the report adds "not run yet" for a claim none of whose runs has
-finished. The standard error is the seeds' (n >= 2) or, with one seed, the test set's
-sampling noise alone (binomial, 10,000 images), which understates the seed-to-seed spread;
-`strength` says so, and whether the step budget at the largest batch was the papers' regime.
+finished. The standard error is the test set's sampling noise (binomial, 10,000 images),
+which every seed shares, combined with the seeds' spread when there are 2+; with one seed it
+understates the seed-to-seed spread. `strength` says so, and whether the step budget at the
+largest batch was the papers' regime.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ TOL = 0.01        # "keeps the baseline's accuracy": within 1 percentage point o
 LM_TOL = 0.05     # "without losing perplexity": within 5% of the baseline's perplexity
 TEST_IMAGES = 10000
 MIN_STEPS = 800   # optimizer steps at the largest batch below which a call is weak
+STRONG_SEEDS = 3  # seeds a strong call needs: the spread of 2 has one degree of freedom
 
 
 @dataclass(frozen=True)
@@ -44,11 +46,12 @@ def fmt(values: list[float], pct: bool = True) -> str:
 
 
 def standard_error(values: list[float]) -> float:
-    """Of the mean top-1: the seeds' spread, or with one seed the test set's binomial noise."""
+    """Of the mean top-1: the test set's binomial noise, which every seed shares (one test set
+    of 10,000 images: no number of seeds averages it away), and with 2+ seeds their spread on
+    top. Two seeds that agree by chance so never make a number more precise than its test set."""
     mean, std, n = stats(values)
-    if n >= 2:
-        return std / math.sqrt(n)
-    return math.sqrt(mean * (1 - mean) / TEST_IMAGES)
+    test = math.sqrt(mean * (1 - mean) / TEST_IMAGES)
+    return math.hypot(test, std / math.sqrt(n)) if n >= 2 else test
 
 
 def diff_se(a: list[float], b: list[float]) -> float:
@@ -63,8 +66,8 @@ def call(margin: float, se: float, yes: str, no: str) -> str:
 
 
 def strength(margin: float, se: float, seeds: int, steps: int | None = None) -> str:
-    """Whether the evidence is enough to call: "strong" (2+ seeds, beyond 2 standard errors,
-    the papers' step budget), "indicative" (one seed) or "weak" (within the noise, or too
+    """Whether the evidence is enough to call: "strong" (3+ seeds, beyond 2 standard errors,
+    the papers' step budget), "indicative" (one or two seeds) or "weak" (within the noise, or too
     few steps at the largest batch)."""
     notes = []
     if steps is not None and steps < MIN_STEPS:
@@ -79,6 +82,9 @@ def strength(margin: float, se: float, seeds: int, steps: int | None = None) -> 
              f"(2 x {se * 100:.2f} = {2 * se * 100:.2f} points)")
     if seeds < 2:
         return f"indicative: {clear}, but one seed (test-set noise only, seed spread unmeasured)"
+    if seeds < STRONG_SEEDS:
+        return (f"indicative: {clear}, but {seeds} seeds (the spread of so few seeds is "
+                "itself a rough estimate)")
     return f"strong: {clear} over {seeds} seeds"
 
 
@@ -142,7 +148,9 @@ def verdict_better(a: list[float], b: list[float]) -> Verdict:
         return _missing()
     diffs = [y - x for x, y in zip(a, b)]
     mean = statistics.fmean(diffs)
-    se = statistics.stdev(diffs) / math.sqrt(n) if n > 1 else diff_se(a[:1], b[:1])
+    se = diff_se(a[:1], b[:1])  # the test set's noise (standard_error), and the seeds' on top
+    if n > 1:
+        se = math.hypot(se, statistics.stdev(diffs) / math.sqrt(n))
     word = call(mean, se, "reproduced", "not reproduced")
     return Verdict(word, f"{mean * 100:+.2f} points (paired over {n} seed(s))", strength(mean, se, n))
 
