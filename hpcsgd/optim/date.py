@@ -89,8 +89,9 @@ class DateBounded(torch.optim.Optimizer):
             r = raw = 1.0
             if group["layerwise"] and p.grad is not None:
                 # raw gradient: no weight decay inside DATE's ratio
-                raw = raw_ratio(float(p.norm()), float(p.grad.norm()))
-                r = min(max(raw, group["lower"]), group["upper"])
+                w_norm, g_norm = float(p.norm()), float(p.grad.norm())
+                raw = raw_ratio(w_norm, g_norm)
+                r = date_ratio(w_norm, g_norm, lower=group["lower"], upper=group["upper"])
             self.last_ratios[k], self.last_raw[k] = r, raw
             inner["weight_decay"] = group["weight_decay"]
             if self._ratio_on_direction:

@@ -159,8 +159,7 @@ def execute(run: Run, out_dir: Path, *, mpiexec: str, python: str, log) -> bool:
     spec = {"name": run.name, "kind": run.kind, "args": run.args(), "provenance": provenance()}
     # a kept run was made by the code of its earlier processes too
     earlier = [*old.get("earlier_provenance", []), old.get("provenance", "")] if kept else []
-    earlier = [p for i, p in enumerate(earlier)
-               if p and p != spec["provenance"] and p not in earlier[:i]]
+    earlier = [p for p in dict.fromkeys(earlier) if p and p != spec["provenance"]]
     if earlier:
         spec["earlier_provenance"] = earlier
     (folder / "experiment.json").write_text(json.dumps(spec, indent=2))
