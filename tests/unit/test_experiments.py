@@ -172,8 +172,17 @@ def test_verdict_rules():
     assert vd.verdict_better([0.90], [0.85]).word == "not reproduced"
     assert vd.verdict_ensemble([0.90, 0.91], 0.93).word == "reproduced"
     assert vd.verdict_ensemble([0.90, 0.91], 0.905).word == "inconclusive"
-    assert vd.verdict_lm(100.0, 104.0).word == "reproduced"
-    assert vd.verdict_lm(100.0, 120.0).word == "not reproduced"
+    v = vd.verdict_lm([100.0], [104.0])
+    assert v.word == "reproduced" and v.strength.startswith("indicative: one seed")
+    assert vd.verdict_lm([100.0], [120.0]).word == "not reproduced"
+    # 2+ seeds: the mean perplexities, inconclusive within 2 standard errors of the 5% line
+    v = vd.verdict_lm([100.0, 102.0], [104.0, 107.0])  # +4.5%, SE of the ratio ~1.2%
+    assert v.word == "inconclusive" and "+4.5%" in v.reason and v.strength.startswith("weak")
+    v = vd.verdict_lm([100.0, 100.2], [103.0, 103.2])  # +3.0%, SE ~0.1%
+    assert v.word == "reproduced" and v.strength.startswith("indicative") and "2 seeds" in v.strength
+    v = vd.verdict_lm([100.0, 100.2, 100.1], [110.0, 110.2, 110.1])
+    assert v.word == "not reproduced" and v.strength.startswith("strong")
+    assert vd.verdict_lm([], [104.0]).word == "not measured"
 
 
 # ---------------------------------------------------------------------------- report
@@ -258,7 +267,13 @@ def test_more_seeds_extend_the_full_set_after_its_one_seed_runs(tmp_path):
     assert two[:len(one)] == one  # the one-seed set first and unchanged: its runs are kept
     extra = two[len(one):]
     assert extra and {r.seed for r in extra} == {1}
-    assert {r.experiment for r in extra} == {"bn", "nobn", "date"}  # claims 1-4
+    order = [r.experiment for r in extra]  # claims 1-4 and 7, cheapest first
+    assert sorted(set(order), key=order.index) == ["date", "nobn", "lstm", "bn"]
+    lstm = {r.name: r for r in one + extra if r.experiment == "lstm"}
+    for m in ("baseline-b20", "date-b640"):  # the same command but for the seed
+        s0, s1 = lstm[f"lstm-{m}-s0"].overrides, lstm[f"lstm-{m}-s1"].overrides
+        assert [o for o in s0 if o not in s1] == ["--train.seed=0"]
+        assert [o for o in s1 if o not in s0] == ["--train.seed=1"]
     with pytest.raises(ValueError, match="--seeds"):
         ex.select_mode(quick=False, seeds=0)
     out = tmp_path / "runs"
@@ -267,10 +282,28 @@ def test_more_seeds_extend_the_full_set_after_its_one_seed_runs(tmp_path):
     runs, results = ex.settle(two_seeds, out)
     text = rep.write_report(two_seeds, runs, results, out, tmp_path / "docs").read_text()
     assert "python -m tools.experiments --seeds 2`" in text and "PARTIAL SET" in text
-    assert "2 seeds of claims 1-4" in text and "One seed per configuration" not in text
+    assert "2 seeds of claims 1-4 and 7" in text and "One seed per configuration" not in text
     runs, results = ex.settle(ex.FULL, out)
     text = rep.write_report(ex.FULL, runs, results, out, tmp_path / "docs").read_text()
     assert "python -m tools.experiments`" in text and "One seed per configuration" in text
+
+
+def test_claim7_with_two_seeds_shows_each_seed_their_mean_and_each_ratio(tmp_path):
+    mode = ex.select_mode(quick=True, seeds=2)
+    out = tmp_path / "runs"
+    planned = ex.plan(mode, {})
+    _finish(out, next(r for r in planned if r.experiment == "date"), 0.9)  # claim 4 shows ratios
+    for run in planned:
+        if run.experiment == "lstm":  # perplexity 100 / value: 200 at seed 0, 250 at seed 1
+            _finish(out, run, 0.5 if run.seed == 0 else 0.4)
+    runs, results = ex.settle(mode, out)
+    text = rep.write_report(mode, runs, results, out, tmp_path / "docs").read_text()
+    claim7 = text.split("## Claim 7")[1]
+    for method, batch in (("baseline", 20), ("date", 160)):
+        assert f"| {method} | {batch} | 200.0 / 250.0 | 225.00 ± 35.36 (n=2) |" in claim7
+    assert "+0.0%" in claim7  # the verdict compares the means
+    labels = [line.split(" |")[0] for line in text.splitlines() if line.startswith("| LSTM DATE")]
+    assert labels == ["| LSTM DATE B=160", "| LSTM DATE B=160 seed 1"]
 
 
 def test_a_changed_command_is_run_again(tmp_path):

@@ -198,10 +198,16 @@ def date_section(ctx: Ctx):
     best = best_run([r for r in runs if r.tune], ctx.results)
     named = {f"DATE B={r.batch}": r.name for r in ctx.done(runs)
              if r.seed == 0 and (not r.tune or r is best)}
-    named.update({f"LSTM DATE B={r.batch}": r.name for r in ctx.done(ctx.mine("lstm"))
+    named.update({_seeded(f"LSTM DATE B={r.batch}", r): r.name
+                  for r in sorted(ctx.done(ctx.mine("lstm")), key=lambda r: r.seed)
                   if r.method == "date"})
     body += ratio_lines(ctx, named)
     return [(*claim, v)], body
+
+
+def _seeded(label: str, run) -> str:
+    """A plot or table label; seeds beyond the first say which they are."""
+    return f"{label} seed {run.seed}" if run.seed else label
 
 
 def ratio_lines(ctx: Ctx, named: dict[str, str]) -> list[str]:
@@ -309,22 +315,28 @@ def cyclic_section(ctx: Ctx):
 
 def lstm_section(ctx: Ctx):
     m = ctx.mode
-    lm = {r.method: r for r in ctx.mine("lstm")}
+    runs = sorted(ctx.mine("lstm"), key=lambda r: r.seed)
     ratio = max(m.lm_batches) // min(m.lm_batches)
     claim = ("7", f"DATE scales the LSTM/PTB batch {ratio}x without losing perplexity "
                   "(DATE 4.1.2)")
     title = "## Claim 7: LSTM on the Penn Treebank (DATE 4.1.2)"
-    if not ctx.done(lm.values()):
+    if not ctx.done(runs):
         return [(*claim, NOT_RUN)], [title, "", "Not run yet.", ""]
-    ppl = {k: ctx.results[r.name]["perplexity"] if r.name in ctx.results else math.nan
-           for k, r in lm.items()}
-    v = verdict_lm(ppl.get("baseline", math.nan), ppl.get("date", math.nan))
-    plot_curves(ctx.out_dir, {f"{k} B={r.batch}": r.name for k, r in lm.items()},
+    ppl: dict[str, list[float]] = {}  # method -> perplexity of each finished seed, in order
+    batch = {}
+    for r in runs:
+        batch[r.method] = r.batch
+        ppl.setdefault(r.method, [])
+        if r.name in ctx.results:
+            ppl[r.method].append(ctx.results[r.name]["perplexity"])
+    v = verdict_lm(ppl.get("baseline", []), ppl.get("date", []))
+    plot_curves(ctx.out_dir, {_seeded(f"{r.method} B={r.batch}", r): r.name for r in runs},
                 ctx.docs / "results_lstm.png", key="perplexity", ylabel="test perplexity",
                 title="PTB, 2-layer LSTM", log=True)
-    table = ["| run | batch | test perplexity |", "|---|---|---|"]
-    table += [f"| {k} | {r.batch} | " + (f"{ppl[k]:.1f}" if r.name in ctx.results
-                                         else "— (no finished run)") + " |" for k, r in lm.items()]
+    table = ["| run | batch | test perplexity of each seed | mean |", "|---|---|---|---|"]
+    table += [f"| {k} | {batch[k]} | " + (" / ".join(f"{x:.1f}" for x in values) or
+                                          "— (no finished run)") + f" | {fmt(values, pct=False)} |"
+              for k, values in ppl.items()]
     body = [title, "",
             f"2-layer LSTM, hidden {m.lm_hidden}, 10,000 words, BPTT 20, {m.lm_epochs:g} epochs "
             f"on {m.lm_fraction:.0%} of the training tokens; batch in streams. Baseline: DATE "

@@ -68,7 +68,7 @@ class Mode:
     lars_all: bool                # LARS at every batch (else at the largest only: the verdict's)
     date_batches: tuple[int, ...]  # DATE's B0 (eta0 tuned there), then the batches it scales to
     date_sweep: tuple[float, ...]  # multiples of eta0's rule tried at DATE's B0
-    seeds: int                    # seeds of claims 1-4 (seed 0 of every claim runs first)
+    seeds: int                    # seeds of claims 1-4 and 7 (seed 0 of every claim runs first)
     collapse_model: ImageModel
     collapse_epochs: float
     collapse_batch: int
@@ -103,7 +103,7 @@ FULL = Mode("full", epochs=34.0, batches=(128, 512, 1024, 2048), bn_epochs=34.0,
 
 
 def select_mode(quick: bool, seeds: int | None = None) -> Mode:
-    """The named set, with `seeds` seeds of claims 1-4 instead of its own. The other seeds
+    """The named set, with `seeds` seeds of claims 1-4 and 7 instead of its own. The other seeds
     come after the whole one-seed set in the plan, so its finished runs are kept."""
     mode = QUICK if quick else FULL
     if seeds is None:
@@ -280,10 +280,11 @@ def cyclic_runs(mode: Mode) -> list[Run]:
                 estimate_s=image_estimate(LENET, total, batch) + branches * OVERHEAD_S)]
 
 
-def lstm_runs(mode: Mode) -> list[Run]:
+def lstm_runs(mode: Mode, seeds) -> list[Run]:
     """DATE 4.1.2's PTB-small claim: the baseline (momentum 0.9, LR constant for 7 of 13
     epochs, then x0.4 per epoch: ptb_lstm.toml) at 20 streams, and DATE at 32 x 20 with the
-    baseline's (B0, eta0, w0), untouched. Nothing is tuned, so the trainer evaluates test."""
+    baseline's (B0, eta0, w0), untouched. Nothing is tuned, so the trainer evaluates test.
+    A seed changes the initial weights only (the streams are PTB's text in order)."""
     big = max(mode.lm_batches)
     e, w0 = mode.lm_epochs, 0.5 * mode.lm_epochs * LM_B0 / big  # LEGW: half the run at 32x
     milestones = [float(m) for m in range(round(e * 7 / 13), math.ceil(e))]  # x0.4 each
@@ -295,16 +296,16 @@ def lstm_runs(mode: Mode) -> list[Run]:
                               "--optim.date_upper=10.0", f"--optim.base_lr={LM_LR0 / 10:g}",
                               "--schedule.lr_scaling=sqrt", f"--schedule.base_batch={LM_B0}",
                               "--schedule.legw=true", "--schedule.decay=roller_coaster"])}
-    return [Run(f"lstm-{m}-b{b}-s0", "lstm", m, b, 0, LSTM,
-                tuple(common + extra + [f"--train.global_batch={b}", "--train.seed=0"]),
+    return [Run(f"lstm-{m}-b{b}-s{seed}", "lstm", m, b, seed, LSTM,
+                tuple(common + extra + [f"--train.global_batch={b}", f"--train.seed={seed}"]),
                 kind="lm", estimate_s=lm_estimate(mode, b))
-            for m, (b, extra) in recipes.items()]
+            for seed in seeds for m, (b, extra) in recipes.items()]
 
 
 def plan(mode: Mode, results: dict) -> list[Run]:
     """Every run that can be planned given the finished `results`, in priority order: seed 0
     of every claim (the BN baseline first, then the claims cheapest first), then the other
-    seeds."""
+    seeds of claims 1-4 and 7, cheapest first."""
     def bn(seeds):
         return scaling_runs(RESNET, "bn", mode.bn_batches, mode.bn_epochs, mode, results, seeds)
 
@@ -313,8 +314,8 @@ def plan(mode: Mode, results: dict) -> list[Run]:
     more = range(1, mode.seeds)
     first = bn([0])
     return (first[:1] + date_runs(mode, results, [0]) + nobn([0]) + collapse_runs(mode)
-            + cyclic_runs(mode) + first[1:] + lstm_runs(mode)
-            + date_runs(mode, results, more) + nobn(more) + bn(more)
+            + cyclic_runs(mode) + first[1:] + lstm_runs(mode, [0])
+            + date_runs(mode, results, more) + nobn(more) + lstm_runs(mode, more) + bn(more)
             + [r for r in scaling_runs(LENET, "nobn", mode.batches, mode.epochs, mode, results,
                                        [0], mode.stress) if r.batch in mode.stress]
             + [r for r in date_runs(mode, results, [0], mode.stress) if r.batch in mode.stress])

@@ -243,8 +243,8 @@ def main(argv=None) -> int:
                    help="run folders (default runs/experiments/<mode>)")
     p.add_argument("--docs", type=Path, default=ROOT / "docs", help="where results.md goes")
     p.add_argument("--seeds", type=int, default=None,
-                   help="seeds of claims 1-4 (default: the set's, 1); the other seeds run after "
-                        "the one-seed set,\nwhose runs are kept (full set: ~2.6 h a seed)")
+                   help="seeds of claims 1-4 and 7 (default: the set's, 1); the other seeds run after "
+                        "the one-seed set,\nwhose runs are kept (full set: ~3.5 h a seed)")
     args = p.parse_args(argv)
     try:
         mode = select_mode(args.quick, args.seeds)

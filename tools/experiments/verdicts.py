@@ -167,12 +167,28 @@ def verdict_ensemble(members: list[float], ensemble: float) -> Verdict:
                    "points)", strength(gap, se, 1))
 
 
-def verdict_lm(base: float, date: float, tol: float = LM_TOL) -> Verdict:
-    """Claim: DATE at 32 x B0 loses no perplexity (within tol, relative) without tuning."""
-    if math.isnan(base) or math.isnan(date):
+def verdict_lm(base: list[float], date: list[float], tol: float = LM_TOL) -> Verdict:
+    """Claim: DATE at 32 x B0 loses no perplexity (within tol, relative) without tuning.
+    Judged on the seeds' mean perplexities. With 2+ seeds of each, the standard error of
+    their ratio is the seeds' spread (relative, the two arms combined); inconclusive within 2
+    of it from the tol line. With one seed the spread is unmeasured, so no band."""
+    if not base or not date:
         return _missing()
-    rel = date / base - 1.0
+    (b, sb, nb), (d, sd, nd) = stats(base), stats(date)
+    rel = d / b - 1.0
     word = "reproduced" if rel <= tol else "not reproduced"
-    return Verdict(word, f"perplexity {date:.1f} vs baseline {base:.1f} ({rel:+.1%}; tolerance "
-                   f"{tol:.0%})", "indicative: one seed each; the seed spread of perplexity "
-                   "is not measured")
+    reason = f"perplexity {d:.1f} vs baseline {b:.1f} ({rel:+.1%}; tolerance {tol:.0%})"
+    seeds = min(nb, nd)
+    if seeds < 2:
+        return Verdict(word, reason, "indicative: one seed of an arm; the seed spread of "
+                       "perplexity is not measured")
+    se = (1 + rel) * math.hypot(sb / math.sqrt(nb) / b, sd / math.sqrt(nd) / d)
+    margin, band = tol - rel, f"2 x {se:.1%} = {2 * se:.1%}"
+    if abs(margin) <= 2 * se:
+        return Verdict("inconclusive", reason, f"weak: {abs(margin):.1%} from the tolerance, "
+                       f"within 2 standard errors of the ratio ({band})")
+    clear = f"{abs(margin):.1%} from the tolerance, > 2 standard errors of the ratio ({band})"
+    if seeds < STRONG_SEEDS:
+        return Verdict(word, reason, f"indicative: {clear}, but {seeds} seeds (the spread of so "
+                       "few seeds is itself a rough estimate)")
+    return Verdict(word, reason, f"strong: {clear} over {seeds} seeds")
