@@ -306,6 +306,22 @@ def test_claim7_with_two_seeds_shows_each_seed_their_mean_and_each_ratio(tmp_pat
     assert labels == ["| LSTM DATE B=160", "| LSTM DATE B=160 seed 1"]
 
 
+def test_plan_of_an_interrupted_set_marks_its_finished_runs_and_times_the_rest(tmp_path, capsys):
+    mode = ex.select_mode(quick=False, seeds=2)
+    whole = _full_set(mode)
+    assert [r.value for r in whole[1:3]] == [0.5, 1.0]  # two of DATE's eta0 sweep: 1 is best
+    for run in whole[:3]:
+        _finish(tmp_path, run, 0.9 if run.value == 1.0 else 0.8)
+    ex.print_plan(mode, tmp_path)
+    lines = capsys.readouterr().out.splitlines()
+    done = [line for line in lines if line.endswith("(finished)")]
+    assert [line.split()[2] for line in done] == [r.name for r in whole[:3]]
+    left = sum(r.estimate_s for r in whole[3:]) / 3600
+    assert f"{len(whole) - 3} of {len(whole)} runs to go; about {left:.1f} h" in lines[-1]
+    ex.print_plan(mode, tmp_path / "none")  # no run folders yet: the whole set to go
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"{len(whole)} of {len(whole)} runs")
+
+
 def test_a_changed_command_is_run_again(tmp_path):
     run = ex.plan(ex.QUICK, {})[0]
     _finish(tmp_path, run, 0.9)

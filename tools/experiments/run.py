@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tools.experiments --quick     # about 15 min on an idle 2-core machine
     .venv/bin/python -m tools.experiments             # the full set: about 6 h
-    .venv/bin/python -m tools.experiments --plan [--quick]          # list the runs only
+    .venv/bin/python -m tools.experiments --plan [--quick]          # the runs; which have finished
     .venv/bin/python -m tools.experiments --report-only [--quick]   # report from finished runs
 
 Every run is a real `mpiexec -n 4` job of the trainer (`python -m hpcsgd.train`, or
@@ -197,23 +197,31 @@ def run_all(mode: Mode, out_dir: Path, *, mpiexec: str, python: str, log=print) 
 
 # ---------------------------------------------------------------------------- --plan
 
-def simulated_plan(mode: Mode) -> tuple[list[Run], set[str]]:
-    """The whole set as it will be once every sweep has finished with its middle value best
-    (no extension), and the names plannable now."""
-    now = {r.name for r in plan(mode, {})}
-    results: dict = {}
+def simulated_plan(mode: Mode, finished: dict | None = None) -> tuple[list[Run], set[str]]:
+    """The whole set as it will be once every sweep has finished with no extension beyond
+    those its `finished` runs (name -> result) already call for, and the names plannable now."""
+    finished = finished or {}
+    now = {r.name for r in plan(mode, finished)}
+    results: dict = dict(finished)
     while True:
         runs = plan(mode, results)
-        fake = {r.name: {"top1": -abs(math.log(r.value)) if r.tune else 0.0} for r in runs}
+        # a sweep's unfinished runs lose to its finished ones (the plan already holds any
+        # extension those called for), the middle value first among them
+        fake = {r.name: finished.get(r.name, {"top1": -9.0 - abs(math.log(r.value)) if r.tune
+                                              else 0.0}) for r in runs}
         if fake.keys() == results.keys():
             return runs, now
         results = fake
 
 
-def print_plan(mode: Mode) -> None:
-    runs, now = simulated_plan(mode)
+def print_plan(mode: Mode, out_dir: Path | None = None) -> None:
+    """The runs and their estimates; with the run folders of an interrupted set, which have
+    finished and how long the rest will take."""
+    finished = settle(mode, out_dir)[1] if out_dir is not None and out_dir.is_dir() else {}
+    runs, now = simulated_plan(mode, finished)
     for r in runs:
-        later = "" if r.name in now else "   (planned once its sweep has finished)"
+        later = ("   (finished)" if r.name in finished else "" if r.name in now
+                 else "   (planned once its sweep has finished)")
         print(f"{r.estimate_s / 60:6.1f} min  {r.name}{later}")
     print("\nby claim group:")
     for group in dict.fromkeys(r.experiment for r in runs):
@@ -228,16 +236,20 @@ def print_plan(mode: Mode) -> None:
     for r in runs:
         if r.experiment == "collapse":
             print(f"  {r.name}: sum over steps of LR x weight decay = {lr_wd_sum(r):.2f}")
-    total = sum(r.estimate_s for r in runs)
-    print(f"{len(runs)} runs ({len(now)} plannable now); about {total / 3600:.1f} h on an idle "
-          "2-core machine, plus any sweep extension (a best value at the edge of its grid).")
+    todo = [r for r in runs if r.name not in finished]
+    print(f"{len(todo)} of {len(runs)} runs to go; about {sum(r.estimate_s for r in todo) / 3600:.1f}"
+          f" h on an idle 2-core machine (the whole set: {sum(r.estimate_s for r in runs) / 3600:.1f}"
+          f" h; {len(now)} runs plannable now), plus any sweep extension (a best value at the "
+          "edge of its grid).")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.experiments", description=__doc__,
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="the ~15-minute set")
-    p.add_argument("--plan", action="store_true", help="list the runs, run nothing")
+    p.add_argument("--plan", action="store_true",
+                   help="list the runs (those finished in --out-dir marked) and the time\n"
+                        "the rest will take; run nothing")
     p.add_argument("--report-only", action="store_true", help="report the finished runs only")
     p.add_argument("--out-dir", type=Path, default=None,
                    help="run folders (default runs/experiments/<mode>)")
@@ -250,10 +262,10 @@ def main(argv=None) -> int:
         mode = select_mode(args.quick, args.seeds)
     except ValueError as e:
         p.error(str(e))
-    if args.plan:
-        print_plan(mode)
-        return 0
     out_dir = (args.out_dir or ROOT / "runs" / "experiments" / mode.name).resolve()
+    if args.plan:
+        print_plan(mode, out_dir)
+        return 0
     venv = ROOT / ".venv" / "bin"
     if not args.report_only:
         subprocess.check_call([str(ROOT / "tools" / "setup.sh")])
