@@ -179,8 +179,9 @@ def newest_loadable_checkpoint(folder: Path, warn) -> tuple[Path, dict] | None:
     """(path, state) of the newest step checkpoint in folder that loads; None if there is
     none. Complete by construction (atomic rename), a file can still be damaged afterwards
     (a failing disk, a file system that loses the tail): each newer one that does not load is
-    reported through warn(path, reason) and left in place (the user's evidence and perhaps
-    repairable; deleting it is their call). CheckpointError naming every file when none loads.
+    reported through warn(path, reason) and left in place (the caller sets it aside with
+    set_aside_damaged once a checkpoint loads: the user's evidence and perhaps repairable;
+    deleting it is their call). CheckpointError naming every file when none loads.
     Cost: every damaged file is read once more than usual (torch.load fails at its end)."""
     damaged = []
     for path in step_checkpoints(folder):
@@ -195,6 +196,25 @@ def newest_loadable_checkpoint(folder: Path, warn) -> tuple[Path, dict] | None:
                               "afresh, or resume from another file with "
                               "--checkpoint.resume=PATH")
     return None
+
+
+def set_aside_damaged(path: Path) -> Path:
+    """Move a damaged step checkpoint (and its .toml) into damaged/ beside it, under a name no
+    earlier one there has; return where it went. Out of the run's checkpoints it is kept as it
+    is (the resumed run saves that step again), and neither pruning nor a later resume counts
+    it."""
+    path = Path(path)
+    aside = path.parent / "damaged"
+    aside.mkdir(exist_ok=True)
+    target, n = aside / path.name, 1
+    while target.exists():
+        n += 1
+        target = aside / f"{path.stem}.{n}{path.suffix}"
+    path.replace(target)
+    toml = path.with_suffix(".toml")
+    if toml.exists():
+        toml.replace(target.with_suffix(".toml"))
+    return target
 
 
 def prune_checkpoints(folder: Path, keep: int) -> None:

@@ -23,7 +23,7 @@ from hpcsgd.cpu import allocator
 from hpcsgd import config as config_mod
 from hpcsgd.affinity.apply import apply_plan
 from hpcsgd.run.checkpoint import (CheckpointError, load_checkpoint, newest_loadable_checkpoint,
-                               rank_entry, restore_state_)
+                                   rank_entry, restore_state_, set_aside_damaged)
 from hpcsgd.comm import build_backend, build_reducer
 from hpcsgd.comm.reducer import broadcast_state_, check_replicas
 from hpcsgd.comm.replicas import parameter_digest
@@ -214,7 +214,8 @@ def _check_resumed(world: World, path: Path, step: int, model) -> None:
 
 def _resume_choice(cfg: config_mod.Config, log) -> tuple[Path | None, dict | None]:
     """Rank 0: (the checkpoint to resume from, its state when already loaded). With "auto",
-    a damaged newer checkpoint is passed over with a warning naming it, and kept."""
+    a damaged newer checkpoint is passed over with a warning naming it, and set aside whole
+    into checkpoints/damaged/."""
     if cfg.checkpoint.resume != "auto":
         return (Path(cfg.checkpoint.resume) if cfg.checkpoint.resume else None), None
 
@@ -223,13 +224,18 @@ def _resume_choice(cfg: config_mod.Config, log) -> tuple[Path | None, dict | Non
     def warn(path: Path, reason: str) -> None:
         passed_over.append(path)
         log.write("checkpoint_damaged", path=str(path), reason=reason)
-        print(f"hpcsgd: warning: {reason}; passed over (left in place, not deleted)",
+        print(f"hpcsgd: warning: {reason}; passed over",
               file=sys.stderr, flush=True)
 
     found = newest_loadable_checkpoint(cfg.run_dir / "checkpoints", warn)
     if found is None:
         return None, None
     path, state = found
+    for damaged in passed_over:  # kept whole, and out of the resumed run's way
+        aside = set_aside_damaged(damaged)
+        log.write("checkpoint_set_aside", path=str(damaged), to=str(aside))
+        print(f"hpcsgd: warning: {str(damaged)!r} moved to {str(aside)!r}", file=sys.stderr,
+              flush=True)
     if passed_over:
         print(f"hpcsgd: warning: resuming from {str(path)!r}, older than the damaged newest "
               "checkpoint: the steps after it are trained again", file=sys.stderr, flush=True)

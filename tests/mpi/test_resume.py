@@ -2,7 +2,8 @@
 shared file system, simulated by patching one rank's view): rank 0 chooses, every rank loads
 that checkpoint, and a rank that loads another state is refused, named. A damaged newest
 checkpoint (truncated, as a broken file system leaves it) is passed over with a warning
-naming it and kept; when none loads the run is refused naming them all."""
+naming it and set aside, unchanged, into checkpoints/damaged/; when none loads the run is
+refused naming them all."""
 import pytest
 
 import hpcsgd.run.trainer as trainer_mod
@@ -65,13 +66,20 @@ def test_a_damaged_newest_checkpoint_is_passed_over_by_name(world, shared_tmp, c
         size = newest.stat().st_size
         with open(newest, "r+b") as f:  # cut part way, as a full or failing file system would
             f.truncate(size // 3)
+        evidence = newest.read_bytes()
     world.comm.Barrier()
     cfg = _cfg(shared_tmp, epochs=4.0)
     cfg.checkpoint.resume = "auto"
     summary = train(cfg, world)
     assert summary["steps"] == 32
-    assert newest.exists() and newest.stat().st_size > 0  # kept: evidence, never deleted
     if world.rank == 0:
+        # kept as it was, set aside: the resumed run saves step 16 again, and its pruning and
+        # a later resume must not count the damaged file among the run's checkpoints
+        aside = newest.parent / "damaged" / newest.name
+        assert aside.read_bytes() == evidence and aside.with_suffix(".toml").is_file()
+        assert load_checkpoint(newest)["progress"]["step"] == 16  # the resumed run's own
+        moved = read_metrics(cfg.run_dir / "metrics.jsonl", "checkpoint_set_aside")
+        assert [(m["path"], m["to"]) for m in moved] == [(str(newest), str(aside))]
         starts = read_metrics(cfg.run_dir / "metrics.jsonl", "start")
         assert starts[-1]["step"] == 8 and starts[-1]["resumed_from"] == str(older)
         damaged = read_metrics(cfg.run_dir / "metrics.jsonl", "checkpoint_damaged")
@@ -79,6 +87,7 @@ def test_a_damaged_newest_checkpoint_is_passed_over_by_name(world, shared_tmp, c
         assert "corrupt or not an hpcsgd checkpoint" in damaged[0]["reason"]
         err = capsys.readouterr().err
         assert f"checkpoint {str(newest)!r} is corrupt" in err and f"from {str(older)!r}" in err
+        assert f"moved to {str(aside)!r}" in err
 
 
 def test_resume_auto_is_refused_when_no_checkpoint_loads(world, shared_tmp):

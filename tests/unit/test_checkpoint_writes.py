@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hpcsgd.run.checkpoint import (CheckpointError, load_checkpoint, prune_checkpoints,
-                                   save_checkpoint)
+                                   save_checkpoint, set_aside_damaged, step_checkpoints)
 
 
 @pytest.fixture
@@ -50,3 +50,23 @@ def test_pruning_removes_what_a_killed_writer_left(tmp_path):
     prune_checkpoints(tmp_path, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "step_00000008.pt", "step_00000008.toml", "step_00000024.pt", "step_00000024.toml"]
+
+
+def test_a_damaged_checkpoint_set_aside_is_kept_whole_and_out_of_the_runs_checkpoints(tmp_path):
+    """Set aside into damaged/ (with its .toml), never overwritten there: the second damaged
+    step 24 (another resume's) gets a name of its own. Pruning and resuming no longer see them."""
+    for step in (8, 16, 24):
+        save_checkpoint(tmp_path / f"step_{step:08d}.pt", {"model": {}}, "[train]\n")
+    damaged = tmp_path / "step_00000024.pt"
+    damaged.write_bytes(b"PK first damage")
+    assert set_aside_damaged(damaged) == tmp_path / "damaged" / "step_00000024.pt"
+    damaged.write_bytes(b"PK second damage")  # saved again, damaged again
+    second = set_aside_damaged(damaged)
+    assert second == tmp_path / "damaged" / "step_00000024.2.pt"
+    assert (tmp_path / "damaged" / "step_00000024.pt").read_bytes() == b"PK first damage"
+    assert second.read_bytes() == b"PK second damage"
+    assert sorted(p.name for p in (tmp_path / "damaged").iterdir()) == [
+        "step_00000024.2.pt", "step_00000024.pt", "step_00000024.toml"]  # the 2nd had no .toml
+    assert [p.name for p in step_checkpoints(tmp_path)] == ["step_00000016.pt", "step_00000008.pt"]
+    prune_checkpoints(tmp_path, keep=1)
+    assert [p.name for p in step_checkpoints(tmp_path)] == ["step_00000016.pt"]
