@@ -12,6 +12,7 @@ from hpcsgd.config import load_config, to_toml
 from hpcsgd.schedule.plan import build_schedule
 
 from tools.experiments import plan as pl
+from tools.experiments import plots
 from tools.experiments import report as rep
 from tools.experiments import run as ex
 from tools.experiments import sweep as sw
@@ -200,7 +201,7 @@ def _finish(out_dir: Path, run, value: float) -> None:
             line["date_ratio"] = {"min": 0.05, "p10": 0.5 + i, "p50": 3.0 + i, "p90": 30.0,
                                   "max": 80.0, "at_lower": 0.1, "at_upper": 0.5 - i / 20}
             if run.batch > 128:  # the raw ratio is logged since 2026-12-07; older runs lack it
-                line["date_ratio"]["raw_p50"] = 41.0 + i
+                line["date_ratio"].update(raw_p50=41.0 + i, raw_p90=400.0 + i)
     if run.kind == "collapsed":
         cfg = load_config(ROOT / run.config, list(run.overrides))
         (folder / "config.toml").write_text(to_toml(cfg))
@@ -246,6 +247,19 @@ def test_report_from_run_folders_names_every_claim_and_missing_run(tmp_path):
     assert "ensemble of 2 branches" in text and "cost 1 epochs beyond" in text
     for png in ("scaling_bn", "scaling_nobn", "curves_bn", "collapse", "cyclic", "lstm", "date_ratio"):
         assert (tmp_path / "docs" / f"results_{png}.png").stat().st_size > 1000
+
+
+def test_date_ratio_plot_shows_the_raw_ratio_of_runs_that_logged_it(tmp_path, monkeypatch):
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, plt, path: drawn.update(
+        labels=fig.axes[0].get_legend_handles_labels()[1]) or plt.close(fig))
+    runs = [r for r in ex.plan(ex.QUICK, {}) if r.experiment == "date"]
+    for run in runs:  # _finish logs the raw ratio at batches above 128 only
+        _finish(tmp_path, run, 0.9)
+    older, newer = (next(r for r in runs if r.batch == b) for b in (128, 1024))
+    plots.plot_date_ratio(tmp_path, {"old": older.name, "new": newer.name}, tmp_path / "r.png")
+    assert drawn["labels"] == ["old: median, p10-p90", "new: median, p10-p90",
+                               "new: raw median, raw p90 (before the bounds)"]
 
 
 def test_a_partial_set_reports_the_claims_not_run_yet(tmp_path):

@@ -166,8 +166,8 @@ def plot_cyclic(out_dir: Path, name: str, ens: dict, path: Path) -> None:
 def plot_date_ratio(out_dir: Path, named: dict[str, str], path: Path,
                     bounds: tuple[float, float] = (0.1, 10.0)) -> None:
     """DATE's layer ratio ||w||/||g|| over training (a ratio beyond the bounds is applied as
-    the bound): the p10-p90 band and median over layer tensors, and the share of tensors at
-    each bound."""
+    the bound): the p10-p90 band and median over layer tensors as applied, the raw median and
+    p90 where the run logged them, and the share of tensors at each bound."""
     curves = {label: ratio_curve(out_dir, name) for label, name in named.items()}
     curves = {k: v for k, v in curves.items() if v}
     plt = _plt()
@@ -178,6 +178,10 @@ def plot_date_ratio(out_dir: Path, named: dict[str, str], path: Path,
         top.fill_between(ep, [r["p10"] for _, r in rows], [r["p90"] for _, r in rows],
                          color=color, alpha=0.2)
         top.plot(ep, [r["p50"] for _, r in rows], color=color, label=f"{label}: median, p10-p90")
+        if all("raw_p50" in r for _, r in rows):  # logged since 2026-12-07
+            top.plot(ep, [r["raw_p50"] for _, r in rows], color=color, ls="--",
+                     label=f"{label}: raw median, raw p90 (before the bounds)")
+            top.plot(ep, [r["raw_p90"] for _, r in rows], color=color, ls=":")
         bottom.plot(ep, [r["at_upper"] * 100 for _, r in rows], color=color, label=f"{label}: at upper")
         bottom.plot(ep, [r["at_lower"] * 100 for _, r in rows], color=color, ls="--",
                     label=f"{label}: at lower")
