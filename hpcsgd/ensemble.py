@@ -9,7 +9,8 @@ wrote at its cycle ends (<run dir>/snapshots/). Codreanu et al.'s collapsed ense
 Table XI) is of the collapse branches taken from those snapshots, not of the snapshots
 themselves: ``python -m hpcsgd.collapsed_ensemble`` runs the whole procedure. The evaluation
 split is shared by the ranks exactly as in training-time evaluation (every image once); the
-data are decoded once and fed to every model. The report (JSON) goes to the run folder.
+data are decoded once and fed to every model. The report (JSON) goes to the run folder, with
+which images each model got right (top1_hits: hpcsgd/run/hits.py), for paired comparisons.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from mpi4py import MPI
 
 from hpcsgd import config as config_mod
 from hpcsgd.run.checkpoint import CheckpointError, load_checkpoint
+from hpcsgd.run.hits import encode_hits
 from hpcsgd.cpu.compute import autocast, compute_threads, prepare_model, to_layout
 from hpcsgd.data import build_loaders, eval_batches
 from hpcsgd.models import build_from_config
@@ -37,33 +39,42 @@ def snapshot_paths(run_dir: Path) -> list[Path]:
 
 
 @torch.no_grad()
-def evaluate_ensemble(models: list, source, world, compute, *, batch: int = 250) -> dict:
-    """Top-k of each model and of the mean of their softmax outputs, summed over ranks."""
+def evaluate_ensemble(models: list, source, world, compute, *, batch: int = 250) -> list[dict]:
+    """Top-k of each model and of the mean of their softmax outputs (the last), summed over
+    ranks, and on rank 0 which images each got right at top-1 ("top1_hits", in split order:
+    the ranks' blocks are consecutive, sharding.eval_shard; None on the other ranks)."""
     for m in models:
         m.eval()
     # counts[i] for model i (the last row: the ensemble); column 0 = samples, 1.. = top-k hits
     counts = np.zeros((len(models) + 1, 1 + len(TOPK)), np.int64)
+    hits: list[list[np.ndarray]] = [[] for _ in range(len(models) + 1)]
     for images, labels in eval_batches(source, rank=world.rank, size=world.size, batch=batch):
         images = to_layout(images, compute)
         mean_probs = None
         for i, model in enumerate(models):
             with autocast(compute):
                 probs = model(images).float().softmax(dim=1)
-            _count(counts[i], probs, labels)
+            hits[i].append(_count(counts[i], probs, labels))
             mean_probs = probs if mean_probs is None else mean_probs + probs
-        _count(counts[-1], mean_probs / len(models), labels)
+        hits[-1].append(_count(counts[-1], mean_probs / len(models), labels))
     world.watch.gate("the ensemble evaluation's allreduce of top-k counts")  # none waits for ever
     world.comm.Allreduce(MPI.IN_PLACE, counts, op=MPI.SUM)
-    return [{"count": int(c[0]), **{f"top{k}": float(c[1 + j] / c[0]) for j, k in enumerate(TOPK)}}
-            for c in counts]
+    mine = np.stack([np.concatenate(h) if h else np.zeros(0, bool) for h in hits])
+    world.watch.gate("gathering the per-image hits")
+    blocks = world.comm.gather(mine, root=0)  # rank order = split order
+    every = np.concatenate(blocks, axis=1) if world.is_root else [None] * len(hits)
+    return [{"count": int(c[0]), **{f"top{k}": float(c[1 + j] / c[0]) for j, k in enumerate(TOPK)},
+             "top1_hits": h} for c, h in zip(counts, every)]
 
 
-def _count(row: np.ndarray, probs: torch.Tensor, labels: torch.Tensor) -> None:
+def _count(row: np.ndarray, probs: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """Add a batch's samples and top-k hits to row; return its top-1 hits."""
     ranked = probs.topk(min(max(TOPK), probs.shape[1]), dim=1).indices
     hit = ranked == labels[:, None]
     row[0] += len(labels)
     for j, k in enumerate(TOPK):
         row[1 + j] += int(hit[:, :k].any(dim=1).sum())
+    return hit[:, 0].numpy()
 
 
 def run(cfg: config_mod.Config, world, paths: list[Path],
@@ -79,6 +90,13 @@ def run(cfg: config_mod.Config, world, paths: list[Path],
         model.load_state_dict(state["model"])
         models.append(prepare_model(model, cfg.compute))
     results = evaluate_ensemble(models, eval_source, world, cfg.compute)
+    # packed for JSON (hpcsgd/run/hits.py): a paired comparison reads them; every rank
+    # returns the same report
+    world.watch.gate("sending the per-image hits")
+    packed = world.comm.bcast([encode_hits(r["top1_hits"]) for r in results]
+                              if world.is_root else None, root=0)
+    for r, text in zip(results, packed):
+        r["top1_hits"] = text
     report = {"snapshots": [{"path": str(p), **r} for p, r in zip(paths, results)],
               "ensemble": results[-1]}
     if world.is_root:

@@ -1,14 +1,20 @@
 """A short cyclic-schedule run writes its snapshots; the ensemble mode reports each snapshot
-and the average of their softmax outputs (Codreanu et al. VI, Table XI)."""
+and the average of their softmax outputs (Codreanu et al. VI, Table XI), with which test
+images each got right, in split order whatever the number of ranks."""
 import json
 
+import numpy as np
 import pytest
+import torch
 
+from hpcsgd import config as config_mod
+from hpcsgd.data import build_loaders
+from hpcsgd.ensemble import evaluate_ensemble, snapshot_paths
 from hpcsgd.ensemble import run as run_ensemble
-from hpcsgd.ensemble import snapshot_paths
+from hpcsgd.run.hits import decode_hits
 from hpcsgd.run.metrics import read_metrics
 from hpcsgd.train import train
-from helpers import tiny_config, tiny_dataset
+from helpers import tiny_config, tiny_dataset, write_image_lmdb
 
 # A cyclic schedule compressed to 9 epochs: linear decay to 2, power-2 decay to 3, then
 # cycles of 1 re-warm epoch + 2 decay epochs ending at 6 and 9 (snapshots), plus epoch 3.
@@ -42,3 +48,35 @@ def test_cyclic_run_snapshots_and_their_ensemble(world, shared_tmp):
     assert report["snapshots"][-1]["top1"] == pytest.approx(final["top1"])
     assert json.loads((cfg.run_dir / "ensemble.json").read_text())["ensemble"] == \
         report["ensemble"]
+    if world.rank == 0:
+        for entry in report["snapshots"] + [report["ensemble"]]:
+            hits = decode_hits(entry["top1_hits"], entry["count"])
+            assert hits.sum() == round(entry["top1"] * entry["count"])
+
+
+class Constant(torch.nn.Module):
+    """Answers `label` for every image: it gets right exactly the images of that label."""
+    def __init__(self, label: int, classes: int = 10):
+        super().__init__()
+        self.logits = torch.zeros(classes)
+        self.logits[label] = 1.0
+
+    def forward(self, images):
+        return self.logits.expand(len(images), -1)
+
+
+def test_per_image_hits_are_in_split_order(world, shared_tmp):
+    labels = None
+    if world.rank == 0:
+        write_image_lmdb(shared_tmp / "data" / "train", 64, seed=1)
+        labels = write_image_lmdb(shared_tmp / "data" / "test", 203, seed=2)  # 203: uneven blocks
+    labels = world.comm.bcast(labels, root=0)
+    cfg = tiny_config(shared_tmp / "data", shared_tmp / "runs", compute={"threads": 1})
+    _, source = build_loaders(cfg, world, config_mod.local_batch(cfg, world.size))
+    results = evaluate_ensemble([Constant(3), Constant(7)], source, world, cfg.compute, batch=16)
+    if world.rank == 0:
+        assert np.array_equal(results[0]["top1_hits"], labels == 3)
+        assert np.array_equal(results[1]["top1_hits"], labels == 7)
+        assert results[0]["top1"] == pytest.approx(np.mean(labels == 3))
+    else:
+        assert all(r["top1_hits"] is None for r in results)  # gathered on rank 0 only

@@ -6,9 +6,11 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hpcsgd.config import load_config, to_toml
+from hpcsgd.run.hits import encode_hits
 from hpcsgd.schedule.plan import build_schedule
 
 from tools.experiments import plan as pl
@@ -186,10 +188,53 @@ def test_verdict_rules():
     assert vd.verdict_lm([], [104.0]).word == "not measured"
 
 
+def _hits(n_right: int, flip: range = range(0), n: int = 10000):
+    """Per-image top-1 hits: the first n_right images right, then the images in flip inverted."""
+    hits = np.arange(n) < n_right
+    hits[list(flip)] ^= True
+    return hits
+
+
+def test_paired_test_noise_is_the_spread_of_the_per_image_differences():
+    a, b = _hits(9200), _hits(9200, range(9100, 9300))  # b: 100 right images more, 100 fewer
+    d = b.astype(float) - a
+    assert vd.paired_test_se([a], [b]) == pytest.approx(d.std(ddof=1) / 100)  # 0.0014
+    assert vd.paired_test_se([a], [a]) == 0.0
+    # over seeds: each image's share of the seeds that got it right
+    assert vd.paired_test_se([a, a], [b, a]) == pytest.approx(vd.paired_test_se([a], [b]) / 2)
+    assert vd.paired_test_se([a], [b, None]) is None  # a run without per-image results
+    assert vd.paired_test_se([a], [_hits(9000, n=9999)]) is None  # not the same images
+    assert vd.paired_test_se([], [b]) is None
+    # independent binomials of two ~92% runs: 0.0038; the same two runs paired: 0.0014
+    assert vd.diff_se([0.92], [0.92]) > 2.5 * vd.diff_se([0.92], [0.92], test=0.0014)
+    assert vd.diff_se([0.92, 0.93], [0.92], test=0.0) == pytest.approx(0.005)  # the seeds' part
+
+
+def test_verdicts_with_paired_test_noise_can_call_what_independent_noise_cannot():
+    # LARS 0.5 point below the baseline (0.5 inside the 1-point tolerance), one seed each
+    v = vd.verdict_keeps([0.92], {2048: [0.915]}, [2048], steps=816)
+    assert v.word == "inconclusive" and "paired" not in v.strength
+    v = vd.verdict_keeps([0.92], {2048: [0.915]}, [2048], steps=816, test_se={2048: 0.0014})
+    assert v.word == "reproduced" and "paired over the test images" in v.strength
+    v = vd.verdict_keeps([0.92], {2048: [0.915]}, [2048], steps=816, test_se={2048: None})
+    assert v.word == "inconclusive"  # no per-image results: independent test sets as before
+    v = vd.verdict_goyal([0.92], {1024: [0.9125], 2048: [0.905]}, test_se={1024: 0.001, 2048: 0.001})
+    assert v.word == "reproduced" and "paired" in v.strength
+    assert vd.verdict_goyal([0.92], {1024: [0.9125], 2048: [0.905]}).word == "inconclusive"
+    assert vd.verdict_better([0.92], [0.925]).word == "inconclusive"
+    v = vd.verdict_better([0.92], [0.925], test_se=0.001)
+    assert v.word == "reproduced" and "paired" in v.strength
+    assert vd.verdict_ensemble([0.91, 0.92], 0.924).word == "inconclusive"
+    assert vd.verdict_ensemble([0.91, 0.92], 0.924, test_se=0.001).word == "reproduced"
+
+
 # ---------------------------------------------------------------------------- report
 
-def _finish(out_dir: Path, run, value: float) -> None:
-    """A run folder as the runner leaves it (summary, test evaluation, metrics)."""
+def _finish(out_dir: Path, run, value: float, hits: bool = False) -> None:
+    """A run folder as the runner leaves it (summary, test evaluation, metrics); with hits,
+    which test images each model got right (the first value x 10,000)."""
+    def right(top1):
+        return {"top1_hits": encode_hits(_hits(round(top1 * 10000)))} if hits else {}
     folder = out_dir / run.name
     folder.mkdir(parents=True)
     (folder / "experiment.json").write_text(json.dumps({"args": run.args(),
@@ -207,12 +252,14 @@ def _finish(out_dir: Path, run, value: float) -> None:
         (folder / "config.toml").write_text(to_toml(cfg))
         (folder / "summary.json").write_text(json.dumps({"top1": value, "wall_time_s": 7.0}))
         branches = [{"name": f"{run.name}-c{k}", "from_epoch": 2.0 * k, "epochs": 0.5,
-                     "top1": value - 0.01 * k, "top5": 0.99} for k in (1, 2)]
+                     "top1": value - 0.01 * k, "top5": 0.99, "count": 10000,
+                     **right(value - 0.01 * k)}
+                    for k in (1, 2)]
         (folder / "collapsed_ensemble.json").write_text(json.dumps({
             "main": {"epochs": 6.0, "top1": value}, "extra_epochs": 1.0, "branches": branches,
             "snapshots": [{"epoch": 2.0 * k, "top1": value - 0.02} for k in (1, 2)],
             "ensemble": {"top1": value + 0.02, "top5": 0.99, "count": 10000,
-                         "members": [b["name"] for b in branches]}}))
+                         "members": [b["name"] for b in branches], **right(value + 0.02)}}))
     elif run.kind == "lm":
         (folder / "summary.json").write_text(json.dumps({"perplexity": 100 / value, "wall_time_s": 5.0}))
         lines += [{"tag": "eval", "epoch": e, "perplexity": 100 / value} for e in (1.0, 2.0)]
@@ -220,7 +267,8 @@ def _finish(out_dir: Path, run, value: float) -> None:
         (folder / "summary.json").write_text(json.dumps(
             {"top1": value, "steps": pl.steps_of(run), "wall_time_s": 5.0}))
         (folder / "test_eval.json").write_text(json.dumps(
-            {"snapshots": [{"path": "final.pt", "count": 10000, "top1": value - 0.002, "top5": 0.99}],
+            {"snapshots": [{"path": "final.pt", "count": 10000, "top1": value - 0.002, "top5": 0.99,
+                            **right(value - 0.002)}],
              "ensemble": {"count": 10000, "top1": value - 0.002, "top5": 0.99}}))
         lines += [{"tag": "eval", "epoch": e, "top1": value} for e in (1.0, 2.0)]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
@@ -260,6 +308,21 @@ def test_date_ratio_plot_shows_the_raw_ratio_of_runs_that_logged_it(tmp_path, mo
     plots.plot_date_ratio(tmp_path, {"old": older.name, "new": newer.name}, tmp_path / "r.png")
     assert drawn["labels"] == ["old: median, p10-p90", "new: median, p10-p90",
                                "new: raw median, raw p90 (before the bounds)"]
+
+
+def test_verdicts_pair_the_test_noise_of_runs_that_saved_their_per_image_hits(tmp_path):
+    def bullets(hits):
+        out = tmp_path / f"runs{hits}"
+        for i, run in enumerate(ex.plan(ex.QUICK, {})):
+            _finish(out, run, 0.80 + 0.001 * i, hits)
+        runs, results = ex.settle(ex.QUICK, out)
+        text = rep.write_report(ex.QUICK, runs, results, out, tmp_path / "docs").read_text()
+        return {line.split(":")[0]: line for line in text.splitlines()
+                if line.startswith("- **Claim")}
+    paired, alone = bullets(True), bullets(False)
+    for claim in ("2 (BN)", "3 (no BN)", "4", "5a", "5b", "6"):
+        assert "test noise paired over the test images" in paired[f"- **Claim {claim}"]
+        assert "paired over the test images" not in alone[f"- **Claim {claim}"]
 
 
 def test_a_partial_set_reports_the_claims_not_run_yet(tmp_path):

@@ -12,12 +12,14 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from hpcsgd.run.hits import decode_hits
+
 from .plan import lr_wd_sum
 from .plots import (LABELS, diverged, plot_collapse, plot_curves, plot_cyclic,
                                plot_date_ratio, plot_scaling, ratio_curve)
 from .sweep import best_run, sweep_edges
-from .verdicts import (LM_TOL, TOL, Verdict, fmt, verdict_better, verdict_ensemble,
-                                  verdict_goyal, verdict_keeps, verdict_lm)
+from .verdicts import (LM_TOL, TOL, Verdict, fmt, paired_test_se, verdict_better,
+                       verdict_ensemble, verdict_goyal, verdict_keeps, verdict_lm)
 
 NOT_RUN = Verdict("not run yet", "none of its runs has finished yet")
 
@@ -39,22 +41,34 @@ class Ctx:
     def test(self, run) -> float:
         return self.results[run.name]["test_top1"]
 
+    def hits(self, run):
+        """Which test images the run's final weights got right, or None (not saved)."""
+        result = self.results[run.name]
+        text = result.get("test_hits")
+        return None if text is None else decode_hits(text, result["test_count"])
 
-def test_cells(ctx: Ctx, runs) -> dict[tuple[str, int], list[float]]:
-    """(method, batch) -> test top-1 of each seed, in seed order. A sweep counts once it has
-    finished, by its run with the best *validation* top-1 (its seed 0)."""
-    cells: dict[tuple[str, int], list[float]] = {}
+
+def test_cells(ctx: Ctx, runs, of=None) -> dict[tuple[str, int], list]:
+    """(method, batch) -> test top-1 of each seed (or of(run)), in seed order. A sweep counts
+    once it has finished, by its run with the best *validation* top-1 (its seed 0)."""
+    of = of or ctx.test
+    cells: dict[tuple[str, int], list] = {}
     sweeps: dict[str, list] = {}
     for r in sorted(runs, key=lambda r: r.seed):
         if r.tune:
             sweeps.setdefault(r.tune, []).append(r)
         elif r.name in ctx.results:
-            cells.setdefault((r.method, r.batch), []).append(ctx.test(r))
+            cells.setdefault((r.method, r.batch), []).append(of(r))
     for planned in sweeps.values():
         best = best_run(planned, ctx.results)
         if best is not None:
-            cells.setdefault((best.method, best.batch), []).insert(0, ctx.test(best))
+            cells.setdefault((best.method, best.batch), []).insert(0, of(best))
     return cells
+
+
+def paired_se(hits: dict, base_key, keys) -> dict:
+    """key -> paired_test_se of the cell at key against the cell at base_key."""
+    return {k[1]: paired_test_se(hits.get(base_key, []), hits.get(k, [])) for k in keys}
 
 
 def steps_at(ctx: Ctx, runs, batch: int) -> int | None:
@@ -122,10 +136,13 @@ def scaling_section(ctx: Ctx, group: str):
     goyal_runs = [r for r in runs if r.method == "goyal" and r.batch in regime]
     lars_runs = [r for r in runs if r.method == "lars" and r.batch in regime]
     lars_batches = sorted({r.batch for r in lars_runs})
+    hits = test_cells(ctx, runs, of=ctx.hits)
     g = _pending(ctx, goyal_runs, verdict_goyal(
-        base, {b: cells.get(("goyal", b), []) for b in regime[1:]}, steps=steps))
+        base, {b: cells.get(("goyal", b), []) for b in regime[1:]}, steps=steps,
+        test_se=paired_se(hits, ("baseline", b0), [("goyal", b) for b in regime[1:]])))
     lv = _pending(ctx, lars_runs, verdict_keeps(
-        base, {b: cells.get(("lars", b), []) for b in lars_batches}, lars_batches, steps=steps))
+        base, {b: cells.get(("lars", b), []) for b in lars_batches}, lars_batches, steps=steps,
+        test_se=paired_se(hits, ("baseline", b0), [("lars", b) for b in lars_batches])))
     ref = Verdict("reference", f"{fmt(base)} at B0 = {b0}") if base else \
         Verdict("not measured", "the baseline has not finished")
     rows = [(c, t, v) for (c, t), v in zip(claims, [ref, g, lv])]
@@ -176,9 +193,11 @@ def date_section(ctx: Ctx):
         return [(*claim, NOT_RUN)], [title, "", "Not run yet.", ""]
     cells = test_cells(ctx, runs)
     steps = steps_at(ctx, runs, big)
+    hits = test_cells(ctx, runs, of=ctx.hits)
     v = _pending(ctx, runs, verdict_keeps(cells.get(("date", b0), []),
                                           {b: cells.get(("date", b), []) for b in later},
-                                          later, steps=steps))
+                                          later, steps=steps, test_se=paired_se(
+                                              hits, ("date", b0), [("date", b) for b in later])))
     if ("date", b0) not in cells:
         v = Verdict("not measured", f"the eta0 sweep at B0 = {b0} has not finished")
     sgd = test_cells(ctx, ctx.mine("nobn")).get(("baseline", ctx.mode.batches[0]), [])
@@ -208,6 +227,12 @@ def date_section(ctx: Ctx):
 def _seeded(label: str, run) -> str:
     """A plot or table label; seeds beyond the first say which they are."""
     return f"{label} seed {run.seed}" if run.seed else label
+
+
+def _hits(evaluation: dict):
+    """An hpcsgd.ensemble evaluation's per-image hits, or None (not saved)."""
+    text = evaluation.get("top1_hits")
+    return None if text is None else decode_hits(text, evaluation["count"])
 
 
 def ratio_lines(ctx: Ctx, named: dict[str, str]) -> list[str]:
@@ -246,12 +271,14 @@ def collapse_section(ctx: Ctx):
     if not ctx.done(runs):
         return [(c, t, NOT_RUN) for c, t in claims], [title, "", "Not run yet.", ""]
     by_seed = {a: {r.seed: ctx.test(r) for r in ctx.done(runs) if r.method == a} for a in arms}
+    hits = {a: {r.seed: ctx.hits(r) for r in ctx.done(runs) if r.method == a} for a in arms}
 
     def paired(a, b):
         seeds = sorted(set(by_seed[a]) & set(by_seed[b]))
-        return [by_seed[a][s] for s in seeds], [by_seed[b][s] for s in seeds]
-    v1 = _pending(ctx, runs, verdict_better(*paired("wd_full", "wd_half")))
-    v2 = _pending(ctx, runs, verdict_better(*paired("wd_half", "wd_half_collapse")))
+        test = paired_test_se([hits[a][s] for s in seeds], [hits[b][s] for s in seeds])
+        return verdict_better([by_seed[a][s] for s in seeds], [by_seed[b][s] for s in seeds], test)
+    v1 = _pending(ctx, runs, paired("wd_full", "wd_half"))
+    v2 = _pending(ctx, runs, paired("wd_half", "wd_half_collapse"))
     rows = [(*claims[0], v1), (*claims[1], v2)]
     seed0 = {r.method: r for r in runs if r.seed == 0}
     wd = {a: next(o.split("=")[1] for o in seed0[a].overrides if "weight_decay=" in o) for a in arms}
@@ -285,7 +312,9 @@ def cyclic_section(ctx: Ctx):
     ens = ctx.results[cyc.name]["collapsed"]
     branches = ens.get("branches", [])
     top = ens.get("ensemble", {}).get("top1", math.nan)
-    v = verdict_ensemble([b["top1"] for b in branches], top)
+    best = max(branches, key=lambda b: b["top1"], default={})
+    test = paired_test_se(*([_hits(x)] for x in (best, ens.get("ensemble", {}))))
+    v = verdict_ensemble([b["top1"] for b in branches], top, test)
     plot_cyclic(ctx.out_dir, cyc.name, ens, ctx.docs / "results_cyclic.png")
     snaps = ens.get("snapshots", [])
     table = ["| model | from epoch | test top-1 | top-5 |", "|---|---|---|---|",

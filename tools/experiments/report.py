@@ -179,6 +179,13 @@ def _caveats(mode) -> list[str]:
             "fraction of the data and the step budget is of the papers' order, so a claim that "
             "reproduces is evidence for the mechanism, not for the ImageNet numbers.",
             *_seed_caveat(mode),
+            "- The test set's noise in a difference of two accuracies is counted over the "
+            "test images the two evaluations share: each run's test evaluation saves which "
+            "images its final weights got right, and the standard error is that of the mean "
+            "per-image difference (McNemar's pairing; a verdict's evidence says \"test noise "
+            "paired\"). Runs evaluated before 2026-12-07 saved only their counts; where one "
+            "is in a comparison, the two sides count as independent test sets of 10,000 "
+            "images (binomial), which overstates the noise of the difference.",
             "- DATE publishes neither its ratio bounds nor how they move; ours are constants "
             "[0.1, 10] (docs/schedules.md).",
             "- Claim 5's standard weight decay is scaled so that the sum of LR x weight decay "

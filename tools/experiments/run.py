@@ -69,7 +69,8 @@ def read_results(out_dir: Path, runs: list[Run]) -> dict:
         result["wall_time_s"] = wall_time_s(folder, result.get("wall_time_s", 0.0))
         if run.kind == "image":
             snap = json.loads(test.read_text())["snapshots"][0]
-            result.update(test_top1=snap["top1"], test_top5=snap["top5"])
+            result.update(test_top1=snap["top1"], test_top5=snap["top5"], test_count=snap["count"],
+                          test_hits=snap.get("top1_hits"))  # per-image: since 2026-12-07
         done[run.name] = result
     return done
 

@@ -4,9 +4,11 @@ and the strength of the evidence.
 A verdict's word is "reproduced", "partly reproduced", "not reproduced", "inconclusive" (the
 deciding number lies within 2 standard errors of the rule's threshold) or "not measured" (a
 run it needs is missing); the report adds "not run yet" for a claim none of whose runs has
-finished. The standard error is the test set's sampling noise (binomial, 10,000 images),
-which every seed shares, combined with the seeds' spread when there are 2+; with one seed it
-understates the seed-to-seed spread. `strength` says so, and whether the step budget at the
+finished. The standard error is the test set's sampling noise, which every seed shares,
+combined with the seeds' spread when there are 2+; with one seed it understates the
+seed-to-seed spread. The test noise of a difference is paired over the test images when the
+runs saved which images they got right (paired_test_se), else each side's binomial (10,000
+images) as if the two had independent test sets, which overstates it. `strength` says so, and whether the step budget at the
 largest batch was the papers' regime.
 """
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+
+import numpy as np
 
 TOL = 0.01        # "keeps the baseline's accuracy": within 1 percentage point of top-1
 LM_TOL = 0.05     # "without losing perplexity": within 5% of the baseline's perplexity
@@ -54,8 +58,32 @@ def standard_error(values: list[float]) -> float:
     return math.hypot(test, std / math.sqrt(n)) if n >= 2 else test
 
 
-def diff_se(a: list[float], b: list[float]) -> float:
-    return math.hypot(standard_error(a), standard_error(b))
+def paired_test_se(a: list, b: list) -> float | None:
+    """The test set's sampling noise of mean(b) - mean(a) when every run of both was evaluated
+    on the same images (a and b: each run's per-image top-1 hits, hpcsgd/run/hits.py): the
+    standard error of the mean over images of each image's share of b's runs that got it right
+    minus a's. Two runs that agree on most images differ far less by chance than two
+    independent test sets would (McNemar). None when a run has no per-image results or the
+    runs saw different numbers of images."""
+    runs = [*a, *b]
+    if not a or not b or any(h is None for h in runs) or len({len(h) for h in runs}) != 1:
+        return None
+    d = np.mean(np.asarray(b, float), axis=0) - np.mean(np.asarray(a, float), axis=0)
+    return float(d.std(ddof=1) / math.sqrt(len(d)))
+
+
+def diff_se(a: list[float], b: list[float], test: float | None = None) -> float:
+    """Of mean(b) - mean(a): the test set's noise (`test`, paired_test_se, when known; else
+    each side's binomial as if their test sets were independent) and each side's seed spread."""
+    if test is None:
+        return math.hypot(standard_error(a), standard_error(b))
+    seeds = [stats(v)[1] / math.sqrt(len(v)) if len(v) > 1 else 0.0 for v in (a, b)]
+    return math.hypot(test, *seeds)
+
+
+def _paired(how: str, test: float | None) -> str:
+    """The evidence text, saying how the test set's noise was counted."""
+    return how + ("; test noise paired over the test images" if test is not None and how else "")
 
 
 def call(margin: float, se: float, yes: str, no: str) -> str:
@@ -93,20 +121,23 @@ def _missing(word="not measured", reason="a run it needs is missing") -> Verdict
 
 
 def verdict_goyal(base: list[float], goyal: dict[int, list[float]], tol: float = TOL,
-                  steps: int | None = None) -> Verdict:
-    """Claim: linear scaling + warmup holds up to some batch and breaks down beyond it."""
+                  steps: int | None = None, test_se: dict | None = None) -> Verdict:
+    """Claim: linear scaling + warmup holds up to some batch and breaks down beyond it.
+    test_se: batch -> paired_test_se against the baseline (None: not known)."""
     goyal = {b: v for b, v in goyal.items() if v}
     if not base or not goyal:
         return _missing(reason="the baseline or every large-batch run is missing")
+    test_se = test_se or {}
     m0 = stats(base)[0]
     margins = {b: stats(v)[0] - (m0 - tol) for b, v in goyal.items()}  # > 0: held
-    ses = {b: diff_se(base, v) for b, v in goyal.items()}
+    ses = {b: diff_se(base, v, test_se.get(b)) for b, v in goyal.items()}
     sides = {b: call(margins[b], ses[b], "held", "broke") for b in goyal}
     held = [b for b in sorted(goyal) if sides[b] == "held"]
     broke = [b for b in sorted(goyal) if sides[b] == "broke"]
     unclear = [b for b in sorted(goyal) if sides[b] == "inconclusive"]
     decide = min(goyal, key=lambda b: abs(margins[b]) / max(ses[b], 1e-12))
-    how = strength(margins[decide], ses[decide], min(len(base), *map(len, goyal.values())), steps)
+    how = _paired(strength(margins[decide], ses[decide],
+                           min(len(base), *map(len, goyal.values())), steps), test_se.get(decide))
     detail = ", ".join(f"{b}: {(stats(goyal[b])[0] - m0) * 100:+.2f}" for b in sorted(goyal))
     if unclear:
         return Verdict("inconclusive", f"within the noise of the {tol * 100:g}-point line at batch "
@@ -123,8 +154,9 @@ def verdict_goyal(base: list[float], goyal: dict[int, list[float]], tol: float =
 
 
 def verdict_keeps(base: list[float], method: dict[int, list[float]], batches, tol: float = TOL,
-                  steps: int | None = None) -> Verdict:
-    """Claim: `method` stays within tol of the baseline at every batch in `batches`."""
+                  steps: int | None = None, test_se: dict | None = None) -> Verdict:
+    """Claim: `method` stays within tol of the baseline at every batch in `batches`.
+    test_se: batch -> paired_test_se against the baseline (None: not known)."""
     missing = [b for b in batches if not method.get(b)]
     if not base:
         return _missing(reason="no finished baseline run")
@@ -133,38 +165,44 @@ def verdict_keeps(base: list[float], method: dict[int, list[float]], batches, to
     m0 = stats(base)[0]
     worst = min(batches, key=lambda b: stats(method[b])[0])
     gap = stats(method[worst])[0] - m0
-    se = diff_se(base, method[worst])
+    test = (test_se or {}).get(worst)
+    se = diff_se(base, method[worst], test)
     word = call(gap + tol, se, "reproduced", "not reproduced")
-    how = strength(gap + tol, se, min(len(base), len(method[worst])), steps)
+    how = _paired(strength(gap + tol, se, min(len(base), len(method[worst])), steps), test)
     return Verdict(word, f"{gap * 100:+.2f} points at batch {worst} (the worst of {list(batches)}; "
                    f"tolerance {tol * 100:g} point)", how)
 
 
-def verdict_better(a: list[float], b: list[float]) -> Verdict:
+def verdict_better(a: list[float], b: list[float], test_se: float | None = None) -> Verdict:
     """Claim: b is more accurate than a, the runs paired by seed (same init and data order):
-    the mean of the per-seed differences against its standard error."""
+    the mean of the per-seed differences against its standard error. test_se: paired_test_se
+    of the runs (None: not known)."""
     n = min(len(a), len(b))
     if n == 0:
         return _missing()
     diffs = [y - x for x, y in zip(a, b)]
     mean = statistics.fmean(diffs)
-    se = diff_se(a[:1], b[:1])  # the test set's noise (standard_error), and the seeds' on top
+    # the test set's noise, and the seeds' on top
+    se = diff_se(a[:1], b[:1]) if test_se is None else test_se
     if n > 1:
         se = math.hypot(se, statistics.stdev(diffs) / math.sqrt(n))
     word = call(mean, se, "reproduced", "not reproduced")
-    return Verdict(word, f"{mean * 100:+.2f} points (paired over {n} seed(s))", strength(mean, se, n))
+    return Verdict(word, f"{mean * 100:+.2f} points (paired over {n} seed(s))",
+                   _paired(strength(mean, se, n), test_se))
 
 
-def verdict_ensemble(members: list[float], ensemble: float) -> Verdict:
-    """Claim: the ensemble beats every one of its members (the collapsed branches)."""
+def verdict_ensemble(members: list[float], ensemble: float,
+                     test_se: float | None = None) -> Verdict:
+    """Claim: the ensemble beats every one of its members (the collapsed branches). test_se:
+    paired_test_se of the best member and the ensemble (None: not known)."""
     if not members or math.isnan(ensemble):
         return _missing(reason="no ensemble evaluation")
     best = max(members)
     gap = ensemble - best
-    se = diff_se([best], [ensemble])
+    se = diff_se([best], [ensemble], test_se)
     word = call(gap, se, "reproduced", "not reproduced")
     return Verdict(word, f"ensemble {ensemble:.2%} vs best member {best:.2%} ({gap * 100:+.2f} "
-                   "points)", strength(gap, se, 1))
+                   "points)", _paired(strength(gap, se, 1), test_se))
 
 
 def verdict_lm(base: list[float], date: list[float], tol: float = LM_TOL) -> Verdict:
