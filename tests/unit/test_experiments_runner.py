@@ -90,7 +90,7 @@ def test_a_resumed_run_keeps_the_code_of_every_process_in_its_provenance(tmp_pat
                     "--run.name=*) name=${a#*=};; esac; done\n"
                     'd="$out/$name"\n'
                     'case "$2" in hpcsgd.train) echo \'{"top1": 0.9, "wall_time_s": 3.0}\' > "$d/summary.json";; '
-                    'hpcsgd.ensemble) echo \'{"snapshots": [{"top1": 0.89, "top5": 0.99}]}\' '
+                    'hpcsgd.ensemble) echo \'{"snapshots": [{"count": 10000, "top1": 0.89, "top5": 0.99}]}\' '
                     '> "$d/ensemble.json";; esac\n')
     for path in (mpiexec, fake):
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
