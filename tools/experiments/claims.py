@@ -44,8 +44,7 @@ class Ctx:
     def hits(self, run):
         """Which test images the run's final weights got right, or None (not saved)."""
         result = self.results[run.name]
-        text = result.get("test_hits")
-        return None if text is None else decode_hits(text, result["test_count"])
+        return _hits(result.get("test_hits"), result.get("test_count"))
 
 
 def test_cells(ctx: Ctx, runs, of=None) -> dict[tuple[str, int], list]:
@@ -229,10 +228,10 @@ def _seeded(label: str, run) -> str:
     return f"{label} seed {run.seed}" if run.seed else label
 
 
-def _hits(evaluation: dict):
-    """An hpcsgd.ensemble evaluation's per-image hits, or None (not saved)."""
-    text = evaluation.get("top1_hits")
-    return None if text is None else decode_hits(text, evaluation["count"])
+def _hits(text: str | None, count: int | None):
+    """Per-image hits as hpcsgd.ensemble packs them, or None (not saved: runs from before
+    2026-12-07)."""
+    return None if text is None else decode_hits(text, count)
 
 
 def ratio_lines(ctx: Ctx, named: dict[str, str]) -> list[str]:
@@ -313,7 +312,8 @@ def cyclic_section(ctx: Ctx):
     branches = ens.get("branches", [])
     top = ens.get("ensemble", {}).get("top1", math.nan)
     best = max(branches, key=lambda b: b["top1"], default={})
-    test = paired_test_se(*([_hits(x)] for x in (best, ens.get("ensemble", {}))))
+    test = paired_test_se(*([_hits(x.get("top1_hits"), x.get("count"))]
+                            for x in (best, ens.get("ensemble", {}))))
     v = verdict_ensemble([b["top1"] for b in branches], top, test)
     plot_cyclic(ctx.out_dir, cyc.name, ens, ctx.docs / "results_cyclic.png")
     snaps = ens.get("snapshots", [])
