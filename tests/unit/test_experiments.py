@@ -351,6 +351,9 @@ def test_more_seeds_extend_the_full_set_after_its_one_seed_runs(tmp_path):
         s0, s1 = lstm[f"lstm-{m}-s0"].overrides, lstm[f"lstm-{m}-s1"].overrides
         assert [o for o in s0 if o not in s1] == ["--train.seed=0"]
         assert [o for o in s1 if o not in s0] == ["--train.seed=1"]
+    three = _full_set(ex.select_mode(quick=False, seeds=3))
+    assert three[:len(two)] == two  # a third seed after the whole second: seed by seed
+    assert {r.seed for r in three[len(two):]} == {2}
     with pytest.raises(ValueError, match="--seeds"):
         ex.select_mode(quick=False, seeds=0)
     out = tmp_path / "runs"

@@ -305,17 +305,17 @@ def lstm_runs(mode: Mode, seeds) -> list[Run]:
 def plan(mode: Mode, results: dict) -> list[Run]:
     """Every run that can be planned given the finished `results`, in priority order: seed 0
     of every claim (the BN baseline first, then the claims cheapest first), then the other
-    seeds of claims 1-4 and 7, cheapest first."""
+    seeds of claims 1-4 and 7, seed by seed, each the claims cheapest first."""
     def bn(seeds):
         return scaling_runs(RESNET, "bn", mode.bn_batches, mode.bn_epochs, mode, results, seeds)
 
     def nobn(seeds):
         return scaling_runs(LENET, "nobn", mode.batches, mode.epochs, mode, results, seeds)
-    more = range(1, mode.seeds)
     first = bn([0])
+    more = [run for seed in range(1, mode.seeds) for run in (
+        date_runs(mode, results, [seed]) + nobn([seed]) + lstm_runs(mode, [seed]) + bn([seed]))]
     return (first[:1] + date_runs(mode, results, [0]) + nobn([0]) + collapse_runs(mode)
-            + cyclic_runs(mode) + first[1:] + lstm_runs(mode, [0])
-            + date_runs(mode, results, more) + nobn(more) + lstm_runs(mode, more) + bn(more)
+            + cyclic_runs(mode) + first[1:] + lstm_runs(mode, [0]) + more
             + [r for r in scaling_runs(LENET, "nobn", mode.batches, mode.epochs, mode, results,
                                        [0], mode.stress) if r.batch in mode.stress]
             + [r for r in date_runs(mode, results, [0], mode.stress) if r.batch in mode.stress])
