@@ -202,12 +202,12 @@ def set_aside_damaged(path: Path) -> Path:
     """Move a damaged step checkpoint (and its .toml) into damaged/ beside it, under a name no
     earlier one there has; return where it went. Out of the run's checkpoints it is kept as it
     is (the resumed run saves that step again), and neither pruning nor a later resume counts
-    it."""
+    it. OSError when the file system refuses (the caller warns and leaves it in place)."""
     path = Path(path)
     aside = path.parent / "damaged"
     aside.mkdir(exist_ok=True)
     target, n = aside / path.name, 1
-    while target.exists():
+    while target.exists() or target.with_suffix(".toml").exists():  # an orphan .toml too
         n += 1
         target = aside / f"{path.stem}.{n}{path.suffix}"
     path.replace(target)

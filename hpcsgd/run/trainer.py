@@ -232,7 +232,12 @@ def _resume_choice(cfg: config_mod.Config, log) -> tuple[Path | None, dict | Non
         return None, None
     path, state = found
     for damaged in passed_over:  # kept whole, and out of the resumed run's way
-        aside = set_aside_damaged(damaged)
+        try:
+            aside = set_aside_damaged(damaged)
+        except OSError as e:  # housekeeping: never a reason to stop before the collective
+            print(f"hpcsgd: warning: {str(damaged)!r} could not be set aside ({e}); left in "
+                  "place", file=sys.stderr, flush=True)
+            continue
         log.write("checkpoint_set_aside", path=str(damaged), to=str(aside))
         print(f"hpcsgd: warning: {str(damaged)!r} moved to {str(aside)!r}", file=sys.stderr,
               flush=True)

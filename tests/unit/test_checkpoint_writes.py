@@ -70,3 +70,26 @@ def test_a_damaged_checkpoint_set_aside_is_kept_whole_and_out_of_the_runs_checkp
     assert [p.name for p in step_checkpoints(tmp_path)] == ["step_00000016.pt", "step_00000008.pt"]
     prune_checkpoints(tmp_path, keep=1)
     assert [p.name for p in step_checkpoints(tmp_path)] == ["step_00000016.pt"]
+
+
+def test_a_damaged_checkpoint_that_cannot_be_set_aside_is_left_and_the_run_resumes(tmp_path, capsys):
+    """The move is housekeeping: when it fails (here damaged/ is a file; on a failing disk the
+    rename itself may fail) rank 0 warns, leaves the file in place and resumes as before,
+    rather than dying before its collective and leaving the other ranks to the watchdog."""
+    from hpcsgd.config import Config
+    from hpcsgd.run.metrics import MetricsLog, read_metrics
+    from hpcsgd.run.trainer import _resume_choice
+    cfg = Config()
+    cfg.run.out_dir, cfg.run.name, cfg.checkpoint.resume = str(tmp_path), "r", "auto"
+    folder = cfg.run_dir / "checkpoints"
+    folder.mkdir(parents=True)
+    save_checkpoint(folder / "step_00000008.pt", {"model": {}}, "[train]\n")
+    (folder / "step_00000016.pt").write_bytes(b"PK damaged")
+    (folder / "damaged").write_text("a file where the folder would go")
+    path, state = _resume_choice(cfg, MetricsLog(cfg.run_dir / "metrics.jsonl"))
+    assert path == folder / "step_00000008.pt" and "model" in state
+    assert (folder / "step_00000016.pt").read_bytes() == b"PK damaged"
+    err = capsys.readouterr().err
+    assert f"{str(folder / 'step_00000016.pt')!r} could not be set aside" in err
+    assert "left in place" in err
+    assert read_metrics(cfg.run_dir / "metrics.jsonl", "checkpoint_set_aside") == []
