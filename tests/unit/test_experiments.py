@@ -3,6 +3,7 @@ budget, and every run is a configuration the trainers accept; the sweep and verd
 the report from run folders, of a whole set and of a partial one. The runner's tests are in
 test_experiments_runner.py. No accuracy thresholds."""
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -179,13 +180,18 @@ def test_verdict_rules():
     assert v.word == "reproduced" and v.strength.startswith("indicative: one seed")
     assert vd.verdict_lm([100.0], [120.0]).word == "not reproduced"
     # 2+ seeds: the mean perplexities, inconclusive within 2 standard errors of the 5% line
-    v = vd.verdict_lm([100.0, 102.0], [104.0, 107.0])  # +4.5%, SE of the ratio ~1.2%
+    v = vd.verdict_lm([100.0, 102.0], [104.0, 107.0])  # +4.5%, SE of the ratio ~1.8%
     assert v.word == "inconclusive" and "+4.5%" in v.reason and v.strength.startswith("weak")
     v = vd.verdict_lm([100.0, 100.2], [103.0, 103.2])  # +3.0%, SE ~0.1%
     assert v.word == "reproduced" and v.strength.startswith("indicative") and "2 seeds" in v.strength
     v = vd.verdict_lm([100.0, 100.2, 100.1], [110.0, 110.2, 110.1])
     assert v.word == "not reproduced" and v.strength.startswith("strong")
     assert vd.verdict_lm([], [104.0]).word == "not measured"
+    # a diverged run's perplexity is not finite: DATE's fails the claim, the baseline's voids it
+    v = vd.verdict_lm([100.0, 101.0], [math.inf, 105.0])
+    assert v.word == "not reproduced" and "not finite in 1 of 2 seeds" in v.reason
+    assert vd.verdict_lm([math.nan], [100.0]).word == "not measured"
+    assert vd.fmt([math.inf, 1.0], pct=False).startswith("inf")
 
 
 def _hits(n_right: int, flip: range = range(0), n: int = 10000):
@@ -400,6 +406,19 @@ def test_plan_of_an_interrupted_set_marks_its_finished_runs_and_times_the_rest(t
     assert f"{len(whole) - 3} of {len(whole)} runs to go; about {left:.1f} h" in lines[-1]
     ex.print_plan(mode, tmp_path / "none")  # no run folders yet: the whole set to go
     assert capsys.readouterr().out.splitlines()[-1].startswith(f"{len(whole)} of {len(whole)} runs")
+
+
+def test_claim7_with_a_seed_still_running_compares_the_seeds_both_arms_have(tmp_path):
+    mode = ex.select_mode(quick=True, seeds=2)
+    out = tmp_path / "runs"
+    for run in ex.plan(mode, {}):
+        if run.experiment == "lstm" and (run.seed == 0 or run.method == "baseline"):
+            _finish(out, run, 0.5 if run.seed == 0 else 0.25)  # baseline seed 1: 400
+    runs, results = ex.settle(mode, out)
+    text = rep.write_report(mode, runs, results, out, tmp_path / "docs").read_text()
+    bullet = next(line for line in text.splitlines() if line.startswith("- **Claim 7"))
+    assert "perplexity 200.0 vs baseline 200.0" in bullet  # seed 0 only: DATE has no seed 1
+    assert "still to finish: 1 run(s)" in bullet
 
 
 def test_a_changed_command_is_run_again(tmp_path):

@@ -358,7 +358,11 @@ def lstm_section(ctx: Ctx):
         ppl.setdefault(r.method, [])
         if r.name in ctx.results:
             ppl[r.method].append(ctx.results[r.name]["perplexity"])
-    v = verdict_lm(ppl.get("baseline", []), ppl.get("date", []))
+    seeds = {m: {r.seed for r in ctx.done(runs) if r.method == m} for m in ("baseline", "date")}
+    both = seeds["baseline"] & seeds["date"]  # an LSTM seed is its initial weights: paired
+    v = _pending(ctx, runs, verdict_lm(
+        *([ctx.results[r.name]["perplexity"] for r in runs if r.method == m and r.seed in both]
+          for m in ("baseline", "date"))))
     plot_curves(ctx.out_dir, {_seeded(f"{r.method} B={r.batch}", r): r.name for r in runs},
                 ctx.docs / "results_lstm.png", key="perplexity", ylabel="test perplexity",
                 title="PTB, 2-layer LSTM", log=True)

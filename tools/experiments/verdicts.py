@@ -34,9 +34,12 @@ class Verdict:
 
 
 def stats(values: list[float]) -> tuple[float, float, int]:
-    """(mean, sample standard deviation (0 for one value), count)."""
+    """(mean, sample standard deviation (0 for one value), count); a non-finite value (a
+    diverged run's perplexity) makes the mean non-finite and the deviation NaN."""
     if not values:
         return math.nan, math.nan, 0
+    if not all(map(math.isfinite, values)):
+        return sum(values) / len(values), math.nan, len(values)
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
 
 
@@ -64,7 +67,13 @@ def paired_test_se(a: list, b: list) -> float | None:
     standard error of the mean over images of each image's share of b's runs that got it right
     minus a's. Two runs that agree on most images differ far less by chance than two
     independent test sets would (McNemar). None when a run has no per-image results or the
-    runs saw different numbers of images."""
+    runs saw different numbers of images.
+
+    Conservative in two ways. With 2+ seeds an image's share also carries the seeds'
+    disagreement on it, which diff_se's seed spread counts again (over-estimate: at most about
+    sqrt 2). Hits are matched by position only: evaluations of different test files of the
+    same length would pair unrelated images, which also inflates it (the experiments
+    evaluate one fixed test LMDB)."""
     runs = [*a, *b]
     if not a or not b or any(h is None for h in runs) or len({len(h) for h in runs}) != 1:
         return None
@@ -207,11 +216,19 @@ def verdict_ensemble(members: list[float], ensemble: float,
 
 def verdict_lm(base: list[float], date: list[float], tol: float = LM_TOL) -> Verdict:
     """Claim: DATE at 32 x B0 loses no perplexity (within tol, relative) without tuning.
-    Judged on the seeds' mean perplexities. With 2+ seeds of each, the standard error of
-    their ratio is the seeds' spread (relative, the two arms combined); inconclusive within 2
-    of it from the tol line. With one seed the spread is unmeasured, so no band."""
+    Judged on the seeds' mean perplexities (the caller passes the seeds both arms finished).
+    With 2+ seeds of each, the standard error of their ratio is the seeds' spread (relative,
+    the two arms combined; the test text is one and the same, its sampling noise is not
+    counted); inconclusive within 2 of it from the tol line. With one seed the spread is
+    unmeasured, so no band."""
     if not base or not date:
         return _missing()
+    if not all(map(math.isfinite, base)):
+        return _missing(reason="the baseline's perplexity is not finite (diverged)")
+    bad = sum(not math.isfinite(x) for x in date)
+    if bad:
+        return Verdict("not reproduced", f"DATE's perplexity is not finite in {bad} of "
+                       f"{len(date)} seeds (diverged)", "")
     (b, sb, nb), (d, sd, nd) = stats(base), stats(date)
     rel = d / b - 1.0
     word = "reproduced" if rel <= tol else "not reproduced"
