@@ -216,6 +216,12 @@ def test_paired_test_noise_is_the_spread_of_the_per_image_differences():
     assert vd.diff_se([0.92, 0.93], [0.92], test=0.0) == pytest.approx(0.005)  # the seeds' part
 
 
+def test_evidence_never_prints_a_margin_and_its_band_as_the_same_number():
+    text = vd.strength(0.003104, 0.00155, 2)  # beyond 2 SE by 0.0004 points
+    assert text.startswith("indicative") and "0.3104 points from" in text and "= 0.3100 points" in text
+    assert "0.52 points from" in vd.strength(0.0052, 0.0013, 2)  # far apart: 2 decimals
+
+
 def test_verdicts_with_paired_test_noise_can_call_what_independent_noise_cannot():
     # LARS 0.5 point below the baseline (0.5 inside the 1-point tolerance), one seed each
     v = vd.verdict_keeps([0.92], {2048: [0.915]}, [2048], steps=816)

@@ -109,14 +109,16 @@ def strength(margin: float, se: float, seeds: int, steps: int | None = None) -> 
     notes = []
     if steps is not None and steps < MIN_STEPS:
         notes.append(f"only {steps} steps at the largest batch (< {MIN_STEPS})")
+    # enough decimals that a margin just beyond (or inside) its band does not print as equal
+    d = next((d for d in (2, 3) if f"{abs(margin) * 100:.{d}f}" != f"{2 * se * 100:.{d}f}"), 4)
+    m, se_, band = (f"{x * 100:.{d}f}" for x in (abs(margin), se, 2 * se))
     if abs(margin) <= 2 * se:
-        notes.insert(0, f"{abs(margin) * 100:.2f} points from the threshold, within 2 "
-                        f"standard errors (2 x {se * 100:.2f} = {2 * se * 100:.2f} points)")
+        notes.insert(0, f"{m} points from the threshold, within 2 standard errors "
+                        f"(2 x {se_} = {band} points)")
         return "weak: " + "; ".join(notes)
     if notes:
         return "weak: " + "; ".join(notes)
-    clear = (f"{abs(margin) * 100:.2f} points from the threshold, > 2 standard errors "
-             f"(2 x {se * 100:.2f} = {2 * se * 100:.2f} points)")
+    clear = f"{m} points from the threshold, > 2 standard errors (2 x {se_} = {band} points)"
     if seeds < 2:
         return f"indicative: {clear}, but one seed (test-set noise only, seed spread unmeasured)"
     if seeds < STRONG_SEEDS:
