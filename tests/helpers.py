@@ -66,3 +66,11 @@ def run_patched_training(tmp_path: Path, patch: str, job_toml: str, ranks: int =
     res = subprocess.run([mpiexec, "-n", str(ranks), sys.executable, "patched.py", "job.toml"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
     return res, time.time() - t0
+
+
+def hits_vector(n_right: int, flip: range = range(0), n: int = 10000) -> np.ndarray:
+    """Per-image top-1 hits of a made-up evaluation: the first n_right images right, then the
+    images in flip inverted (two such vectors agree on all but the flipped images)."""
+    hits = np.arange(n) < n_right
+    hits[list(flip)] ^= True
+    return hits

@@ -1,13 +1,12 @@
 """tools/experiments/: the plan is complete, in the papers' regime and within the time
-budget, and every run is a configuration the trainers accept; the sweep and verdict rules;
-the report from run folders, of a whole set and of a partial one. The runner's tests are in
-test_experiments_runner.py. No accuracy thresholds."""
+budget, and every run is a configuration the trainers accept; the report from run folders,
+of a whole set and of a partial one. The sweep and verdict rules are tested in
+test_experiment_verdicts.py, the runner in test_experiments_runner.py. No accuracy
+thresholds."""
 import json
-import math
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from hpcsgd.config import load_config, to_toml
@@ -20,6 +19,7 @@ from tools.experiments import report as rep
 from tools.experiments import run as ex
 from tools.experiments import sweep as sw
 from tools.experiments import verdicts as vd
+from helpers import hits_vector as _hits
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,119 +125,6 @@ def test_a_sweep_whose_best_is_at_an_edge_is_extended_then_settles():
     assert sw.sweep_edges(lars(runs), results) == [("nobn-lars-b2048", 0.125)]
     interior = {r.name: {"top1": 0.9 - abs(r.value - 1.0) / 100} for r in sweep}
     assert len(lars(ex.plan(ex.FULL, interior))) == 3 and sw.sweep_edges(sweep, interior) == []
-
-
-def test_sweep_rules():
-    assert sw.edge_extension([4.0, 8.0, 16.0], [0.80, 0.85, 0.70]) is None    # interior best
-    assert sw.edge_extension([4.0, 8.0, 16.0], [0.86, 0.85, 0.70]) == 2.0     # lowest: halve
-    assert sw.edge_extension([4.0, 8.0, 16.0], [0.80, 0.85, 0.90]) == 32.0    # highest: double
-    assert sw.edge_extension([8.0, 4.0, 16.0, 2.0], [0.8, 0.9, 0.7, 0.85]) is None  # by value
-    assert sw.edge_extension([8.0], [0.9]) is None                               # no sweep
-    assert sw.best_value([4.0, 8.0, 16.0], [0.85, 0.85, 0.7]) == 4.0            # tie: earlier
-
-
-def test_evidence_names_the_two_standard_error_band_it_compares_with():
-    # "0.53 points from the threshold, within 2 standard errors (0.34)" read as a band of
-    # 0.34 that 0.53 is outside of; the band is 2 x 0.34 = 0.68
-    weak = vd.strength(0.0053, 0.0034, seeds=1)
-    assert weak.startswith("weak") and "0.68" in weak and "0.53" in weak
-    clear = vd.strength(0.0153, 0.0034, seeds=1)
-    assert clear.startswith("indicative") and "0.68" in clear
-
-
-def test_two_seeds_that_agree_by_chance_do_not_make_a_strong_call():
-    # claim 4 on two seeds: DATE's loss at 8x was -0.69 and -0.72 points, a seed spread of
-    # 0.03 points that the rule read as "strong" (0.31 points > 2 x 0.03). The seeds share
-    # one test set of 10,000 images, whose sampling noise (~0.27 points at 92%) no number of
-    # seeds averages away, and the spread of two values is itself a rough estimate
-    assert vd.standard_error([0.9200, 0.9201]) >= vd.standard_error([0.92005])  # same mean
-    v = vd.verdict_keeps([0.9213, 0.9215], {2048: [0.9144, 0.9143]}, [2048], steps=816)
-    assert v.word == "inconclusive" and v.strength.startswith("weak")
-    assert vd.strength(0.05, 0.003, seeds=2).startswith("indicative")
-    assert "2 seeds" in vd.strength(0.05, 0.003, seeds=2)
-    assert vd.strength(0.05, 0.003, seeds=3).startswith("strong")
-
-
-def test_verdict_rules():
-    three = lambda m: [m - 0.001, m, m + 0.001]  # noqa: E731  three seeds, tight spread
-    assert vd.verdict_goyal(three(0.90), {512: three(0.899), 2048: three(0.85)}).word == "reproduced"
-    assert vd.verdict_goyal(three(0.90), {512: three(0.905), 2048: three(0.90)}).word == "not reproduced"
-    assert vd.verdict_goyal(three(0.90), {512: three(0.80)}).word == "partly reproduced"
-    assert vd.verdict_goyal(three(0.90), {512: three(0.889)}).word == "inconclusive"  # on the line
-    assert vd.verdict_goyal([], {512: [0.8]}).word == "not measured"
-    v = vd.verdict_keeps(three(0.90), {2048: three(0.70)}, [2048], steps=816)
-    assert v.word == "not reproduced" and v.strength.startswith("strong")
-    v = vd.verdict_keeps([0.90], {2048: [0.95]}, [2048], steps=96)
-    assert v.word == "reproduced" and "only 96 steps" in v.strength
-    assert vd.verdict_keeps([0.90], {2048: [0.95]}, [2048], steps=816).strength.startswith("indicative")
-    assert vd.verdict_keeps([0.90], {}, [2048]).word == "not measured"
-    assert vd.verdict_better(three(0.90), [0.91, 0.912, 0.909]).word == "reproduced"
-    assert vd.verdict_better([0.90], [0.902]).word == "inconclusive"  # one seed: test noise
-    assert vd.verdict_better([0.90], [0.85]).word == "not reproduced"
-    assert vd.verdict_ensemble([0.90, 0.91], 0.93).word == "reproduced"
-    assert vd.verdict_ensemble([0.90, 0.91], 0.905).word == "inconclusive"
-    v = vd.verdict_lm([100.0], [104.0])
-    assert v.word == "reproduced" and v.strength.startswith("indicative: one seed")
-    assert vd.verdict_lm([100.0], [120.0]).word == "not reproduced"
-    # 2+ seeds: the mean perplexities, inconclusive within 2 standard errors of the 5% line
-    v = vd.verdict_lm([100.0, 102.0], [104.0, 107.0])  # +4.5%, SE of the ratio ~1.8%
-    assert v.word == "inconclusive" and "+4.5%" in v.reason and v.strength.startswith("weak")
-    v = vd.verdict_lm([100.0, 100.2], [103.0, 103.2])  # +3.0%, SE ~0.1%
-    assert v.word == "reproduced" and v.strength.startswith("indicative") and "2 seeds" in v.strength
-    v = vd.verdict_lm([100.0, 100.2, 100.1], [110.0, 110.2, 110.1])
-    assert v.word == "not reproduced" and v.strength.startswith("strong")
-    assert vd.verdict_lm([], [104.0]).word == "not measured"
-    # a diverged run's perplexity is not finite: DATE's fails the claim, the baseline's voids it
-    v = vd.verdict_lm([100.0, 101.0], [math.inf, 105.0])
-    assert v.word == "not reproduced" and "not finite in 1 of 2 seeds" in v.reason
-    assert vd.verdict_lm([math.nan], [100.0]).word == "not measured"
-    assert vd.fmt([math.inf, 1.0], pct=False).startswith("inf")
-
-
-def _hits(n_right: int, flip: range = range(0), n: int = 10000):
-    """Per-image top-1 hits: the first n_right images right, then the images in flip inverted."""
-    hits = np.arange(n) < n_right
-    hits[list(flip)] ^= True
-    return hits
-
-
-def test_paired_test_noise_is_the_spread_of_the_per_image_differences():
-    a, b = _hits(9200), _hits(9200, range(9100, 9300))  # b: 100 right images more, 100 fewer
-    d = b.astype(float) - a
-    assert vd.paired_test_se([a], [b]) == pytest.approx(d.std(ddof=1) / 100)  # 0.0014
-    assert vd.paired_test_se([a], [a]) == 0.0
-    # over seeds: each image's share of the seeds that got it right
-    assert vd.paired_test_se([a, a], [b, a]) == pytest.approx(vd.paired_test_se([a], [b]) / 2)
-    assert vd.paired_test_se([a], [b, None]) is None  # a run without per-image results
-    assert vd.paired_test_se([a], [_hits(9000, n=9999)]) is None  # not the same images
-    assert vd.paired_test_se([], [b]) is None
-    # independent binomials of two ~92% runs: 0.0038; the same two runs paired: 0.0014
-    assert vd.diff_se([0.92], [0.92]) > 2.5 * vd.diff_se([0.92], [0.92], test=0.0014)
-    assert vd.diff_se([0.92, 0.93], [0.92], test=0.0) == pytest.approx(0.005)  # the seeds' part
-
-
-def test_evidence_never_prints_a_margin_and_its_band_as_the_same_number():
-    text = vd.strength(0.003104, 0.00155, 2)  # beyond 2 SE by 0.0004 points
-    assert text.startswith("indicative") and "0.3104 points from" in text and "= 0.3100 points" in text
-    assert "0.52 points from" in vd.strength(0.0052, 0.0013, 2)  # far apart: 2 decimals
-
-
-def test_verdicts_with_paired_test_noise_can_call_what_independent_noise_cannot():
-    # LARS 0.5 point below the baseline (0.5 inside the 1-point tolerance), one seed each
-    v = vd.verdict_keeps([0.92], {2048: [0.915]}, [2048], steps=816)
-    assert v.word == "inconclusive" and "paired" not in v.strength
-    v = vd.verdict_keeps([0.92], {2048: [0.915]}, [2048], steps=816, test_se={2048: 0.0014})
-    assert v.word == "reproduced" and "paired over the test images" in v.strength
-    v = vd.verdict_keeps([0.92], {2048: [0.915]}, [2048], steps=816, test_se={2048: None})
-    assert v.word == "inconclusive"  # no per-image results: independent test sets as before
-    v = vd.verdict_goyal([0.92], {1024: [0.9125], 2048: [0.905]}, test_se={1024: 0.001, 2048: 0.001})
-    assert v.word == "reproduced" and "paired" in v.strength
-    assert vd.verdict_goyal([0.92], {1024: [0.9125], 2048: [0.905]}).word == "inconclusive"
-    assert vd.verdict_better([0.92], [0.925]).word == "inconclusive"
-    v = vd.verdict_better([0.92], [0.925], test_se=0.001)
-    assert v.word == "reproduced" and "paired" in v.strength
-    assert vd.verdict_ensemble([0.91, 0.92], 0.924).word == "inconclusive"
-    assert vd.verdict_ensemble([0.91, 0.92], 0.924, test_se=0.001).word == "reproduced"
 
 
 # ---------------------------------------------------------------------------- report
