@@ -140,7 +140,12 @@ def _changes(summary) -> list[str]:
             "steps, no BatchNorm network for the scaling claims, tuning against the test "
             "split, and weight decay with no room to act. This set keeps the regime of the "
             "papers (Setup); a verdict that moved, moved for the reason in its row, not "
-            "because the code changed.", "",
+            "because the code changed. One change of method since: from 2026-12-07 the test "
+            "set's noise in a difference of two accuracies is counted over the images both "
+            "runs saw (paired; What these runs can and cannot show) instead of as two "
+            "independent test sets, a narrower band; the finished runs were evaluated "
+            "again for it with identical numbers, so a call that moved then moved with the band.",
+            "",
             "| claim | previous verdict | verdict now | what changed in the experiment |",
             "|---|---|---|---|", *rows, ""]
 
