@@ -367,9 +367,9 @@ def lstm_section(ctx: Ctx):
                 ctx.docs / "results_lstm.png", key="perplexity", ylabel="test perplexity",
                 title="PTB, 2-layer LSTM", log=True)
     table = ["| run | batch | test perplexity of each seed | mean |", "|---|---|---|---|"]
-    table += [f"| {k} | {batch[k]} | " + (" / ".join(f"{x:.1f}" for x in values) or
-                                          "— (no finished run)") + f" | {fmt(values, pct=False)} |"
-              for k, values in ppl.items()]
+    table += [f"| {k} | {batch[k]} | "
+              + (" / ".join(f"{x:.1f}" for x in values) or "— (no finished run)")
+              + f" | {fmt(values, pct=False)} |" for k, values in ppl.items()]
     body = [title, "",
             f"2-layer LSTM, hidden {m.lm_hidden}, 10,000 words, BPTT 20, {m.lm_epochs:g} epochs "
             f"on {m.lm_fraction:.0%} of the training tokens; batch in streams. Baseline: DATE "

@@ -238,10 +238,10 @@ def print_plan(mode: Mode, out_dir: Path | None = None) -> None:
         if r.experiment == "collapse":
             print(f"  {r.name}: sum over steps of LR x weight decay = {lr_wd_sum(r):.2f}")
     todo = [r for r in runs if r.name not in finished]
-    print(f"{len(todo)} of {len(runs)} runs to go; about {sum(r.estimate_s for r in todo) / 3600:.1f}"
-          f" h on an idle 2-core machine (the whole set: {sum(r.estimate_s for r in runs) / 3600:.1f}"
-          f" h; {len(now)} runs plannable now), plus any sweep extension (a best value at the "
-          "edge of its grid).")
+    left, whole = (sum(r.estimate_s for r in part) / 3600 for part in (todo, runs))
+    print(f"{len(todo)} of {len(runs)} runs to go; about {left:.1f} h on an idle 2-core machine "
+          f"(the whole set: {whole:.1f} h; {len(now)} runs plannable now), plus any sweep "
+          "extension (a best value at the edge of its grid).")
 
 
 def main(argv=None) -> int:
@@ -256,8 +256,8 @@ def main(argv=None) -> int:
                    help="run folders (default runs/experiments/<mode>)")
     p.add_argument("--docs", type=Path, default=ROOT / "docs", help="where results.md goes")
     p.add_argument("--seeds", type=int, default=None,
-                   help="seeds of claims 1-4 and 7 (default: the set's, 1); the other seeds run after "
-                        "the one-seed set,\nwhose runs are kept (full set: ~3.5 h a seed)")
+                   help="seeds of claims 1-4 and 7 (default: the set's, 1); the other seeds run "
+                        "after the one-seed set,\nwhose runs are kept (full set: ~3.5 h a seed)")
     args = p.parse_args(argv)
     try:
         mode = select_mode(args.quick, args.seeds)

@@ -8,8 +8,9 @@ finished. The standard error is the test set's sampling noise, which every seed 
 combined with the seeds' spread when there are 2+; with one seed it understates the
 seed-to-seed spread. The test noise of a difference is paired over the test images when the
 runs saved which images they got right (paired_test_se), else each side's binomial (10,000
-images) as if the two had independent test sets, which overstates it. `strength` says so, and whether the step budget at the
-largest batch was the papers' regime.
+images) as if the two had independent test sets, which overstates it. `strength` says
+whether the evidence is enough to call, and whether the step budget at the largest batch was
+the papers' regime.
 """
 from __future__ import annotations
 
