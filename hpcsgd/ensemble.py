@@ -41,8 +41,8 @@ def snapshot_paths(run_dir: Path) -> list[Path]:
 @torch.no_grad()
 def evaluate_ensemble(models: list, source, world, compute, *, batch: int = 250) -> list[dict]:
     """Top-k of each model and of the mean of their softmax outputs (the last), summed over
-    ranks, and on rank 0 which images each got right at top-1 ("top1_hits", in split order:
-    the ranks' blocks are consecutive, sharding.eval_shard; None on the other ranks)."""
+    ranks, and which images each got right at top-1 ("top1_hits", in split order: the ranks'
+    blocks are consecutive, sharding.eval_shard), the same on every rank."""
     for m in models:
         m.eval()
     # counts[i] for model i (the last row: the ensemble); column 0 = samples, 1.. = top-k hits
@@ -61,8 +61,7 @@ def evaluate_ensemble(models: list, source, world, compute, *, batch: int = 250)
     world.comm.Allreduce(MPI.IN_PLACE, counts, op=MPI.SUM)
     mine = np.stack([np.concatenate(h) if h else np.zeros(0, bool) for h in hits])
     world.watch.gate("gathering the per-image hits")
-    blocks = world.comm.gather(mine, root=0)  # rank order = split order
-    every = np.concatenate(blocks, axis=1) if world.is_root else [None] * len(hits)
+    every = np.concatenate(world.comm.allgather(mine), axis=1)  # rank order = split order
     return [{"count": int(c[0]), **{f"top{k}": float(c[1 + j] / c[0]) for j, k in enumerate(TOPK)},
              "top1_hits": h} for c, h in zip(counts, every)]
 
@@ -90,13 +89,8 @@ def run(cfg: config_mod.Config, world, paths: list[Path],
         model.load_state_dict(state["model"])
         models.append(prepare_model(model, cfg.compute))
     results = evaluate_ensemble(models, eval_source, world, cfg.compute)
-    # packed for JSON (hpcsgd/run/hits.py): a paired comparison reads them; every rank
-    # returns the same report
-    world.watch.gate("sending the per-image hits")
-    packed = world.comm.bcast([encode_hits(r["top1_hits"]) for r in results]
-                              if world.is_root else None, root=0)
-    for r, text in zip(results, packed):
-        r["top1_hits"] = text
+    for r in results:  # packed for JSON (hpcsgd/run/hits.py): a paired comparison reads them
+        r["top1_hits"] = encode_hits(r["top1_hits"])
     report = {"snapshots": [{"path": str(p), **r} for p, r in zip(paths, results)],
               "ensemble": results[-1]}
     if world.is_root:
