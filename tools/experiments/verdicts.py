@@ -103,23 +103,25 @@ def call(margin: float, se: float, yes: str, no: str) -> str:
     return yes if margin > 0 else no
 
 
-def strength(margin: float, se: float, seeds: int, steps: int | None = None) -> str:
+def strength(margin: float, se: float, seeds: int, steps: int | None = None,
+             unit: str = " points") -> str:
     """Whether the evidence is enough to call: "strong" (3+ seeds, beyond 2 standard errors,
     the papers' step budget), "indicative" (one or two seeds) or "weak" (within the noise, or too
-    few steps at the largest batch)."""
+    few steps at the largest batch). margin and se are fractions, printed x 100 with `unit`
+    (percentage points of top-1, or "%" of a relative change)."""
     notes = []
     if steps is not None and steps < MIN_STEPS:
         notes.append(f"only {steps} steps at the largest batch (< {MIN_STEPS})")
     # enough decimals that a margin just beyond (or inside) its band does not print as equal
     d = next((d for d in (2, 3) if f"{abs(margin) * 100:.{d}f}" != f"{2 * se * 100:.{d}f}"), 4)
     m, se_, band = (f"{x * 100:.{d}f}" for x in (abs(margin), se, 2 * se))
+    m, band = m + unit, band + unit
     if abs(margin) <= 2 * se:
-        notes.insert(0, f"{m} points from the threshold, within 2 standard errors "
-                        f"(2 x {se_} = {band} points)")
+        notes.insert(0, f"{m} from the threshold, within 2 standard errors (2 x {se_} = {band})")
         return "weak: " + "; ".join(notes)
     if notes:
         return "weak: " + "; ".join(notes)
-    clear = f"{m} points from the threshold, > 2 standard errors (2 x {se_} = {band} points)"
+    clear = f"{m} from the threshold, > 2 standard errors (2 x {se_} = {band})"
     if seeds < 2:
         return f"indicative: {clear}, but one seed (test-set noise only, seed spread unmeasured)"
     if seeds < STRONG_SEEDS:
@@ -234,19 +236,13 @@ def verdict_lm(base: list[float], date: list[float], tol: float = LM_TOL) -> Ver
                        f"{len(date)} seeds (diverged)", "")
     (b, sb, nb), (d, sd, nd) = stats(base), stats(date)
     rel = d / b - 1.0
-    word = "reproduced" if rel <= tol else "not reproduced"
     reason = f"perplexity {d:.1f} vs baseline {b:.1f} ({rel:+.1%}; tolerance {tol:.0%})"
     seeds = min(nb, nd)
     if seeds < 2:
-        return Verdict(word, reason, "indicative: one seed of an arm; the seed spread of "
-                       "perplexity is not measured")
+        return Verdict("reproduced" if rel <= tol else "not reproduced", reason,
+                       "indicative: one seed of an arm; the seed spread of perplexity is not "
+                       "measured")
+    # the standard error of the ratio d / b (delta method)
     se = (1 + rel) * math.hypot(sb / math.sqrt(nb) / b, sd / math.sqrt(nd) / d)
-    margin, band = tol - rel, f"2 x {se:.1%} = {2 * se:.1%}"
-    if abs(margin) <= 2 * se:
-        return Verdict("inconclusive", reason, f"weak: {abs(margin):.1%} from the tolerance, "
-                       f"within 2 standard errors of the ratio ({band})")
-    clear = f"{abs(margin):.1%} from the tolerance, > 2 standard errors of the ratio ({band})"
-    if seeds < STRONG_SEEDS:
-        return Verdict(word, reason, f"indicative: {clear}, but {seeds} seeds (the spread of so "
-                       "few seeds is itself a rough estimate)")
-    return Verdict(word, reason, f"strong: {clear} over {seeds} seeds")
+    return Verdict(call(tol - rel, se, "reproduced", "not reproduced"), reason,
+                   strength(tol - rel, se, seeds, unit="%"))
