@@ -50,6 +50,9 @@ def read_results(out_dir: Path, runs: list[Run]) -> dict:
         spec = _spec(folder)
         if spec is None or spec.get("args") != run.args():
             continue
+        made_by = {"provenance": spec.get("provenance", "")}  # the code that made the run
+        if spec.get("earlier_provenance"):  # and a resumed run's earlier processes'
+            made_by["earlier_provenance"] = spec["earlier_provenance"]
         if run.kind == "collapsed":
             path = folder / "collapsed_ensemble.json"
             if path.is_file():
@@ -57,15 +60,12 @@ def read_results(out_dir: Path, runs: list[Run]) -> dict:
                 wall = sum(json.loads((p / "summary.json").read_text()).get("wall_time_s", 0.0)
                            for p in parts if (p / "summary.json").is_file())
                 done[run.name] = {"collapsed": json.loads(path.read_text()),
-                                  "wall_time_s": wall, "provenance": spec.get("provenance", ""),
-                                  "earlier_provenance": spec.get("earlier_provenance", [])}
+                                  "wall_time_s": wall, **made_by}
             continue
         summary, test = folder / "summary.json", folder / "test_eval.json"
         if not summary.is_file() or (run.kind == "image" and not test.is_file()):
             continue
-        result = {**json.loads(summary.read_text()), "provenance": spec.get("provenance", "")}
-        if spec.get("earlier_provenance"):
-            result["earlier_provenance"] = spec["earlier_provenance"]
+        result = {**json.loads(summary.read_text()), **made_by}
         result["wall_time_s"] = wall_time_s(folder, result.get("wall_time_s", 0.0))
         if run.kind == "image":
             snap = json.loads(test.read_text())["snapshots"][0]
