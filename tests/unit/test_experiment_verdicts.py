@@ -79,16 +79,56 @@ def test_verdict_rules():
 def test_paired_test_noise_is_the_spread_of_the_per_image_differences():
     a, b = _hits(9200), _hits(9200, range(9100, 9300))  # b: 100 right images more, 100 fewer
     d = b.astype(float) - a
-    assert vd.paired_test_se([a], [b]) == pytest.approx(d.std(ddof=1) / 100)  # 0.0014
-    assert vd.paired_test_se([a], [a]) == 0.0
-    # over seeds: each image's share of the seeds that got it right
-    assert vd.paired_test_se([a, a], [b, a]) == pytest.approx(vd.paired_test_se([a], [b]) / 2)
-    assert vd.paired_test_se([a], [b, None]) is None  # a run without per-image results
-    assert vd.paired_test_se([a], [_hits(9000, n=9999)]) is None  # not the same images
-    assert vd.paired_test_se([], [b]) is None
+    assert vd.paired_noise([a], [b]) == vd.PairedNoise(pytest.approx(d.std(ddof=1) / 100),
+                                                       (0.0, 0.0))  # test: 0.0014
+    assert vd.paired_noise([a], [a]).test == 0.0
+    # over seeds, when every seed agrees on every image: each image's share is 0 or 1 as before
+    assert vd.paired_noise([a, a], [b, b]) == vd.paired_noise([a], [b])
+    assert vd.paired_noise([a], [b, None]) is None  # a run without per-image results
+    assert vd.paired_noise([a], [_hits(9000, n=9999)]) is None  # not the same images
+    assert vd.paired_noise([], [b]) is None
     # independent binomials of two ~92% runs: 0.0038; the same two runs paired: 0.0014
-    assert vd.diff_se([0.92], [0.92]) > 2.5 * vd.diff_se([0.92], [0.92], test=0.0014)
-    assert vd.diff_se([0.92, 0.93], [0.92], test=0.0) == pytest.approx(0.005)  # the seeds' part
+    paired = vd.PairedNoise(0.0014)
+    assert vd.diff_se([0.92], [0.92]) > 2.5 * vd.diff_se([0.92], [0.92], paired)
+    assert vd.diff_se([0.92, 0.93], [0.92], vd.PairedNoise(0.0)) == pytest.approx(0.005)
+
+
+def test_paired_noise_counts_the_seeds_disagreement_once():
+    # Two arms of one distribution: each arm's two seeds disagree on 200 images (each got 100
+    # of them right), different images in the two arms, and every seed scores 90.00%. The
+    # per-image differences are nothing but the seeds' noise: the test set's own part is 0,
+    # and the seeds' part (per arm: 200 images x variance 1/2 over 2 seeds) is a floor under
+    # the seeds' spread, which their equal accuracies put at 0.
+    a = [_hits(9000, range(8900, 9000)), _hits(9000, range(9000, 9100))]
+    b = [_hits(9000, range(8500, 8600)), _hits(9000, range(8600, 8700))]
+    naive = (sum(b) / 2 - sum(a) / 2).std(ddof=1) / 100        # 0.0010
+    floor = math.sqrt(200 / 10000 * 0.5 / 2 / 10000)             # 0.00071 an arm
+    noise = vd.paired_noise(a, b)
+    assert noise.test == pytest.approx(0.0, abs=1e-5)
+    assert noise.seeds == pytest.approx((floor, floor), rel=1e-3)
+    assert vd.diff_se([0.9, 0.9], [0.9, 0.9], noise) == pytest.approx(naive, rel=0.01)
+    # a seed spread beyond the floor replaces it instead of adding to the seeds' part again
+    # (counted twice: hypot(0.0010, 0.0015, 0.0015) = 0.0023)
+    spread = [0.9 - 0.0015, 0.9 + 0.0015]                        # 0.0015 over sqrt 2 seeds
+    assert vd.diff_se(spread, spread, noise) == pytest.approx(math.hypot(0.0015, 0.0015), rel=0.01)
+    # arms that truly differ on 200 images, every seed agreeing: all of it is the test set's
+    c = [_hits(9200, range(9100, 9300))] * 2
+    assert vd.paired_noise(a[:1] * 2, c) == vd.paired_noise(a[:1], c[:1])
+    # the same difference plus seed noise on 100 other images: the test part is unchanged
+    c2 = [c[0], c[0] ^ _hits(0, range(5000, 5100))]
+    assert vd.paired_noise(a[:1] * 2, c2).test == pytest.approx(
+        vd.paired_noise(a[:1], c[:1]).test, rel=0.03)
+    # paired by seed (claim 5: the seeds' term is the spread of the per-seed differences): the
+    # variance over seeds is of the per-image differences, so arms that move together on an
+    # image (the same seed got it right in both) carry no noise there
+    assert vd.paired_noise(a, a, by_seed=True) == vd.PairedNoise(0.0, (0.0,))
+    together = vd.paired_noise(a, [a[0], a[0]], by_seed=True)
+    assert together.test == pytest.approx(0.0, abs=1e-5) and together.seeds[0] > 0
+    with pytest.raises(ValueError, match="1 runs against 2"):
+        vd.paired_noise(a[:1], b, by_seed=True)
+    # verdict_better: the floor stands in for two seeds whose differences agree by chance
+    better = vd.verdict_better([0.9, 0.9], [0.91, 0.91], vd.PairedNoise(0.0, (0.0007,)))
+    assert "2 x 0.07" in better.strength
 
 
 def test_evidence_never_prints_a_margin_and_its_band_as_the_same_number():
@@ -101,15 +141,17 @@ def test_verdicts_with_paired_test_noise_can_call_what_independent_noise_cannot(
     # LARS 0.5 point below the baseline (0.5 inside the 1-point tolerance), one seed each
     v = vd.verdict_keeps([0.92], {2048: [0.915]}, [2048], steps=816)
     assert v.word == "inconclusive" and "paired" not in v.strength
-    v = vd.verdict_keeps([0.92], {2048: [0.915]}, [2048], steps=816, test_se={2048: 0.0014})
+    v = vd.verdict_keeps([0.92], {2048: [0.915]}, [2048], steps=816,
+                         noise={2048: vd.PairedNoise(0.0014)})
     assert v.word == "reproduced" and "paired over the test images" in v.strength
-    v = vd.verdict_keeps([0.92], {2048: [0.915]}, [2048], steps=816, test_se={2048: None})
+    v = vd.verdict_keeps([0.92], {2048: [0.915]}, [2048], steps=816, noise={2048: None})
     assert v.word == "inconclusive"  # no per-image results: independent test sets as before
-    v = vd.verdict_goyal([0.92], {1024: [0.9125], 2048: [0.905]}, test_se={1024: 0.001, 2048: 0.001})
+    v = vd.verdict_goyal([0.92], {1024: [0.9125], 2048: [0.905]},
+                         noise={b: vd.PairedNoise(0.001) for b in (1024, 2048)})
     assert v.word == "reproduced" and "paired" in v.strength
     assert vd.verdict_goyal([0.92], {1024: [0.9125], 2048: [0.905]}).word == "inconclusive"
     assert vd.verdict_better([0.92], [0.925]).word == "inconclusive"
-    v = vd.verdict_better([0.92], [0.925], test_se=0.001)
+    v = vd.verdict_better([0.92], [0.925], vd.PairedNoise(0.001))
     assert v.word == "reproduced" and "paired" in v.strength
     assert vd.verdict_ensemble([0.91, 0.92], 0.924).word == "inconclusive"
-    assert vd.verdict_ensemble([0.91, 0.92], 0.924, test_se=0.001).word == "reproduced"
+    assert vd.verdict_ensemble([0.91, 0.92], 0.924, vd.PairedNoise(0.001)).word == "reproduced"

@@ -18,7 +18,7 @@ from .plan import lr_wd_sum
 from .plots import (LABELS, diverged, plot_collapse, plot_curves, plot_cyclic,
                                plot_date_ratio, plot_scaling, ratio_curve)
 from .sweep import best_run, sweep_edges
-from .verdicts import (LM_TOL, TOL, Verdict, fmt, paired_test_se, verdict_better,
+from .verdicts import (LM_TOL, TOL, Verdict, fmt, paired_noise, verdict_better,
                        verdict_ensemble, verdict_goyal, verdict_keeps, verdict_lm)
 
 NOT_RUN = Verdict("not run yet", "none of its runs has finished yet")
@@ -65,9 +65,9 @@ def test_cells(ctx: Ctx, runs, of=None) -> dict[tuple[str, int], list]:
     return cells
 
 
-def paired_se(hits: dict, base_key, keys) -> dict:
-    """key -> paired_test_se of the cell at key against the cell at base_key."""
-    return {k[1]: paired_test_se(hits.get(base_key, []), hits.get(k, [])) for k in keys}
+def noise_against(hits: dict, base_key, keys) -> dict:
+    """key -> paired_noise of the cell at key against the cell at base_key."""
+    return {k[1]: paired_noise(hits.get(base_key, []), hits.get(k, [])) for k in keys}
 
 
 def steps_at(ctx: Ctx, runs, batch: int) -> int | None:
@@ -138,10 +138,10 @@ def scaling_section(ctx: Ctx, group: str):
     hits = test_cells(ctx, runs, of=ctx.hits)
     g = _pending(ctx, goyal_runs, verdict_goyal(
         base, {b: cells.get(("goyal", b), []) for b in regime[1:]}, steps=steps,
-        test_se=paired_se(hits, ("baseline", b0), [("goyal", b) for b in regime[1:]])))
+        noise=noise_against(hits, ("baseline", b0), [("goyal", b) for b in regime[1:]])))
     lv = _pending(ctx, lars_runs, verdict_keeps(
         base, {b: cells.get(("lars", b), []) for b in lars_batches}, lars_batches, steps=steps,
-        test_se=paired_se(hits, ("baseline", b0), [("lars", b) for b in lars_batches])))
+        noise=noise_against(hits, ("baseline", b0), [("lars", b) for b in lars_batches])))
     ref = Verdict("reference", f"{fmt(base)} at B0 = {b0}") if base else \
         Verdict("not measured", "the baseline has not finished")
     rows = [(c, t, v) for (c, t), v in zip(claims, [ref, g, lv])]
@@ -195,7 +195,7 @@ def date_section(ctx: Ctx):
     hits = test_cells(ctx, runs, of=ctx.hits)
     v = _pending(ctx, runs, verdict_keeps(cells.get(("date", b0), []),
                                           {b: cells.get(("date", b), []) for b in later},
-                                          later, steps=steps, test_se=paired_se(
+                                          later, steps=steps, noise=noise_against(
                                               hits, ("date", b0), [("date", b) for b in later])))
     if ("date", b0) not in cells:
         v = Verdict("not measured", f"the eta0 sweep at B0 = {b0} has not finished")
@@ -274,7 +274,8 @@ def collapse_section(ctx: Ctx):
 
     def paired(a, b):
         seeds = sorted(set(by_seed[a]) & set(by_seed[b]))
-        test = paired_test_se([hits[a][s] for s in seeds], [hits[b][s] for s in seeds])
+        test = paired_noise([hits[a][s] for s in seeds], [hits[b][s] for s in seeds],
+                              by_seed=True)
         return verdict_better([by_seed[a][s] for s in seeds], [by_seed[b][s] for s in seeds], test)
     v1 = _pending(ctx, runs, paired("wd_full", "wd_half"))
     v2 = _pending(ctx, runs, paired("wd_half", "wd_half_collapse"))
@@ -312,7 +313,7 @@ def cyclic_section(ctx: Ctx):
     branches = ens.get("branches", [])
     top = ens.get("ensemble", {}).get("top1", math.nan)
     best = max(branches, key=lambda b: b["top1"], default={})
-    test = paired_test_se(*([_hits(x.get("top1_hits"), x.get("count"))]
+    test = paired_noise(*([_hits(x.get("top1_hits"), x.get("count"))]
                             for x in (best, ens.get("ensemble", {}))))
     v = verdict_ensemble([b["top1"] for b in branches], top, test)
     plot_cyclic(ctx.out_dir, cyc.name, ens, ctx.docs / "results_cyclic.png")

@@ -144,7 +144,9 @@ def _changes(summary) -> list[str]:
             "set's noise in a difference of two accuracies is counted over the images both "
             "runs saw (paired; What these runs can and cannot show) instead of as two "
             "independent test sets, a narrower band; the finished runs were evaluated "
-            "again for it with identical numbers, so a call that moved then moved with the band.",
+            "again for it with identical numbers, so a call that moved then moved with the band. "
+            "Later the same day the seeds' per-image disagreement, which had been counted both "
+            "in that test noise and in the seeds' spread, came to be counted once.",
             "",
             "| claim | previous verdict | verdict now | what changed in the experiment |",
             "|---|---|---|---|", *rows, ""]
@@ -190,7 +192,11 @@ def _caveats(mode) -> list[str]:
             "per-image difference (McNemar's pairing; a verdict's evidence says \"test noise "
             "paired\"). Runs evaluated before 2026-12-07 saved only their counts; where one "
             "is in a comparison, the two sides count as independent test sets of 10,000 "
-            "images (binomial), which overstates the noise of the difference.",
+            "images (binomial), which overstates the noise of the difference. With 2+ seeds "
+            "an image's share of the seeds that got it right also carries the seeds' "
+            "disagreement on it; that part is counted once, as a floor under the seeds' "
+            "spread (the seeds' disagreement over 10,000 images is measured far more "
+            "precisely than by 2-3 seeds' accuracies), not again in the test noise.",
             "- DATE publishes neither its ratio bounds nor how they move; ours are constants "
             "[0.1, 10] (docs/schedules.md).",
             "- Claim 5's standard weight decay is scaled so that the sum of LR x weight decay "

@@ -7,7 +7,7 @@ run it needs is missing); the report adds "not run yet" for a claim none of whos
 finished. The standard error is the test set's sampling noise, which every seed shares,
 combined with the seeds' spread when there are 2+; with one seed it understates the
 seed-to-seed spread. The test noise of a difference is paired over the test images when the
-runs saved which images they got right (paired_test_se), else each side's binomial (10,000
+runs saved which images they got right (paired_noise), else each side's binomial (10,000
 images) as if the two had independent test sets, which overstates it. `strength` says
 whether the evidence is enough to call, and whether the step budget at the largest batch was
 the papers' regime.
@@ -62,36 +62,63 @@ def standard_error(values: list[float]) -> float:
     return math.hypot(test, std / math.sqrt(n)) if n >= 2 else test
 
 
-def paired_test_se(a: list, b: list) -> float | None:
-    """The test set's sampling noise of mean(b) - mean(a) when every run of both was evaluated
-    on the same images (a and b: each run's per-image top-1 hits, hpcsgd/run/hits.py): the
-    standard error of the mean over images of each image's share of b's runs that got it right
-    minus a's. Two runs that agree on most images differ far less by chance than two
-    independent test sets would (McNemar). None when a run has no per-image results or the
-    runs saw different numbers of images.
+@dataclass(frozen=True)
+class PairedNoise:
+    """What per-image hits tell about the noise of a difference of two arms' mean top-1
+    (standard errors, as fractions): `test`, the test set's own sampling noise, and `seeds`,
+    per arm (one entry when the arms are paired seed by seed), the seeds' disagreement image by
+    image: a floor under that arm's seed spread (0 with one seed)."""
+    test: float
+    seeds: tuple[float, ...] = ()
 
-    Conservative in two ways. With 2+ seeds an image's share also carries the seeds'
-    disagreement on it, which diff_se's seed spread counts again (over-estimate: at most about
-    sqrt 2). Hits are matched by position only: evaluations of different test files of the
-    same length would pair unrelated images, which also inflates it (the experiments
-    evaluate one fixed test LMDB)."""
+
+def paired_noise(a: list, b: list, by_seed: bool = False) -> PairedNoise | None:
+    """The noise of mean(b) - mean(a) when every run of both was evaluated on the same images
+    (a and b: each run's per-image top-1 hits in seed order, hpcsgd/run/hits.py). Two runs that
+    agree on most images differ far less by chance than two independent test sets would
+    (McNemar): the noise is the spread over images of each image's share of b's runs that got
+    it right minus a's, over the square root of the image count. None when a run has no
+    per-image results or the runs saw different numbers of images.
+
+    With 2+ seeds an image's share also carries the seeds' disagreement on it: each image's
+    variance over the seeds, over their number. That part is the seeds' noise, not the test
+    set's, so it is taken out of `test` (floored at 0) and returned in `seeds`, where diff_se
+    counts it once: averaged over 10,000 images it is a precise floor under the seed spread
+    that 2 or 3 seeds' accuracies estimate only roughly (two seeds of the DATE runs agree
+    to 0.02 points, yet disagree on 350 images). by_seed: the arms are paired seed by seed
+    (verdict_better); the variance is then of the per-image differences. Hits are matched by
+    position only: evaluations of different test files of the same length would pair
+    unrelated images, which inflates it (the experiments evaluate one fixed test LMDB)."""
     runs = [*a, *b]
     if not a or not b or any(h is None for h in runs) or len({len(h) for h in runs}) != 1:
         return None
-    d = np.mean(np.asarray(b, float), axis=0) - np.mean(np.asarray(a, float), axis=0)
-    return float(d.std(ddof=1) / math.sqrt(len(d)))
+    if by_seed and len(a) != len(b):
+        raise ValueError(f"paired by seed, but {len(a)} runs against {len(b)}")
+    arms = [np.asarray(x, float) for x in (a, b)]  # seeds x images
+    if by_seed:
+        arms = [arms[1] - arms[0]]
+        share = arms[0].mean(axis=0)
+    else:
+        share = arms[1].mean(axis=0) - arms[0].mean(axis=0)
+    images = share.size
+    # each image's variance over an arm's seeds, over their number: the seeds' part
+    seeds = [float(x.var(axis=0, ddof=1).mean()) / len(x) if len(x) > 1 else 0.0 for x in arms]
+    test = max(float(share.var(ddof=1)) - sum(seeds), 0.0)
+    return PairedNoise(math.sqrt(test / images), tuple(math.sqrt(v / images) for v in seeds))
 
 
-def diff_se(a: list[float], b: list[float], test: float | None = None) -> float:
-    """Of mean(b) - mean(a): the test set's noise (`test`, paired_test_se, when known; else
-    each side's binomial as if their test sets were independent) and each side's seed spread."""
-    if test is None:
+def diff_se(a: list[float], b: list[float], noise: PairedNoise | None = None) -> float:
+    """Of mean(b) - mean(a): the test set's noise (paired_noise when known; else each side's
+    binomial as if their test sets were independent) and each side's seed spread, never less
+    than the seeds' per-image disagreement measured by paired_noise."""
+    if noise is None:
         return math.hypot(standard_error(a), standard_error(b))
+    floors = noise.seeds or (0.0, 0.0)
     seeds = [stats(v)[1] / math.sqrt(len(v)) if len(v) > 1 else 0.0 for v in (a, b)]
-    return math.hypot(test, *seeds)
+    return math.hypot(noise.test, *map(max, seeds, floors))
 
 
-def _paired(how: str, test: float | None) -> str:
+def _paired(how: str, test: PairedNoise | None) -> str:
     """The evidence text, saying how the test set's noise was counted."""
     return how + ("; test noise paired over the test images" if test is not None and how else "")
 
@@ -135,23 +162,23 @@ def _missing(word="not measured", reason="a run it needs is missing") -> Verdict
 
 
 def verdict_goyal(base: list[float], goyal: dict[int, list[float]], tol: float = TOL,
-                  steps: int | None = None, test_se: dict | None = None) -> Verdict:
+                  steps: int | None = None, noise: dict | None = None) -> Verdict:
     """Claim: linear scaling + warmup holds up to some batch and breaks down beyond it.
-    test_se: batch -> paired_test_se against the baseline (None: not known)."""
+    noise: batch -> paired_noise against the baseline (None: not known)."""
     goyal = {b: v for b, v in goyal.items() if v}
     if not base or not goyal:
         return _missing(reason="the baseline or every large-batch run is missing")
-    test_se = test_se or {}
+    noise = noise or {}
     m0 = stats(base)[0]
     margins = {b: stats(v)[0] - (m0 - tol) for b, v in goyal.items()}  # > 0: held
-    ses = {b: diff_se(base, v, test_se.get(b)) for b, v in goyal.items()}
+    ses = {b: diff_se(base, v, noise.get(b)) for b, v in goyal.items()}
     sides = {b: call(margins[b], ses[b], "held", "broke") for b in goyal}
     held = [b for b in sorted(goyal) if sides[b] == "held"]
     broke = [b for b in sorted(goyal) if sides[b] == "broke"]
     unclear = [b for b in sorted(goyal) if sides[b] == "inconclusive"]
     decide = min(goyal, key=lambda b: abs(margins[b]) / max(ses[b], 1e-12))
     how = _paired(strength(margins[decide], ses[decide],
-                           min(len(base), *map(len, goyal.values())), steps), test_se.get(decide))
+                           min(len(base), *map(len, goyal.values())), steps), noise.get(decide))
     detail = ", ".join(f"{b}: {(stats(goyal[b])[0] - m0) * 100:+.2f}" for b in sorted(goyal))
     if unclear:
         return Verdict("inconclusive", f"within the noise of the {tol * 100:g}-point line at batch "
@@ -168,9 +195,9 @@ def verdict_goyal(base: list[float], goyal: dict[int, list[float]], tol: float =
 
 
 def verdict_keeps(base: list[float], method: dict[int, list[float]], batches, tol: float = TOL,
-                  steps: int | None = None, test_se: dict | None = None) -> Verdict:
+                  steps: int | None = None, noise: dict | None = None) -> Verdict:
     """Claim: `method` stays within tol of the baseline at every batch in `batches`.
-    test_se: batch -> paired_test_se against the baseline (None: not known)."""
+    noise: batch -> paired_noise against the baseline (None: not known)."""
     missing = [b for b in batches if not method.get(b)]
     if not base:
         return _missing(reason="no finished baseline run")
@@ -179,7 +206,7 @@ def verdict_keeps(base: list[float], method: dict[int, list[float]], batches, to
     m0 = stats(base)[0]
     worst = min(batches, key=lambda b: stats(method[b])[0])
     gap = stats(method[worst])[0] - m0
-    test = (test_se or {}).get(worst)
+    test = (noise or {}).get(worst)
     se = diff_se(base, method[worst], test)
     word = call(gap + tol, se, "reproduced", "not reproduced")
     how = _paired(strength(gap + tol, se, min(len(base), len(method[worst])), steps), test)
@@ -187,36 +214,37 @@ def verdict_keeps(base: list[float], method: dict[int, list[float]], batches, to
                    f"tolerance {tol * 100:g} point)", how)
 
 
-def verdict_better(a: list[float], b: list[float], test_se: float | None = None) -> Verdict:
+def verdict_better(a: list[float], b: list[float], noise: PairedNoise | None = None) -> Verdict:
     """Claim: b is more accurate than a, the runs paired by seed (same init and data order):
-    the mean of the per-seed differences against its standard error. test_se: paired_test_se
-    of the runs (None: not known)."""
+    the mean of the per-seed differences against its standard error. noise: paired_noise of
+    the runs, by_seed (None: not known)."""
     n = min(len(a), len(b))
     if n == 0:
         return _missing()
     diffs = [y - x for x, y in zip(a, b)]
     mean = statistics.fmean(diffs)
-    # the test set's noise, and the seeds' on top
-    se = diff_se(a[:1], b[:1]) if test_se is None else test_se
+    # the test set's noise, and the seeds' on top (never less than their per-image part)
+    se = diff_se(a[:1], b[:1]) if noise is None else noise.test
     if n > 1:
-        se = math.hypot(se, statistics.stdev(diffs) / math.sqrt(n))
+        floor = max(noise.seeds, default=0.0) if noise else 0.0
+        se = math.hypot(se, max(statistics.stdev(diffs) / math.sqrt(n), floor))
     word = call(mean, se, "reproduced", "not reproduced")
     return Verdict(word, f"{mean * 100:+.2f} points (paired over {n} seed(s))",
-                   _paired(strength(mean, se, n), test_se))
+                   _paired(strength(mean, se, n), noise))
 
 
 def verdict_ensemble(members: list[float], ensemble: float,
-                     test_se: float | None = None) -> Verdict:
-    """Claim: the ensemble beats every one of its members (the collapsed branches). test_se:
-    paired_test_se of the best member and the ensemble (None: not known)."""
+                     noise: PairedNoise | None = None) -> Verdict:
+    """Claim: the ensemble beats every one of its members (the collapsed branches). noise:
+    paired_noise of the best member and the ensemble (None: not known)."""
     if not members or math.isnan(ensemble):
         return _missing(reason="no ensemble evaluation")
     best = max(members)
     gap = ensemble - best
-    se = diff_se([best], [ensemble], test_se)
+    se = diff_se([best], [ensemble], noise)
     word = call(gap, se, "reproduced", "not reproduced")
     return Verdict(word, f"ensemble {ensemble:.2%} vs best member {best:.2%} ({gap * 100:+.2f} "
-                   "points)", _paired(strength(gap, se, 1), test_se))
+                   "points)", _paired(strength(gap, se, 1), noise))
 
 
 def verdict_lm(base: list[float], date: list[float], tol: float = LM_TOL) -> Verdict:
