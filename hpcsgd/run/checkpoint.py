@@ -202,7 +202,8 @@ def set_aside_damaged(path: Path) -> Path:
     """Move a damaged step checkpoint (and its .toml) into damaged/ beside it, under a name no
     earlier one there has; return where it went. Out of the run's checkpoints it is kept as it
     is (the resumed run saves that step again), and neither pruning nor a later resume counts
-    it. OSError when the file system refuses (the caller warns and leaves it in place)."""
+    it. OSError when the file system refuses (the caller warns and leaves it in place): the
+    pair moves together or not at all, so a .pt whose .toml is refused comes back."""
     path = Path(path)
     aside = path.parent / "damaged"
     aside.mkdir(exist_ok=True)
@@ -213,7 +214,15 @@ def set_aside_damaged(path: Path) -> Path:
     path.replace(target)
     toml = path.with_suffix(".toml")
     if toml.exists():
-        toml.replace(target.with_suffix(".toml"))
+        try:
+            toml.replace(target.with_suffix(".toml"))
+        except OSError as e:
+            try:
+                target.replace(path)
+            except OSError:
+                raise OSError(f"{path.name} moved to {target}, but {toml.name} was refused "
+                              f"({e}) and the move back too") from e
+            raise
     return target
 
 

@@ -235,8 +235,9 @@ def _resume_choice(cfg: config_mod.Config, log) -> tuple[Path | None, dict | Non
         try:
             aside = set_aside_damaged(damaged)
         except OSError as e:  # housekeeping: never a reason to stop before the collective
-            print(f"hpcsgd: warning: {str(damaged)!r} could not be set aside ({e}); left in "
-                  "place", file=sys.stderr, flush=True)
+            where = "; left in place" if damaged.exists() else ""
+            print(f"hpcsgd: warning: {str(damaged)!r} could not be set aside ({e}){where}",
+                  file=sys.stderr, flush=True)
             continue
         log.write("checkpoint_set_aside", path=str(damaged), to=str(aside))
         print(f"hpcsgd: warning: {str(damaged)!r} moved to {str(aside)!r}", file=sys.stderr,

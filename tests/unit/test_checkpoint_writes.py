@@ -4,6 +4,7 @@ cause (torch's own message says neither), no temporary file or orphan .toml is l
 previous checkpoint still loads. A writer killed mid-write: its temporary file is removed by
 the next save's pruning."""
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -93,3 +94,24 @@ def test_a_damaged_checkpoint_that_cannot_be_set_aside_is_left_and_the_run_resum
     assert f"{str(folder / 'step_00000016.pt')!r} could not be set aside" in err
     assert "left in place" in err
     assert read_metrics(cfg.run_dir / "metrics.jsonl", "checkpoint_set_aside") == []
+
+
+def test_a_checkpoint_whose_toml_cannot_follow_it_is_moved_back(tmp_path, monkeypatch):
+    """The .pt moved, then its .toml refused: the .pt comes back, so the pair stays together
+    in place and the caller's "left in place" is true. The refusal is simulated (a patched
+    Path.replace): a file system that refuses one rename and allows the next cannot be
+    arranged here."""
+    pt, toml = tmp_path / "step_00000016.pt", tmp_path / "step_00000016.toml"
+    pt.write_bytes(b"PK damaged")
+    toml.write_text("[train]\n")
+    real = Path.replace
+
+    def refuse_toml(self, target):
+        if self.suffix == ".toml":
+            raise PermissionError(13, "refused", str(self))
+        return real(self, target)
+    monkeypatch.setattr(Path, "replace", refuse_toml)
+    with pytest.raises(PermissionError):
+        set_aside_damaged(pt)
+    assert pt.read_bytes() == b"PK damaged" and toml.read_text() == "[train]\n"
+    assert list((tmp_path / "damaged").iterdir()) == []
