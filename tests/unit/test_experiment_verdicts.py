@@ -182,10 +182,13 @@ def _simulated_errors(seeds: int, seed_shift: float, reps: int, rng):
     return np.array(errors), np.array(ses)
 
 
-@pytest.mark.parametrize("seeds,seed_shift", [(3, 0.0), (3, 0.1), (2, 0.05)])
+@pytest.mark.parametrize("seeds,seed_shift", [(3, 0.0), (3, 0.1), (2, 0.05), (2, 0.1)])
 def test_standard_error_matches_the_spread_of_the_difference_it_describes(seeds, seed_shift):
     # Counting the seeds' per-image disagreement twice (in the test noise and in the seeds'
-    # spread) made the standard error 1.2-1.4x the true spread here; counted once it is within
-    # 1.2x, an upper bias left by flooring the seeds' spread with their per-image part.
+    # spread) made the standard error 1.2-1.4x the true spread here; counted once it is
+    # 0.98-1.18x (an upper bias left by flooring the seeds' spread with their per-image part),
+    # and +-2 of it covers the true difference in 90% (2 seeds, much seed-wide noise, which two
+    # seeds measure roughly) to 97% of the repetitions (docs/results.md quotes these).
     errors, ses = _simulated_errors(seeds, seed_shift, 300, np.random.default_rng(seeds))
     assert 0.9 < ses.mean() / errors.std() < 1.2
+    assert np.mean(np.abs(errors) <= 2 * ses) >= 0.88
