@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mpi4py import MPI
+from hpcsgd.mpi_start import MPI
 
 from hpcsgd import config as config_mod
 from hpcsgd.run.checkpoint import CheckpointError, load_checkpoint

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure(args, overrides, world) -> int:
-    from mpi4py import MPI
+    from hpcsgd.mpi_start import MPI
 
     from hpcsgd.affinity.apply import apply_plan
     from hpcsgd.comm import build_backend, build_reducer

@@ -12,7 +12,7 @@ reducer that overlaps the backward pass (reducer.py).
 """
 from __future__ import annotations
 
-from mpi4py import MPI
+from hpcsgd.mpi_start import MPI
 
 from hpcsgd.comm.engine import CommEngine, Progress
 from hpcsgd.comm.mpi import MPIBackend

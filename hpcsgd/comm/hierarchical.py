@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from mpi4py import MPI
+from hpcsgd.mpi_start import MPI
 
 from hpcsgd.comm.nodebarrier import NodeBarrier
 

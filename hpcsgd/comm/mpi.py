@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import torch
-from mpi4py import MPI
+from hpcsgd.mpi_start import MPI
 
 from hpcsgd.comm.buckets import flat_view
 

@@ -32,7 +32,7 @@ import sys
 import time
 
 import numpy as np
-from mpi4py import MPI
+from hpcsgd.mpi_start import MPI
 
 RECHECK_S = 0.02
 """Longest sleep before the flags are read again (only a lost wake-up ever waits this long)."""

@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 
-from mpi4py import MPI
+from hpcsgd.mpi_start import MPI
 
 from hpcsgd.comm.engine import Progress, pin_current_thread
 from hpcsgd.exits import EXIT_STALL

@@ -140,7 +140,7 @@ def node_folder(stage_root: str, node_comm) -> str:
     """stage_root with ``{node}`` replaced by the world rank of the node's local rank 0."""
     if "{node}" not in stage_root:
         return stage_root
-    from mpi4py import MPI
+    from hpcsgd.mpi_start import MPI
     node, world = node_comm.Get_group(), MPI.COMM_WORLD.Get_group()
     try:
         leader = MPI.Group.Translate_ranks(node, [0], world)[0]

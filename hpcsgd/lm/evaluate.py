@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mpi4py import MPI
+from hpcsgd.mpi_start import MPI
 
 from hpcsgd.lm.streams import eval_streams, rank_block
 

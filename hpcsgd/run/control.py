@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from mpi4py import MPI
+from hpcsgd.mpi_start import MPI
 
 from hpcsgd.run.watch import Watch
 

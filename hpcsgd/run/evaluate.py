@@ -6,7 +6,7 @@ import contextlib
 import numpy as np
 import torch
 import torch.nn as nn
-from mpi4py import MPI
+from hpcsgd.mpi_start import MPI
 
 from hpcsgd.comm.replicas import average_buffers_
 from hpcsgd.cpu.compute import autocast, to_layout

@@ -41,7 +41,7 @@ import time
 import zlib
 
 import numpy as np
-from mpi4py import MPI
+from hpcsgd.mpi_start import MPI
 
 from hpcsgd.exits import EXIT_STALL, abort_job
 

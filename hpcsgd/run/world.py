@@ -11,16 +11,9 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 
-import mpi4py
-
-# The communication thread and the stall watchdog (hpcsgd/comm) call MPI while the main thread
-# may too: ask for MPI_THREAD_MULTIPLE before MPI is initialised (no effect if something
-# imported mpi4py.MPI earlier); hpcsgd.comm.build_reducer checks what the library granted.
-mpi4py.rc.thread_level = "multiple"
-from mpi4py import MPI  # noqa: E402
-
-from hpcsgd.exits import abort_job, release_mpi_segments  # noqa: E402
-from hpcsgd.run.watch import Watch  # noqa: E402
+from hpcsgd.exits import abort_job
+from hpcsgd.mpi_start import MPI  # MPI_THREAD_MULTIPLE; the node segment released at start
+from hpcsgd.run.watch import Watch
 
 
 @dataclass
@@ -89,7 +82,6 @@ def init_world(comm: MPI.Comm | None = None) -> World:
         raise RuntimeError(f"MPI granted thread level {provided}; hpcsgd needs at least "
                            "MPI_THREAD_SERIALIZED (set mpi4py.rc.thread_level)")
     node_comm = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
-    release_mpi_segments(node_comm)  # nothing left in /dev/shm however the job ends
     return World(comm=comm, node_comm=node_comm, rank=comm.rank, size=comm.size,
                  local_rank=node_comm.rank, local_size=node_comm.size,
                  hostname=socket.gethostname())

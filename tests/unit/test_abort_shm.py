@@ -65,6 +65,38 @@ def test_a_job_killed_by_sigkill_leaves_no_mpi_segment_behind(tmp_path):
     assert not leaked, f"left in /dev/shm by the killed job: {sorted(map(str, leaked))}"
 
 
+KILLED_AT_START_UP = """
+import time
+import hpcsgd.train  # every import of the training job: MPI starts among them
+from mpi4py import MPI
+MPI.COMM_WORLD.Barrier()  # both ranks are past their imports
+if MPI.COMM_WORLD.rank == 0:
+    print("imported", flush=True)
+time.sleep(120)  # stands for the job's input checks before init_world (a few seconds)
+"""
+
+
+def test_a_job_killed_before_init_world_leaves_no_mpi_segment_behind(tmp_path):
+    # The segment's name was released in init_world, after ~2 s of imports and checks since
+    # MPI_Init: the fault soak's kills in that window left 4 MiB (docs/reliability.md).
+    script = tmp_path / "start.py"
+    script.write_text(KILLED_AT_START_UP)
+    before = mpi_segment_files()
+    job = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, str(script)],
+                           stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert job.stdout.readline().strip() == "imported"
+        time.sleep(0.5)
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(timeout=30)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    time.sleep(1.0)
+    leaked = leaked_mpi_segments(before)
+    assert not leaked, f"left in /dev/shm by the job killed at start-up: {sorted(map(str, leaked))}"
+
+
 def test_only_the_mpi_librarys_segments_are_named_for_removal():
     from hpcsgd.exits import mpi_segments
     maps = ("7f00-7f01 rw-s 0 00:1a 5 /dev/shm/mpich_shm_2a21_0\n"
