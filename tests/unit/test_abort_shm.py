@@ -46,22 +46,28 @@ time.sleep(120)
 """
 
 
-def test_a_job_killed_by_sigkill_leaves_no_mpi_segment_behind(tmp_path):
+def _leaked_after_sigkill(tmp_path, job_text: str, ready: str) -> list:
+    """Run job_text on 2 ranks, SIGKILL mpiexec, its proxy and both ranks at once when rank 0
+    prints `ready`, and return the MPI segments the job left in /dev/shm."""
     script = tmp_path / "killed.py"
-    script.write_text(KILLED_JOB)
+    script.write_text(job_text)
     before = mpi_segment_files()
     job = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, str(script)],
                            stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        assert job.stdout.readline().strip() == "ready"
+        assert job.stdout.readline().strip() == ready
         time.sleep(0.5)
-        os.killpg(job.pid, signal.SIGKILL)  # mpiexec, its proxy and both ranks at once
+        os.killpg(job.pid, signal.SIGKILL)
         job.wait(timeout=30)
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
     time.sleep(1.0)  # the killed processes' mappings are gone
-    leaked = leaked_mpi_segments(before)
+    return leaked_mpi_segments(before)
+
+
+def test_a_job_killed_by_sigkill_leaves_no_mpi_segment_behind(tmp_path):
+    leaked = _leaked_after_sigkill(tmp_path, KILLED_JOB, "ready")
     assert not leaked, f"left in /dev/shm by the killed job: {sorted(map(str, leaked))}"
 
 
@@ -79,21 +85,7 @@ time.sleep(120)  # stands for the job's input checks before init_world (a few se
 def test_a_job_killed_before_init_world_leaves_no_mpi_segment_behind(tmp_path):
     # The segment's name was released in init_world, after ~2 s of imports and checks since
     # MPI_Init: the fault soak's kills in that window left 4 MiB (docs/reliability.md).
-    script = tmp_path / "start.py"
-    script.write_text(KILLED_AT_START_UP)
-    before = mpi_segment_files()
-    job = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, str(script)],
-                           stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert job.stdout.readline().strip() == "imported"
-        time.sleep(0.5)
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait(timeout=30)
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
-    time.sleep(1.0)
-    leaked = leaked_mpi_segments(before)
+    leaked = _leaked_after_sigkill(tmp_path, KILLED_AT_START_UP, "imported")
     assert not leaked, f"left in /dev/shm by the job killed at start-up: {sorted(map(str, leaked))}"
 
 
