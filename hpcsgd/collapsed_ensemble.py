@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpcsgd import config as config_mod
-from hpcsgd.ensemble import snapshot_paths
 from hpcsgd.exits import EXIT_REFUSED
+from hpcsgd.run.checkpoint import snapshot_paths
 from hpcsgd.schedule.plan import build_schedule
 
 

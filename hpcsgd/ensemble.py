@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hpcsgd.mpi_start import MPI
 
 from hpcsgd import config as config_mod
-from hpcsgd.run.checkpoint import CheckpointError, load_checkpoint
+from hpcsgd.mpi_start import MPI
+from hpcsgd.run.checkpoint import CheckpointError, load_checkpoint, snapshot_paths
 from hpcsgd.run.hits import encode_hits
 from hpcsgd.cpu.compute import autocast, compute_threads, prepare_model, to_layout
 from hpcsgd.data import build_loaders, eval_batches
@@ -32,10 +32,6 @@ from hpcsgd.models import build_from_config
 from hpcsgd.run.world import Refused, agree, init_world, run_or_abort
 
 TOPK = (1, 5)
-
-
-def snapshot_paths(run_dir: Path) -> list[Path]:
-    return sorted((Path(run_dir) / "snapshots").glob("snapshot_*.pt"))
 
 
 @torch.no_grad()

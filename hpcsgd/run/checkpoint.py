@@ -166,6 +166,16 @@ def checkpoint_path(folder: Path, step: int) -> Path:
     return Path(folder) / f"step_{step:08d}.pt"
 
 
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    """A cycle-end snapshot: a whole checkpoint a collapse branch continues from (Codreanu VI)."""
+    return Path(run_dir) / "snapshots" / f"snapshot_{step:08d}.pt"
+
+
+def snapshot_paths(run_dir: Path) -> list[Path]:
+    """The run's snapshots, oldest first."""
+    return sorted((Path(run_dir) / "snapshots").glob("snapshot_*.pt"))
+
+
 def step_checkpoints(folder: Path) -> list[Path]:
     """The step checkpoints in folder, newest first (temporary files never match)."""
     if not Path(folder).is_dir():
@@ -219,9 +229,9 @@ def set_aside_damaged(path: Path) -> Path:
         except OSError as e:
             try:
                 target.replace(path)
-            except OSError:
+            except OSError as back:
                 raise OSError(f"{path.name} moved to {target}, but {toml.name} was refused "
-                              f"({e}) and the move back too") from e
+                              f"({e}) and the move back too ({back})") from e
             raise
     return target
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from hpcsgd.run.checkpoint import capture_state, checkpoint_path, prune_checkpoints, save_checkpoint
+from hpcsgd.run.checkpoint import (capture_state, checkpoint_path, prune_checkpoints,
+                                   save_checkpoint, snapshot_path)
 from hpcsgd.comm.reducer import average_buffers_
 from hpcsgd.config import to_toml
 
@@ -48,7 +49,7 @@ class Checkpointer:
             # one consistent model
             average_buffers_(self.model, self.backend, self.world.size, self.watch,
                              f"averaging the buffers for the snapshot at step {step}")
-            path = self.snap_dir / f"snapshot_{step:08d}.pt"
+            path = snapshot_path(self.cfg.run_dir, step)
             if self.world.is_root:
                 self.snap_dir.mkdir(exist_ok=True)
             # a whole checkpoint: a collapse branch continues from it (Codreanu VI)

@@ -9,7 +9,8 @@ import torch
 
 from hpcsgd import config as config_mod
 from hpcsgd.data import build_loaders
-from hpcsgd.ensemble import evaluate_ensemble, snapshot_paths
+from hpcsgd.ensemble import evaluate_ensemble
+from hpcsgd.run.checkpoint import snapshot_paths
 from hpcsgd.ensemble import run as run_ensemble
 from hpcsgd.run.hits import decode_hits
 from hpcsgd.run.metrics import read_metrics

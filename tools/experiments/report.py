@@ -198,14 +198,14 @@ def _caveats(mode) -> list[str]:
             "spread (the seeds' disagreement over 10,000 images is measured far more "
             "precisely than by 2-3 seeds' accuracies), not again in the test noise. How "
             "well 2 standard errors cover the truth was checked on simulated comparisons "
-            "shaped like these runs (92% top-1, seeds disagreeing on ~4% of the images; "
-            "tests/unit/test_experiment_verdicts.py, 300 repetitions a case): the standard "
-            "error is 0.98-1.18x the true spread of a difference at 2-3 seeds, and +-2 of it "
-            "covered the true difference 90-97% of the time, least when much of the seeds' "
-            "noise is shared by all images (a seed that is better or worse as a whole), "
-            "which 2-3 seeds measure only roughly. A call just beyond its band is so less "
-            "sure than "
-            "\"2 standard errors\" suggests.",
+            "shaped like these runs (92% top-1, seeds disagreeing on ~4% of the images; 1-3 "
+            "seeds, the test set's or the seeds' part dominating; the 7 cases of "
+            "tests/unit/test_experiment_verdicts.py, 6 draws of 1,000 repetitions each): the "
+            "standard error was 0.97-1.19x the true spread of a difference, and +-2 of it "
+            "covered the true difference 89-98% of the time. Coverage is lowest when much of "
+            "the seeds' noise is shared by all images (a seed better or worse as a whole), "
+            "which 2-3 seeds measure only roughly: a call just beyond its band is less sure "
+            "than \"2 standard errors\" suggests.",
             "- DATE publishes neither its ratio bounds nor how they move; ours are constants "
             "[0.1, 10] (docs/schedules.md).",
             "- Claim 5's standard weight decay is scaled so that the sum of LR x weight decay "

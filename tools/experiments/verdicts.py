@@ -5,8 +5,8 @@ A verdict's word is "reproduced", "partly reproduced", "not reproduced", "inconc
 deciding number lies within 2 standard errors of the rule's threshold) or "not measured" (a
 run it needs is missing); the report adds "not run yet" for a claim none of whose runs has
 finished. The standard error is the test set's sampling noise, which every seed shares,
-combined with the seeds' spread when there are 2+; with one seed it understates the
-seed-to-seed spread. The test noise of a difference is paired over the test images when the
+combined with the seeds' spread when there are 2+ (never less than the seeds' disagreement
+image by image, paired_noise); with one seed it understates the seed-to-seed spread. The test noise of a difference is paired over the test images when the
 runs saved which images they got right (paired_noise), else each side's binomial (10,000
 images) as if the two had independent test sets, which overstates it. `strength` says
 whether the evidence is enough to call, and whether the step budget at the largest batch was
@@ -67,9 +67,11 @@ class PairedNoise:
     """What per-image hits tell about the noise of a difference of two arms' mean top-1
     (standard errors, as fractions): `test`, the test set's own sampling noise, and `seeds`,
     per arm (one entry when the arms are paired seed by seed), the seeds' disagreement image by
-    image: a floor under that arm's seed spread (0 with one seed)."""
+    image: a floor under that arm's seed spread (0 with one seed). by_seed: measured on arms
+    paired seed by seed (verdict_better's), else on independent arms (diff_se's)."""
     test: float
     seeds: tuple[float, ...] = ()
+    by_seed: bool = False
 
 
 def paired_noise(a: list, b: list, by_seed: bool = False) -> PairedNoise | None:
@@ -85,7 +87,10 @@ def paired_noise(a: list, b: list, by_seed: bool = False) -> PairedNoise | None:
     set's, so it is taken out of `test` (floored at 0) and returned in `seeds`, where diff_se
     counts it once: averaged over 10,000 images it is a precise floor under the seed spread
     that 2 or 3 seeds' accuracies estimate only roughly (two seeds of the DATE runs agree
-    to 0.02 points, yet disagree on 350 images). by_seed: the arms are paired seed by seed
+    to 0.02 points, yet disagree on 350 images). It is the part of the seed variance that
+    is independent from image to image; it is a lower bound as long as a seed's hits are on
+    average not negatively correlated across images (were they, the floor would overstate
+    the seed noise: conservative). by_seed: the arms are paired seed by seed
     (verdict_better); the variance is then of the per-image differences. Hits are matched by
     position only: evaluations of different test files of the same length would pair
     unrelated images, which inflates it (the experiments evaluate one fixed test LMDB)."""
@@ -104,7 +109,8 @@ def paired_noise(a: list, b: list, by_seed: bool = False) -> PairedNoise | None:
     # each image's variance over an arm's seeds, over their number: the seeds' part
     seeds = [float(x.var(axis=0, ddof=1).mean()) / len(x) if len(x) > 1 else 0.0 for x in arms]
     test = max(float(share.var(ddof=1)) - sum(seeds), 0.0)
-    return PairedNoise(math.sqrt(test / images), tuple(math.sqrt(v / images) for v in seeds))
+    return PairedNoise(math.sqrt(test / images), tuple(math.sqrt(v / images) for v in seeds),
+                       by_seed)
 
 
 def diff_se(a: list[float], b: list[float], noise: PairedNoise | None = None) -> float:
@@ -113,6 +119,9 @@ def diff_se(a: list[float], b: list[float], noise: PairedNoise | None = None) ->
     than the seeds' per-image disagreement measured by paired_noise."""
     if noise is None:
         return math.hypot(standard_error(a), standard_error(b))
+    if noise.by_seed:
+        raise ValueError("diff_se takes the noise of independent arms (paired_noise without "
+                         "by_seed)")
     floors = noise.seeds or (0.0, 0.0)
     seeds = [stats(v)[1] / math.sqrt(len(v)) if len(v) > 1 else 0.0 for v in (a, b)]
     return math.hypot(noise.test, *map(max, seeds, floors))
@@ -225,8 +234,11 @@ def verdict_better(a: list[float], b: list[float], noise: PairedNoise | None = N
     mean = statistics.fmean(diffs)
     # the test set's noise, and the seeds' on top (never less than their per-image part)
     se = diff_se(a[:1], b[:1]) if noise is None else noise.test
+    if noise is not None and n > 1 and not noise.by_seed:
+        raise ValueError("verdict_better takes the noise of arms paired by seed "
+                         "(paired_noise(..., by_seed=True))")
     if n > 1:
-        floor = max(noise.seeds, default=0.0) if noise else 0.0
+        floor = noise.seeds[0] if noise and noise.seeds else 0.0
         se = math.hypot(se, max(statistics.stdev(diffs) / math.sqrt(n), floor))
     word = call(mean, se, "reproduced", "not reproduced")
     return Verdict(word, f"{mean * 100:+.2f} points (paired over {n} seed(s))",
