@@ -60,7 +60,7 @@ def fit_alpha_beta(sizes, times, steps: int) -> tuple[float, float]:
 
 
 def measure_allreduce(out: Path) -> None:
-    from mpi4py import MPI
+    from hpcsgd.mpi_start import MPI  # the node segment released at start, as in a job
 
     comm = MPI.COMM_WORLD
     rows = []
