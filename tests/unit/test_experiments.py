@@ -267,6 +267,33 @@ def test_more_seeds_extend_the_full_set_after_its_one_seed_runs(tmp_path):
     assert "python -m tools.experiments`" in text and "One seed per configuration" in text
 
 
+def test_bn_curve_adds_linear_scaling_between_b0_and_the_largest_batch_last(tmp_path):
+    # The 6-hour set gives the BN network B0 and 2048 only; --bn-curve adds linear scaling at
+    # the batches between (seed 0), after everything else, so claim 2 can say up to where it
+    # held on the BatchNorm network too.
+    three = ex.select_mode(quick=False, seeds=3)
+    curve = ex.select_mode(quick=False, seeds=3, bn_curve=True)
+    before, after = _full_set(three), _full_set(curve)
+    assert after[:len(before)] == before  # every run before it unchanged: its runs are kept
+    extra = after[len(before):]
+    assert [(r.name, r.method, r.seed) for r in extra] == [
+        ("bn-goyal-b1024-s0", "goyal", 0), ("bn-goyal-b512-s0", "goyal", 0)]
+    goyal = next(r for r in before if r.name == "bn-goyal-b2048-s0")
+    assert [o for o in extra[0].overrides if o not in goyal.overrides] == [
+        o for o in extra[0].overrides if "global_batch" in o or "base_lr" in o]
+    assert pl.flags(curve) == " --seeds 3 --bn-curve"
+    assert ex.main(["--bn-curve", "--seeds", "3", "--plan", "--out-dir", str(tmp_path / "x")]) == 0
+    out = tmp_path / "runs"
+    for run in after:
+        _finish(out, run, 0.9 if run.method == "baseline" else 0.895)
+    runs, results = ex.settle(curve, out)
+    text = rep.write_report(curve, runs, results, out, tmp_path / "docs").read_text()
+    bn = text[text.index("## Claims 1-3 on ResNet-20"):text.index("## Claims 1-3 on LeNet")]
+    assert "| B = 128 | B = 512 | B = 1024 | B = 2048 |" in bn
+    assert "512: " in bn and "1024: " in bn  # in claim 2's verdict
+    assert "--bn-curve" in text
+
+
 def test_claim7_with_two_seeds_shows_each_seed_their_mean_and_each_ratio(tmp_path):
     mode = ex.select_mode(quick=True, seeds=2)
     out = tmp_path / "runs"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hpcsgd.run.hits import decode_hits
 
-from .plan import lr_wd_sum
+from .plan import bn_regime, lr_wd_sum
 from .plots import (LABELS, diverged, plot_collapse, plot_curves, plot_cyclic,
                                plot_date_ratio, plot_scaling, ratio_curve)
 from .sweep import best_run, sweep_edges
@@ -116,7 +116,7 @@ def scaling_section(ctx: Ctx, group: str):
     bn = group == "bn"
     model = "ResNet-20 (BatchNorm)" if bn else "LeNet (no BatchNorm)"
     tag = "BN" if bn else "no BN"
-    regime = ctx.mode.bn_batches if bn else ctx.mode.batches
+    regime = bn_regime(ctx.mode) if bn else ctx.mode.batches
     stress = () if bn else ctx.mode.stress
     epochs = ctx.mode.bn_epochs if bn else ctx.mode.epochs
     runs = ctx.mine(group)

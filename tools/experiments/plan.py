@@ -83,6 +83,8 @@ class Mode:
     lm_fraction: float
     lm_batches: tuple[int, ...]   # the first is LM_B0
     stress: tuple[int, ...] = ()  # LeNet batches beyond the papers' regime (labelled, no verdict)
+    bn_curve: tuple[int, ...] = ()  # --bn-curve: linear scaling on the BN network between its
+    #                                 B0 and largest batch, seed 0, after the rest of the set
 
 
 # The pipeline in ~15 min: every claim, a few epochs, tens of steps (weak evidence by design).
@@ -102,10 +104,19 @@ FULL = Mode("full", epochs=34.0, batches=(128, 512, 1024, 2048), bn_epochs=34.0,
             lm_epochs=13.0, lm_hidden=200, lm_fraction=0.5, lm_batches=(20, 640))
 
 
-def select_mode(quick: bool, seeds: int | None = None) -> Mode:
-    """The named set, with `seeds` seeds of claims 1-4 and 7 instead of its own. The other seeds
-    come after the whole one-seed set in the plan, so its finished runs are kept."""
+# --bn-curve: the batches the 6-hour set leaves out on the BN network (the issue's regime is
+# B in {128, 512, 1024, 2048}; a ResNet-20 run costs ~40 min), for linear scaling only: the
+# claim that needs them ("holds up to a batch") is claim 2's.
+BN_CURVE = {"quick": (512,), "full": (512, 1024)}
+
+
+def select_mode(quick: bool, seeds: int | None = None, bn_curve: bool = False) -> Mode:
+    """The named set, with `seeds` seeds of claims 1-4 and 7 instead of its own, and with
+    bn_curve the BN network's linear scaling at the batches between. The other seeds and the
+    curve come after the whole one-seed set in the plan, so its finished runs are kept."""
     mode = QUICK if quick else FULL
+    if bn_curve:
+        mode = replace(mode, bn_curve=BN_CURVE[mode.name])
     if seeds is None:
         return mode
     if seeds < 1:
@@ -117,7 +128,13 @@ def flags(mode: Mode) -> str:
     """The command-line flags that select `mode` (the report names its command)."""
     base = QUICK if mode.name == "quick" else FULL
     return (" --quick" if mode.name == "quick" else "") + \
-        (f" --seeds {mode.seeds}" if mode.seeds != base.seeds else "")
+        (f" --seeds {mode.seeds}" if mode.seeds != base.seeds else "") + \
+        (" --bn-curve" if mode.bn_curve else "")
+
+
+def bn_regime(mode: Mode) -> tuple[int, ...]:
+    """The BN network's batches, B0 first: the set's and, with --bn-curve, those between."""
+    return tuple(sorted({*mode.bn_batches, *mode.bn_curve}))
 
 
 @dataclass(frozen=True)
@@ -318,7 +335,16 @@ def plan(mode: Mode, results: dict) -> list[Run]:
             + cyclic_runs(mode) + first[1:] + lstm_runs(mode, [0]) + more
             + [r for r in scaling_runs(LENET, "nobn", mode.batches, mode.epochs, mode, results,
                                        [0], mode.stress) if r.batch in mode.stress]
-            + [r for r in date_runs(mode, results, [0], mode.stress) if r.batch in mode.stress])
+            + [r for r in date_runs(mode, results, [0], mode.stress) if r.batch in mode.stress]
+            + bn_curve_runs(mode))
+
+
+def bn_curve_runs(mode: Mode) -> list[Run]:
+    """Linear scaling + warmup on the BN network at the --bn-curve batches, largest first,
+    seed 0: the same command as its run at the largest batch but for the batch."""
+    return [_image_run("bn", "goyal", RESNET, b, 0,
+                       scaling_overrides(RESNET, "goyal", b, mode.bn_epochs), mode.bn_epochs)
+            for b in sorted(mode.bn_curve, reverse=True)]
 
 
 # ---------------------------------------------------------------------------- estimates

@@ -223,9 +223,11 @@ def _seed_caveat(mode) -> list[str]:
     if mode.seeds == 1:
         return ["- One seed per configuration in the full set (the 6-hour budget went to the "
                 "regime first). " + one]
+    curve = (f" ResNet-20's linear scaling at batch {' and '.join(map(str, mode.bn_curve))} "
+             "(`--bn-curve`) has one seed." if mode.bn_curve else "")
     return [f"- {mode.seeds} seeds of claims 1-4 and 7 (`--seeds {mode.seeds}`: the seeds beyond "
             "the first run after the whole one-seed set, and a number's n says how many of its "
-            "runs have finished); one seed for claims 5 and 6. " + one]
+            "runs have finished); one seed for claims 5 and 6." + curve + " " + one]
 
 
 def _run_table(runs, results, out_dir: Path) -> list[str]:

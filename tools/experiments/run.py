@@ -258,9 +258,12 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=None,
                    help="seeds of claims 1-4 and 7 (default: the set's, 1); the other seeds run "
                         "after the one-seed set,\nwhose runs are kept (full set: ~3.5 h a seed)")
+    p.add_argument("--bn-curve", action="store_true",
+                   help="linear scaling on the BN network at the batches between B0 and the\n"
+                        "largest too (seed 0), after the rest (full set: 512 and 1024, ~1.3 h)")
     args = p.parse_args(argv)
     try:
-        mode = select_mode(args.quick, args.seeds)
+        mode = select_mode(args.quick, args.seeds, args.bn_curve)
     except ValueError as e:
         p.error(str(e))
     out_dir = (args.out_dir or ROOT / "runs" / "experiments" / mode.name).resolve()
