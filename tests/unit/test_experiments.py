@@ -294,6 +294,29 @@ def test_bn_curve_adds_linear_scaling_between_b0_and_the_largest_batch_last(tmp_
     assert "--bn-curve" in text
 
 
+def test_collapse_seeds_pair_more_seeds_of_claim5_after_the_rest(tmp_path):
+    # Claim 5's arms share each seed (same init and data order); --collapse-seeds N adds
+    # seeds 1..N-1 of all three arms after everything else, and the verdict pairs them.
+    base = ex.select_mode(quick=False, seeds=3, bn_curve=True)
+    more = ex.select_mode(quick=False, seeds=3, bn_curve=True, collapse_seeds=3)
+    before, after = _full_set(base), _full_set(more)
+    assert after[:len(before)] == before
+    assert [r.name for r in after[len(before):]] == [
+        f"collapse-{arm}-s{seed}" for seed in (1, 2)
+        for arm in ("wd_full", "wd_half", "wd_half_collapse")]
+    assert pl.flags(more) == " --seeds 3 --bn-curve --collapse-seeds 3"
+    with pytest.raises(ValueError, match="--collapse-seeds"):
+        ex.select_mode(quick=False, collapse_seeds=0)
+    out = tmp_path / "runs"
+    for run in after:
+        gain = {"wd_full": 0.0, "wd_half": 0.005, "wd_half_collapse": 0.006}.get(run.method, 0)
+        _finish(out, run, 0.9 + gain + 0.001 * run.seed)
+    runs, results = ex.settle(more, out)
+    text = rep.write_report(more, runs, results, out, tmp_path / "docs").read_text()
+    assert "+0.50 points (paired over 3 seed(s))" in text
+    assert "3 seeds of claim 5 (`--collapse-seeds`)" in text
+
+
 def test_claim7_with_two_seeds_shows_each_seed_their_mean_and_each_ratio(tmp_path):
     mode = ex.select_mode(quick=True, seeds=2)
     out = tmp_path / "runs"

@@ -110,18 +110,20 @@ FULL = Mode("full", epochs=34.0, batches=(128, 512, 1024, 2048), bn_epochs=34.0,
 BN_CURVE = {"quick": (512,), "full": (512, 1024)}
 
 
-def select_mode(quick: bool, seeds: int | None = None, bn_curve: bool = False) -> Mode:
-    """The named set, with `seeds` seeds of claims 1-4 and 7 instead of its own, and with
-    bn_curve the BN network's linear scaling at the batches between. The other seeds and the
-    curve come after the whole one-seed set in the plan, so its finished runs are kept."""
+def select_mode(quick: bool, seeds: int | None = None, bn_curve: bool = False,
+                collapse_seeds: int | None = None) -> Mode:
+    """The named set, with `seeds` seeds of claims 1-4 and 7 instead of its own, with bn_curve
+    the BN network's linear scaling at the batches between, and with `collapse_seeds` seeds of
+    claim 5. The other seeds and the curve come after the whole one-seed set in the plan, so
+    its finished runs are kept."""
     mode = QUICK if quick else FULL
     if bn_curve:
         mode = replace(mode, bn_curve=BN_CURVE[mode.name])
-    if seeds is None:
-        return mode
-    if seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {seeds}")
-    return replace(mode, seeds=seeds)
+    for flag, n in (("--seeds", seeds), ("--collapse-seeds", collapse_seeds)):
+        if n is not None and n < 1:
+            raise ValueError(f"{flag} must be >= 1, got {n}")
+    return replace(mode, seeds=seeds or mode.seeds,
+                   collapse_seeds=collapse_seeds or mode.collapse_seeds)
 
 
 def flags(mode: Mode) -> str:
@@ -129,7 +131,9 @@ def flags(mode: Mode) -> str:
     base = QUICK if mode.name == "quick" else FULL
     return (" --quick" if mode.name == "quick" else "") + \
         (f" --seeds {mode.seeds}" if mode.seeds != base.seeds else "") + \
-        (" --bn-curve" if mode.bn_curve else "")
+        (" --bn-curve" if mode.bn_curve else "") + \
+        (f" --collapse-seeds {mode.collapse_seeds}"
+         if mode.collapse_seeds != base.collapse_seeds else "")
 
 
 def bn_regime(mode: Mode) -> tuple[int, ...]:
@@ -252,7 +256,7 @@ def date_runs(mode: Mode, results: dict, seeds, stress=()) -> list[Run]:
     return runs
 
 
-def collapse_runs(mode: Mode) -> list[Run]:
+def collapse_runs(mode: Mode, seeds) -> list[Run]:
     """Codreanu Table VIII with paired seeds (same init and data order in every arm): the
     standard weight decay; half of it; half + a final collapse over the last 7% (power-2 LR
     from where it was, weight decay x2 back to the standard, no augmentation). BatchNorm over
@@ -271,7 +275,7 @@ def collapse_runs(mode: Mode) -> list[Run]:
     return [Run(f"collapse-{arm}-s{seed}", "collapse", arm, batch, seed, m.config,
                 tuple(common + extra + [f"--train.seed={seed}"]),
                 estimate_s=image_estimate(m, e, batch, accumulation))
-            for seed in range(mode.collapse_seeds) for arm, extra in arms.items()]
+            for seed in seeds for arm, extra in arms.items()]
 
 
 def cyclic_runs(mode: Mode) -> list[Run]:
@@ -322,7 +326,8 @@ def lstm_runs(mode: Mode, seeds) -> list[Run]:
 def plan(mode: Mode, results: dict) -> list[Run]:
     """Every run that can be planned given the finished `results`, in priority order: seed 0
     of every claim (the BN baseline first, then the claims cheapest first), then the other
-    seeds of claims 1-4 and 7, seed by seed, each the claims cheapest first."""
+    seeds of claims 1-4 and 7, seed by seed, each the claims cheapest first; then the stress
+    batches, the --bn-curve runs and claim 5's other seeds."""
     def bn(seeds):
         return scaling_runs(RESNET, "bn", mode.bn_batches, mode.bn_epochs, mode, results, seeds)
 
@@ -331,12 +336,12 @@ def plan(mode: Mode, results: dict) -> list[Run]:
     first = bn([0])
     more = [run for seed in range(1, mode.seeds) for run in (
         date_runs(mode, results, [seed]) + nobn([seed]) + lstm_runs(mode, [seed]) + bn([seed]))]
-    return (first[:1] + date_runs(mode, results, [0]) + nobn([0]) + collapse_runs(mode)
+    return (first[:1] + date_runs(mode, results, [0]) + nobn([0]) + collapse_runs(mode, [0])
             + cyclic_runs(mode) + first[1:] + lstm_runs(mode, [0]) + more
             + [r for r in scaling_runs(LENET, "nobn", mode.batches, mode.epochs, mode, results,
                                        [0], mode.stress) if r.batch in mode.stress]
             + [r for r in date_runs(mode, results, [0], mode.stress) if r.batch in mode.stress]
-            + bn_curve_runs(mode))
+            + bn_curve_runs(mode) + collapse_runs(mode, range(1, mode.collapse_seeds)))
 
 
 def bn_curve_runs(mode: Mode) -> list[Run]:

@@ -220,14 +220,17 @@ def _caveats(mode) -> list[str]:
 def _seed_caveat(mode) -> list[str]:
     one = ("With one seed the standard errors are the test set's sampling noise only and "
            "understate the seed-to-seed spread; such verdicts are marked *indicative*.")
-    if mode.seeds == 1:
-        return ["- One seed per configuration in the full set (the 6-hour budget went to the "
-                "regime first). " + one]
+    five = (f" {mode.collapse_seeds} seeds of claim 5 (`--collapse-seeds`), its arms paired by "
+            "seed." if mode.collapse_seeds > 1 else "")
     curve = (f" ResNet-20's linear scaling at batch {' and '.join(map(str, mode.bn_curve))} "
              "(`--bn-curve`) has one seed." if mode.bn_curve else "")
+    if mode.seeds == 1:
+        return ["- One seed per configuration in the full set (the 6-hour budget went to the "
+                "regime first)." + five + curve + " " + one]
     return [f"- {mode.seeds} seeds of claims 1-4 and 7 (`--seeds {mode.seeds}`: the seeds beyond "
             "the first run after the whole one-seed set, and a number's n says how many of its "
-            "runs have finished); one seed for claims 5 and 6." + curve + " " + one]
+            f"runs have finished); {'claim 6 has one' if five else 'one for claims 5 and 6'}."
+            + five + curve + " " + one]
 
 
 def _run_table(runs, results, out_dir: Path) -> list[str]:

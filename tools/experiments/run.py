@@ -261,9 +261,12 @@ def main(argv=None) -> int:
     p.add_argument("--bn-curve", action="store_true",
                    help="linear scaling on the BN network at the batches between B0 and the\n"
                         "largest too (seed 0), after the rest (full set: 512 and 1024, ~1.3 h)")
+    p.add_argument("--collapse-seeds", type=int, default=None,
+                   help="seeds of claim 5, its three arms paired by seed (default 1); the\n"
+                        "others run last (full set: ~52 min a seed)")
     args = p.parse_args(argv)
     try:
-        mode = select_mode(args.quick, args.seeds, args.bn_curve)
+        mode = select_mode(args.quick, args.seeds, args.bn_curve, args.collapse_seeds)
     except ValueError as e:
         p.error(str(e))
     out_dir = (args.out_dir or ROOT / "runs" / "experiments" / mode.name).resolve()
