@@ -146,7 +146,10 @@ def _changes(summary) -> list[str]:
             "independent test sets, a narrower band; the finished runs were evaluated "
             "again for it with identical numbers, so a call that moved then moved with the band. "
             "Later the same day the seeds' per-image disagreement, which had been counted both "
-            "in that test noise and in the seeds' spread, came to be counted once.",
+            "in that test noise and in the seeds' spread, came to be counted once. A verdict "
+            "also moves as seeds finish: each is of the runs finished when the report was "
+            "written (the table's n), so a call made on two seeds can fall back within the "
+            "noise on three; the git history of this file keeps each earlier reading.",
             "",
             "| claim | previous verdict | verdict now | what changed in the experiment |",
             "|---|---|---|---|", *rows, ""]
