@@ -279,10 +279,10 @@ def test_bn_curve_adds_linear_scaling_between_b0_and_the_largest_batch_last(tmp_
     assert [(r.name, r.method, r.seed) for r in extra] == [
         ("bn-goyal-b1024-s0", "goyal", 0), ("bn-goyal-b512-s0", "goyal", 0)]
     goyal = next(r for r in before if r.name == "bn-goyal-b2048-s0")
-    assert [o for o in extra[0].overrides if o not in goyal.overrides] == [
-        o for o in extra[0].overrides if "global_batch" in o or "base_lr" in o]
+    for run in extra:  # the same command but for the batch, both ways
+        assert {o.split("=")[0] for o in set(run.overrides) ^ set(goyal.overrides)} == {
+            "--train.global_batch"}
     assert pl.flags(curve) == " --seeds 3 --bn-curve"
-    assert ex.main(["--bn-curve", "--seeds", "3", "--plan", "--out-dir", str(tmp_path / "x")]) == 0
     out = tmp_path / "runs"
     for run in after:
         _finish(out, run, 0.9 if run.method == "baseline" else 0.895)
@@ -292,6 +292,16 @@ def test_bn_curve_adds_linear_scaling_between_b0_and_the_largest_batch_last(tmp_
     assert "| B = 128 | B = 512 | B = 1024 | B = 2048 |" in bn
     assert "512: " in bn and "1024: " in bn  # in claim 2's verdict
     assert "--bn-curve" in text
+
+
+def test_the_command_line_selects_the_extensions(tmp_path, capsys):
+    assert ex.main(["--seeds", "3", "--bn-curve", "--collapse-seeds", "3", "--plan",
+                    "--out-dir", str(tmp_path / "x")]) == 0
+    listed = capsys.readouterr().out
+    assert " bn-goyal-b512-s0" in listed and "collapse-wd_half-s2" in listed
+    assert ex.main(["--seeds", "3", "--plan", "--out-dir", str(tmp_path / "x")]) == 0
+    listed = capsys.readouterr().out
+    assert " bn-goyal-b512-s0" not in listed and "collapse-wd_half-s2" not in listed
 
 
 def test_collapse_seeds_pair_more_seeds_of_claim5_after_the_rest(tmp_path):
@@ -304,6 +314,10 @@ def test_collapse_seeds_pair_more_seeds_of_claim5_after_the_rest(tmp_path):
     assert [r.name for r in after[len(before):]] == [
         f"collapse-{arm}-s{seed}" for seed in (1, 2)
         for arm in ("wd_full", "wd_half", "wd_half_collapse")]
+    seed0 = {r.method: r for r in before if r.experiment == "collapse"}
+    for run in after[len(before):]:  # seed 0's command but for the seed
+        assert set(run.overrides) ^ set(seed0[run.method].overrides) == {
+            f"--train.seed={run.seed}", "--train.seed=0"}
     assert pl.flags(more) == " --seeds 3 --bn-curve --collapse-seeds 3"
     with pytest.raises(ValueError, match="--collapse-seeds"):
         ex.select_mode(quick=False, collapse_seeds=0)
@@ -315,6 +329,14 @@ def test_collapse_seeds_pair_more_seeds_of_claim5_after_the_rest(tmp_path):
     text = rep.write_report(more, runs, results, out, tmp_path / "docs").read_text()
     assert "+0.50 points (paired over 3 seed(s))" in text
     assert "3 seeds of claim 5 (`--collapse-seeds`)" in text
+    # a claim waits only for its own arms: the collapse arm's last seed concerns 5b, not 5a
+    import shutil
+    shutil.rmtree(out / "collapse-wd_half_collapse-s2")
+    runs, results = ex.settle(more, out)
+    text = rep.write_report(more, runs, results, out, tmp_path / "docs").read_text()
+    five_a = next(line for line in text.splitlines() if line.startswith("- **Claim 5a:**"))
+    five_b = next(line for line in text.splitlines() if line.startswith("- **Claim 5b:**"))
+    assert "still to finish" not in five_a and "still to finish: 1 run(s)" in five_b
 
 
 def test_claim7_with_two_seeds_shows_each_seed_their_mean_and_each_ratio(tmp_path):

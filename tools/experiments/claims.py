@@ -277,8 +277,11 @@ def collapse_section(ctx: Ctx):
         test = paired_noise([hits[a][s] for s in seeds], [hits[b][s] for s in seeds],
                               by_seed=True)
         return verdict_better([by_seed[a][s] for s in seeds], [by_seed[b][s] for s in seeds], test)
-    v1 = _pending(ctx, runs, paired("wd_full", "wd_half"))
-    v2 = _pending(ctx, runs, paired("wd_half", "wd_half_collapse"))
+    def arms_of(*names):  # each claim waits only for its own arms' runs
+        return [r for r in runs if r.method in names]
+    v1 = _pending(ctx, arms_of("wd_full", "wd_half"), paired("wd_full", "wd_half"))
+    v2 = _pending(ctx, arms_of("wd_half", "wd_half_collapse"),
+                  paired("wd_half", "wd_half_collapse"))
     rows = [(*claims[0], v1), (*claims[1], v2)]
     seed0 = {r.method: r for r in runs if r.seed == 0}
     wd = {a: next(o.split("=")[1] for o in seed0[a].overrides if "weight_decay=" in o) for a in arms}

@@ -349,7 +349,7 @@ def bn_curve_runs(mode: Mode) -> list[Run]:
     seed 0: the same command as its run at the largest batch but for the batch."""
     return [_image_run("bn", "goyal", RESNET, b, 0,
                        scaling_overrides(RESNET, "goyal", b, mode.bn_epochs), mode.bn_epochs)
-            for b in sorted(mode.bn_curve, reverse=True)]
+            for b in sorted(set(mode.bn_curve) - set(mode.bn_batches), reverse=True)]
 
 
 # ---------------------------------------------------------------------------- estimates

@@ -148,7 +148,7 @@ def _changes(summary) -> list[str]:
             "Later the same day the seeds' per-image disagreement, which had been counted both "
             "in that test noise and in the seeds' spread, came to be counted once. A verdict "
             "also moves as seeds finish: each is of the runs finished when the report was "
-            "written (the table's n), so a call made on two seeds can fall back within the "
+            "written (each number's n), so a call made on two seeds can fall back within the "
             "noise on three; the git history of this file keeps each earlier reading.",
             "",
             "| claim | previous verdict | verdict now | what changed in the experiment |",
@@ -202,10 +202,11 @@ def _caveats(mode) -> list[str]:
             "precisely than by 2-3 seeds' accuracies), not again in the test noise. How "
             "well 2 standard errors cover the truth was checked on simulated comparisons "
             "shaped like these runs (92% top-1, seeds disagreeing on ~4% of the images; 1-3 "
-            "seeds, the test set's or the seeds' part dominating; the 7 cases of "
-            "tests/unit/test_experiment_verdicts.py, 6 draws of 1,000 repetitions each): the "
-            "standard error was 0.97-1.19x the true spread of a difference, and +-2 of it "
-            "covered the true difference 89-98% of the time. Coverage is lowest when much of "
+            "seeds, one seed against three, the test set's or the seeds' part dominating; the "
+            "9 cases of tests/unit/test_experiment_verdicts.py, 6 draws of 1,000 repetitions "
+            "each): the standard error was 0.92-1.19x the true spread of a difference, and +-2 "
+            "of it covered the true difference 88-98% of the time. A one-seed side borrows "
+            "the other side's seed-wide spread. Coverage is lowest when much of "
             "the seeds' noise is shared by all images (a seed better or worse as a whole), "
             "which 2-3 seeds measure only roughly: a call just beyond its band is less sure "
             "than \"2 standard errors\" suggests.",
@@ -228,8 +229,8 @@ def _seed_caveat(mode) -> list[str]:
     curve = (f" ResNet-20's linear scaling at batch {' and '.join(map(str, mode.bn_curve))} "
              "(`--bn-curve`) has one seed." if mode.bn_curve else "")
     if mode.seeds == 1:
-        return ["- One seed per configuration in the full set (the 6-hour budget went to the "
-                "regime first)." + five + curve + " " + one]
+        return ["- One seed per configuration of claims 1-4 and 7 in the full set (the 6-hour "
+                "budget went to the regime first)." + five + curve + " " + one]
     return [f"- {mode.seeds} seeds of claims 1-4 and 7 (`--seeds {mode.seeds}`: the seeds beyond "
             "the first run after the whole one-seed set, and a number's n says how many of its "
             f"runs have finished); {'claim 6 has one' if five else 'one for claims 5 and 6'}."

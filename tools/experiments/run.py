@@ -235,7 +235,7 @@ def print_plan(mode: Mode, out_dir: Path | None = None) -> None:
             print(f"  {group}: {steps_of(big)} optimizer steps at batch {big.batch} "
                   f"(at least {MIN_STEPS} wanted)")
     for r in runs:
-        if r.experiment == "collapse":
+        if r.experiment == "collapse" and r.seed == 0:  # the same for every seed
             print(f"  {r.name}: sum over steps of LR x weight decay = {lr_wd_sum(r):.2f}")
     todo = [r for r in runs if r.name not in finished]
     left, whole = (sum(r.estimate_s for r in part) / 3600 for part in (todo, runs))

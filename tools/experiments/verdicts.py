@@ -116,14 +116,26 @@ def paired_noise(a: list, b: list, by_seed: bool = False) -> PairedNoise | None:
 def diff_se(a: list[float], b: list[float], noise: PairedNoise | None = None) -> float:
     """Of mean(b) - mean(a): the test set's noise (paired_noise when known; else each side's
     binomial as if their test sets were independent) and each side's seed spread, never less
-    than the seeds' per-image disagreement measured by paired_noise."""
+    than the seeds' per-image disagreement measured by paired_noise.
+
+    A side of one seed has no spread of its own. Its per-image disagreement is in
+    paired_noise's test part (nothing to subtract it from), but the part of the seed noise
+    shared by every image (a seed better or worse as a whole) is not: it is borrowed from the
+    other side when that has 2+ seeds (its spread less its per-image part), assuming the two
+    arms' seeds vary alike. Without it a --bn-curve cell (one seed) against a 3-seed baseline
+    got a band ~0.75x the true spread in simulation."""
     if noise is None:
         return math.hypot(standard_error(a), standard_error(b))
     if noise.by_seed:
         raise ValueError("diff_se takes the noise of independent arms (paired_noise without "
                          "by_seed)")
     floors = noise.seeds or (0.0, 0.0)
-    seeds = [stats(v)[1] / math.sqrt(len(v)) if len(v) > 1 else 0.0 for v in (a, b)]
+    sides = [(len(v), stats(v)[1] if len(v) > 1 else 0.0) for v in (a, b)]
+    seeds = [sd / math.sqrt(n) for n, sd in sides]
+    for one, other in ((0, 1), (1, 0)):
+        (n1, _), (n2, sd2) = sides[one], sides[other]
+        if n1 == 1 and n2 > 1:  # per run: the other side's spread less its per-image part
+            seeds[one] = math.sqrt(max(sd2 ** 2 - n2 * floors[other] ** 2, 0.0))
     return math.hypot(noise.test, *map(max, seeds, floors))
 
 
@@ -185,9 +197,15 @@ def verdict_goyal(base: list[float], goyal: dict[int, list[float]], tol: float =
     held = [b for b in sorted(goyal) if sides[b] == "held"]
     broke = [b for b in sorted(goyal) if sides[b] == "broke"]
     unclear = [b for b in sorted(goyal) if sides[b] == "inconclusive"]
-    decide = min(goyal, key=lambda b: abs(margins[b]) / max(ses[b], 1e-12))
-    how = _paired(strength(margins[decide], ses[decide],
-                           min(len(base), *map(len, goyal.values())), steps), noise.get(decide))
+    # the evidence is the weakest batch's (then the closest to the line): every batch's call
+    # makes the shape, and a batch may have fewer seeds than another (--bn-curve)
+    evidence = {b: strength(margins[b], ses[b], min(len(base), len(goyal[b])), steps)
+                for b in goyal}
+    rank = {"weak": 0, "indicative": 1, "strong": 2}
+    decide = min(goyal, key=lambda b: (rank[evidence[b].split(":")[0]],
+                                       abs(margins[b]) / max(ses[b], 1e-12)))
+    how = _paired(evidence[decide], noise.get(decide)) + \
+        (f"; the weakest batch's evidence: {decide}" if len(goyal) > 1 else "")
     detail = ", ".join(f"{b}: {(stats(goyal[b])[0] - m0) * 100:+.2f}" for b in sorted(goyal))
     if unclear:
         return Verdict("inconclusive", f"within the noise of the {tol * 100:g}-point line at batch "
