@@ -27,7 +27,7 @@ class Checkpointer:
         """() -> what the task carries from step to step on this rank (the LSTM's state)."""
         self.snapshot_steps, self.every, self.total_steps = set(snapshot_steps), every_steps, \
             total_steps
-        self.ckpt_dir, self.snap_dir = cfg.run_dir / "checkpoints", cfg.run_dir / "snapshots"
+        self.ckpt_dir = cfg.run_dir / "checkpoints"
         if world.is_root:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
 
@@ -51,7 +51,7 @@ class Checkpointer:
                              f"averaging the buffers for the snapshot at step {step}")
             path = snapshot_path(self.cfg.run_dir, step)
             if self.world.is_root:
-                self.snap_dir.mkdir(exist_ok=True)
+                path.parent.mkdir(exist_ok=True)
             # a whole checkpoint: a collapse branch continues from it (Codreanu VI)
             self.save(path)
             self.log.write("snapshot", step=step, epoch=round(step / self.spe, 4),

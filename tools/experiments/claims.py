@@ -275,7 +275,7 @@ def collapse_section(ctx: Ctx):
     def paired(a, b):
         seeds = sorted(set(by_seed[a]) & set(by_seed[b]))
         test = paired_noise([hits[a][s] for s in seeds], [hits[b][s] for s in seeds],
-                              by_seed=True)
+                            by_seed=True)
         return verdict_better([by_seed[a][s] for s in seeds], [by_seed[b][s] for s in seeds], test)
     def arms_of(*names):  # each claim waits only for its own arms' runs
         return [r for r in runs if r.method in names]
@@ -317,7 +317,7 @@ def cyclic_section(ctx: Ctx):
     top = ens.get("ensemble", {}).get("top1", math.nan)
     best = max(branches, key=lambda b: b["top1"], default={})
     test = paired_noise(*([_hits(x.get("top1_hits"), x.get("count"))]
-                            for x in (best, ens.get("ensemble", {}))))
+                          for x in (best, ens.get("ensemble", {}))))
     v = verdict_ensemble([b["top1"] for b in branches], top, test)
     plot_cyclic(ctx.out_dir, cyc.name, ens, ctx.docs / "results_cyclic.png")
     snaps = ens.get("snapshots", [])

@@ -6,9 +6,10 @@ deciding number lies within 2 standard errors of the rule's threshold) or "not m
 run it needs is missing); the report adds "not run yet" for a claim none of whose runs has
 finished. The standard error is the test set's sampling noise, which every seed shares,
 combined with the seeds' spread when there are 2+ (never less than the seeds' disagreement
-image by image, paired_noise); with one seed it understates the seed-to-seed spread. The test noise of a difference is paired over the test images when the
-runs saved which images they got right (paired_noise), else each side's binomial (10,000
-images) as if the two had independent test sets, which overstates it. `strength` says
+image by image, paired_noise); with one seed it understates the seed-to-seed spread. The test
+noise of a difference is paired over the test images when the runs saved which images they
+got right (paired_noise), else each side's binomial (10,000 images) as if the two had
+independent test sets, which overstates it. `strength` says
 whether the evidence is enough to call, and whether the step budget at the largest batch was
 the papers' regime.
 """
