@@ -1,7 +1,8 @@
 """tools/experiments/: the plan is complete, in the papers' regime and within the time
 budget, and every run is a configuration the trainers accept; the report from run folders,
 of a whole set and of a partial one. The sweep and verdict rules are tested in
-test_experiment_verdicts.py, the runner in test_experiments_runner.py. No accuracy
+test_experiment_verdicts.py, the runner in test_experiments_runner.py, the set's extensions
+(--seeds, --bn-curve, --collapse-seeds) in test_experiment_extensions.py. No accuracy
 thresholds."""
 import json
 from dataclasses import replace
@@ -235,108 +236,6 @@ def test_a_partial_set_reports_the_claims_not_run_yet(tmp_path):
         row = next(line for line in summary.splitlines() if line.startswith(claim))
         assert "**not run yet**" in row
     assert "PARTIAL SET" in text and "1 of the" in text
-
-
-def test_more_seeds_extend_the_full_set_after_its_one_seed_runs(tmp_path):
-    two_seeds = ex.select_mode(quick=False, seeds=2)
-    one, two = _full_set(), _full_set(two_seeds)
-    assert two[:len(one)] == one  # the one-seed set first and unchanged: its runs are kept
-    extra = two[len(one):]
-    assert extra and {r.seed for r in extra} == {1}
-    order = [r.experiment for r in extra]  # claims 1-4 and 7, cheapest first
-    assert sorted(set(order), key=order.index) == ["date", "nobn", "lstm", "bn"]
-    lstm = {r.name: r for r in one + extra if r.experiment == "lstm"}
-    for m in ("baseline-b20", "date-b640"):  # the same command but for the seed
-        s0, s1 = lstm[f"lstm-{m}-s0"].overrides, lstm[f"lstm-{m}-s1"].overrides
-        assert [o for o in s0 if o not in s1] == ["--train.seed=0"]
-        assert [o for o in s1 if o not in s0] == ["--train.seed=1"]
-    three = _full_set(ex.select_mode(quick=False, seeds=3))
-    assert three[:len(two)] == two  # a third seed after the whole second: seed by seed
-    assert {r.seed for r in three[len(two):]} == {2}
-    with pytest.raises(ValueError, match="--seeds"):
-        ex.select_mode(quick=False, seeds=0)
-    out = tmp_path / "runs"
-    for run in one + [extra[0]]:
-        _finish(out, run, 0.9)
-    runs, results = ex.settle(two_seeds, out)
-    text = rep.write_report(two_seeds, runs, results, out, tmp_path / "docs").read_text()
-    assert "python -m tools.experiments --seeds 2`" in text and "PARTIAL SET" in text
-    assert "2 seeds of claims 1-4 and 7" in text and "One seed per configuration" not in text
-    runs, results = ex.settle(ex.FULL, out)
-    text = rep.write_report(ex.FULL, runs, results, out, tmp_path / "docs").read_text()
-    assert "python -m tools.experiments`" in text and "One seed per configuration" in text
-
-
-def test_bn_curve_adds_linear_scaling_between_b0_and_the_largest_batch_last(tmp_path):
-    # The 6-hour set gives the BN network B0 and 2048 only; --bn-curve adds linear scaling at
-    # the batches between (seed 0), after everything else, so claim 2 can say up to where it
-    # held on the BatchNorm network too.
-    three = ex.select_mode(quick=False, seeds=3)
-    curve = ex.select_mode(quick=False, seeds=3, bn_curve=True)
-    before, after = _full_set(three), _full_set(curve)
-    assert after[:len(before)] == before  # every run before it unchanged: its runs are kept
-    extra = after[len(before):]
-    assert [(r.name, r.method, r.seed) for r in extra] == [
-        ("bn-goyal-b1024-s0", "goyal", 0), ("bn-goyal-b512-s0", "goyal", 0)]
-    goyal = next(r for r in before if r.name == "bn-goyal-b2048-s0")
-    for run in extra:  # the same command but for the batch, both ways
-        assert {o.split("=")[0] for o in set(run.overrides) ^ set(goyal.overrides)} == {
-            "--train.global_batch"}
-    assert pl.flags(curve) == " --seeds 3 --bn-curve"
-    out = tmp_path / "runs"
-    for run in after:
-        _finish(out, run, 0.9 if run.method == "baseline" else 0.895)
-    runs, results = ex.settle(curve, out)
-    text = rep.write_report(curve, runs, results, out, tmp_path / "docs").read_text()
-    bn = text[text.index("## Claims 1-3 on ResNet-20"):text.index("## Claims 1-3 on LeNet")]
-    assert "| B = 128 | B = 512 | B = 1024 | B = 2048 |" in bn
-    assert "512: " in bn and "1024: " in bn  # in claim 2's verdict
-    assert "--bn-curve" in text
-
-
-def test_the_command_line_selects_the_extensions(tmp_path, capsys):
-    assert ex.main(["--seeds", "3", "--bn-curve", "--collapse-seeds", "3", "--plan",
-                    "--out-dir", str(tmp_path / "x")]) == 0
-    listed = capsys.readouterr().out
-    assert " bn-goyal-b512-s0" in listed and "collapse-wd_half-s2" in listed
-    assert ex.main(["--seeds", "3", "--plan", "--out-dir", str(tmp_path / "x")]) == 0
-    listed = capsys.readouterr().out
-    assert " bn-goyal-b512-s0" not in listed and "collapse-wd_half-s2" not in listed
-
-
-def test_collapse_seeds_pair_more_seeds_of_claim5_after_the_rest(tmp_path):
-    # Claim 5's arms share each seed (same init and data order); --collapse-seeds N adds
-    # seeds 1..N-1 of all three arms after everything else, and the verdict pairs them.
-    base = ex.select_mode(quick=False, seeds=3, bn_curve=True)
-    more = ex.select_mode(quick=False, seeds=3, bn_curve=True, collapse_seeds=3)
-    before, after = _full_set(base), _full_set(more)
-    assert after[:len(before)] == before
-    assert [r.name for r in after[len(before):]] == [
-        f"collapse-{arm}-s{seed}" for seed in (1, 2)
-        for arm in ("wd_full", "wd_half", "wd_half_collapse")]
-    seed0 = {r.method: r for r in before if r.experiment == "collapse"}
-    for run in after[len(before):]:  # seed 0's command but for the seed
-        assert set(run.overrides) ^ set(seed0[run.method].overrides) == {
-            f"--train.seed={run.seed}", "--train.seed=0"}
-    assert pl.flags(more) == " --seeds 3 --bn-curve --collapse-seeds 3"
-    with pytest.raises(ValueError, match="--collapse-seeds"):
-        ex.select_mode(quick=False, collapse_seeds=0)
-    out = tmp_path / "runs"
-    for run in after:
-        gain = {"wd_full": 0.0, "wd_half": 0.005, "wd_half_collapse": 0.006}.get(run.method, 0)
-        _finish(out, run, 0.9 + gain + 0.001 * run.seed)
-    runs, results = ex.settle(more, out)
-    text = rep.write_report(more, runs, results, out, tmp_path / "docs").read_text()
-    assert "+0.50 points (paired over 3 seed(s))" in text
-    assert "3 seeds of claim 5 (`--collapse-seeds`)" in text
-    # a claim waits only for its own arms: the collapse arm's last seed concerns 5b, not 5a
-    import shutil
-    shutil.rmtree(out / "collapse-wd_half_collapse-s2")
-    runs, results = ex.settle(more, out)
-    text = rep.write_report(more, runs, results, out, tmp_path / "docs").read_text()
-    five_a = next(line for line in text.splitlines() if line.startswith("- **Claim 5a:**"))
-    five_b = next(line for line in text.splitlines() if line.startswith("- **Claim 5b:**"))
-    assert "still to finish" not in five_a and "still to finish: 1 run(s)" in five_b
 
 
 def test_claim7_with_two_seeds_shows_each_seed_their_mean_and_each_ratio(tmp_path):
