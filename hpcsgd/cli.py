@@ -25,6 +25,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("hpcsgd.train", "train an image classifier (LMDB data) under mpiexec/srun"),
     "lm": ("hpcsgd.lm.train", "train the LSTM language model (Penn Treebank) under mpiexec/srun"),
+    "lm-score": ("hpcsgd.lm.score", "a language model's NLL on its evaluation text, sentence "
+                 "by sentence"),
     "ensemble": ("hpcsgd.ensemble", "evaluate checkpoints and their mean-softmax ensemble"),
     "collapsed-ensemble": ("hpcsgd.collapsed_ensemble",
                            "cyclic run, collapsed branches, their ensemble (Codreanu et al.)"),

@@ -62,10 +62,13 @@ def test_lm_run_exact_perplexity_and_same_weights_as_one_rank(world, shared_tmp)
     assert math.isclose(ref_summary["perplexity"], summary["perplexity"], rel_tol=1e-4)
 
     # the shared evaluation equals one rank evaluating the whole split
-    shared = evaluate_perplexity(dist_model, data[2], world, num_streams=3, seq_len=5)
-    whole = evaluate_perplexity(dist_model, data[2], alone, num_streams=3, seq_len=5)
+    # (and every target's own NLL lands at its place in the text, whichever rank ran it)
+    shared, whole = (evaluate_perplexity(dist_model, data[2], w, num_streams=3, seq_len=5,
+                                         per_target=True) for w in (world, alone))
     assert shared["count"] == whole["count"] == 300
     assert math.isclose(shared["nll"], whole["nll"], rel_tol=1e-6)
+    np.testing.assert_allclose(shared["target_nll"], whole["target_nll"], rtol=1e-6)
+    assert (shared["target_nll"] > 0).all()
 
     if world.rank == 0:
         records = read_metrics(cfg.run_dir / "metrics.jsonl")

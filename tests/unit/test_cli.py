@@ -122,6 +122,9 @@ def test_the_hpcsgd_command_and_its_help():
     res = subprocess.run([sys.executable, "-m", "hpcsgd.train", "-h"], capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 0 and "Sections" in res.stdout
+    res = subprocess.run([str(HPCSGD), "lm-score", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0 and "usage: hpcsgd lm-score" in res.stdout and "--snapshot" in res.stdout
     res = subprocess.run([str(HPCSGD), "nonsense"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "invalid choice: 'nonsense'" in res.stderr
 

@@ -217,3 +217,31 @@ def test_standard_error_matches_the_spread_of_the_difference_it_describes(seeds,
                                     np.random.default_rng(np.sum(seeds)))
     assert 0.9 < ses.mean() / errors.std() < 1.22
     assert np.mean(np.abs(errors) <= 2 * ses) >= 0.87
+
+
+def test_text_blocks_are_consecutive_sentences_with_the_mean_nll():
+    sentences, count = np.arange(250.0), 1000
+    x = vd.text_blocks(sentences, count, block=100)  # 2 blocks of 125 sentences
+    assert len(x) == 2 and x[0] == pytest.approx(sentences[:125].sum() * 2 / count)
+    assert x.mean() == pytest.approx(sentences.sum() / count)  # the mean NLL per target
+    assert len(vd.text_blocks(sentences[:30], count, block=100)) == 2  # never fewer than 2
+    assert len(vd.text_blocks(sentences, count, block=1)) == 250
+
+
+def test_lm_verdict_counts_the_test_texts_noise():
+    # one seed each: the text's noise alone is the band (before: no band at all)
+    v = vd.verdict_lm([100.0], [104.0], noise=vd.PairedNoise(0.02))  # +4%: 1% from the line
+    assert v.word == "inconclusive" and v.strength.startswith("weak"), v
+    v = vd.verdict_lm([100.0], [90.0], noise=vd.PairedNoise(0.02))
+    assert v.word == "reproduced" and v.strength.startswith("indicative: ") and "one seed" in v.strength
+    assert "test text" in v.strength
+    # 3 seeds that agree to 0.1%: the seeds alone call +3% strongly; the text's 2% does not
+    base, date = [100.0, 100.2, 100.1], [103.0, 103.2, 103.1]
+    assert vd.verdict_lm(base, date).word == "reproduced"
+    v = vd.verdict_lm(base, date, noise=vd.PairedNoise(0.02, (0.0, 0.0)))
+    assert v.word == "inconclusive" and "2 x 2.06 = 4.12%" in v.strength, v.strength
+    # the seeds' block-by-block disagreement floors their spread
+    v = vd.verdict_lm(base, date, noise=vd.PairedNoise(0.0, (0.02, 0.0)))
+    assert v.word == "inconclusive" and "2 x 2.06 = 4.12%" in v.strength, v.strength
+    with pytest.raises(ValueError, match="by_seed"):
+        vd.verdict_lm(base, date, noise=vd.PairedNoise(0.01, (0.0,), by_seed=True))

@@ -5,9 +5,11 @@ test_experiment_verdicts.py, the runner in test_experiments_runner.py, the set's
 (--seeds, --bn-curve, --collapse-seeds) in test_experiment_extensions.py. No accuracy
 thresholds."""
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hpcsgd.config import load_config, to_toml
@@ -162,6 +164,13 @@ def _finish(out_dir: Path, run, value: float, hits: bool = False) -> None:
                          "members": [b["name"] for b in branches], **right(value + 0.02)}}))
     elif run.kind == "lm":
         (folder / "summary.json").write_text(json.dumps({"perplexity": 100 / value, "wall_time_s": 5.0}))
+        # 300 sentences of 10 targets: a pattern every run shares, each run's own wiggle
+        nll = math.log(100 / value) * 10 + np.sin(np.arange(300.0)) + 0.1 * np.cos(
+            np.arange(300.0) * (1 + len(run.name)))
+        nll += math.log(100 / value) * 10 - nll.mean()  # the perplexity of the summary
+        (folder / "test_eval.json").write_text(json.dumps(
+            {"split": "test", "perplexity": 100 / value, "count": 3000,
+             "sentence_nll": nll.tolist()}))
         lines += [{"tag": "eval", "epoch": e, "perplexity": 100 / value} for e in (1.0, 2.0)]
     else:
         (folder / "summary.json").write_text(json.dumps(
@@ -252,6 +261,8 @@ def test_claim7_with_two_seeds_shows_each_seed_their_mean_and_each_ratio(tmp_pat
     for method, batch in (("baseline", 20), ("date", 160)):
         assert f"| {method} | {batch} | 200.0 / 250.0 | 225.00 ± 35.36 (n=2) |" in claim7
     assert "+0.0%" in claim7  # the verdict compares the means
+    assert "the test text's noise counted over blocks" in claim7  # 3 blocks of 100 sentences
+    assert "The test text's own noise of the difference: " in claim7
     labels = [line.split(" |")[0] for line in text.splitlines() if line.startswith("| LSTM DATE")]
     assert labels == ["| LSTM DATE B=160", "| LSTM DATE B=160 seed 1"]
 

@@ -44,6 +44,31 @@ def test_runner_trains_then_evaluates_the_final_weights_on_test(tmp_path):
     assert not (tmp_path / "runs" / run.name / "ensemble.json").exists()
 
 
+def test_runner_scores_an_lm_run_sentence_by_sentence(tmp_path):
+    """Two real `mpiexec -n 4` jobs: a one-epoch LSTM on 1% of PTB's training text, then
+    hpcsgd.lm.score of its final weights on the test text (test_eval.json: the perplexity
+    and each sentence's NLL, which claim 7's test-text noise is measured from). Cut during
+    the scoring, the run only scores again."""
+    over = ("--lm.hidden=16", "--lm.layers=1", "--lm.train_fraction=0.01", "--lm.eval_streams=4",
+            "--train.epochs=1.0", "--train.global_batch=20", "--compute.threads=1")
+    run = pl.Run("tiny-lm", "lstm", "baseline", 20, 0, pl.LSTM, over, kind="lm")
+    venv = Path(sys.executable).parent
+    kw = dict(mpiexec=str(venv / "mpiexec"), python=sys.executable, log=lambda _: None)
+    folder = tmp_path / "runs" / run.name
+    assert ex.execute(run, tmp_path / "runs", **kw), (folder / "stdout.log").read_text()[-3000:]
+    result = ex.read_results(tmp_path / "runs", [run])[run.name]
+    test = json.loads((folder / "test_eval.json").read_text())
+    assert test["split"] == "test" and test["count"] == 82429 and len(test["sentence_nll"]) == 3761
+    assert result["perplexity"] == pytest.approx(test["perplexity"], rel=1e-9)  # one evaluation
+    assert result["test_sentence_nll"] == test["sentence_nll"] and result["test_count"] == 82429
+    (folder / "test_eval.json").unlink()
+    assert run.name not in ex.read_results(tmp_path / "runs", [run])
+    log = (folder / "metrics.jsonl").read_text()
+    assert ex.execute(run, tmp_path / "runs", **kw), (folder / "stdout.log").read_text()[-3000:]
+    assert (folder / "metrics.jsonl").read_text() == log  # not trained again
+    assert json.loads((folder / "test_eval.json").read_text()) == test
+
+
 def test_runner_collapsed_ensemble_is_one_command_that_resumes(tmp_path):
     """A stand-in for `python -m hpcsgd.collapsed_ensemble` (the runner's contract: one
     command, --launcher, branches <name>-c<k>, collapsed_ensemble.json)."""

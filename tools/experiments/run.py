@@ -8,7 +8,8 @@
 Every run is a real `mpiexec -n 4` job of the trainer (`python -m hpcsgd.train`, or
 `python -m hpcsgd.lm.train` for the LSTM), configured by a base file in jobs/experiments/
 plus command-line overrides, followed by one evaluation of its final weights on the test
-split (`python -m hpcsgd.ensemble ... --snapshots final.pt`, kept as test_eval.json); claim
+split (`python -m hpcsgd.ensemble ... --snapshots final.pt`, kept as test_eval.json; the
+LSTM's by `python -m hpcsgd.lm.score ... --snapshot final.pt`, with each sentence's NLL); claim
 6 is one `python -m hpcsgd.collapsed_ensemble` command (cyclic run, collapse branches,
 ensemble). Run folders: runs/experiments/<mode>/<run>/. Which runs, why and in what order:
 tools/experiments/plan.py. A finished run (same command) is not run again, so an interrupted
@@ -42,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def read_results(out_dir: Path, runs: list[Run]) -> dict:
     """name -> result of the runs finished with the same arguments: the trainer's summary
-    (top1 = final *validation* top-1) + test_top1 (image runs), or the collapsed ensemble's
+    (top1 = final *validation* top-1) + test_top1 (image runs) or test_sentence_nll (LM
+    runs: their summary's perplexity is test's already), or the collapsed ensemble's
     collapsed_ensemble.json (claim 6)."""
     done = {}
     for run in runs:
@@ -63,7 +65,7 @@ def read_results(out_dir: Path, runs: list[Run]) -> dict:
                                   "wall_time_s": wall, **made_by}
             continue
         summary, test = folder / "summary.json", folder / "test_eval.json"
-        if not summary.is_file() or (run.kind == "image" and not test.is_file()):
+        if not summary.is_file() or (run.kind in SCORED and not test.is_file()):
             continue
         result = {**json.loads(summary.read_text()), **made_by}
         result["wall_time_s"] = wall_time_s(folder, result.get("wall_time_s", 0.0))
@@ -71,6 +73,9 @@ def read_results(out_dir: Path, runs: list[Run]) -> dict:
             snap = json.loads(test.read_text())["snapshots"][0]
             result.update(test_top1=snap["top1"], test_top5=snap["top5"], test_count=snap["count"],
                           test_hits=snap.get("top1_hits"))  # per-image: since 2026-12-07
+        elif run.kind == "lm":  # per-sentence: since 2026-12-07 (hpcsgd.lm.score)
+            test = json.loads(test.read_text())
+            result.update(test_sentence_nll=test["sentence_nll"], test_count=test["count"])
         done[run.name] = result
     return done
 
@@ -117,6 +122,7 @@ def settle(mode: Mode, out_dir: Path) -> tuple[list[Run], dict]:
 # ---------------------------------------------------------------------------- running
 
 RESUMABLE = ("image", "lm")
+SCORED = ("image", "lm")  # training, then an evaluation of the final weights: test_eval.json
 # A training run cut short (a session's end, a killed driver) goes on from its newest epoch
 # checkpoint instead of starting again: resumes are exact, so the numbers are the uncut run's.
 # Not part of Run.args(): finished runs keep matching their command.
@@ -130,8 +136,11 @@ def commands(run: Run, out_dir: Path, mpiexec: str, python: str) -> list[list[st
     if run.kind == "collapsed":  # one command: it launches its own mpiexec jobs
         return [[python, "-m", "hpcsgd.collapsed_ensemble", run.config, *run.overrides, *where,
                  "--launcher", f"{mpiexec} -n {RANKS}", *run.tool_args]]
-    if run.kind == "lm":
-        return [mpi + ["hpcsgd.lm.train", run.config, *run.overrides, *where, *CHECKPOINTS]]
+    if run.kind == "lm":  # the trainer evaluates test (nothing is tuned); the score keeps
+        # each sentence's NLL for the paired comparison of the arms (claim 7's text noise)
+        return [mpi + ["hpcsgd.lm.train", run.config, *run.overrides, *where, *CHECKPOINTS],
+                mpi + ["hpcsgd.lm.score", run.config, *run.overrides, *where,
+                       "--lm.eval_split=test", "--snapshot", str(out_dir / run.name / "final.pt")]]
     # the final weights once on test: the split no choice was made on
     return [mpi + ["hpcsgd.train", run.config, *run.overrides, *where, *CHECKPOINTS],
             mpi + ["hpcsgd.ensemble", run.config, *run.overrides, *where,
@@ -150,7 +159,7 @@ def execute(run: Run, out_dir: Path, *, mpiexec: str, python: str, log) -> bool:
     cut_short = run.kind in RESUMABLE and any((folder / "checkpoints").glob("*.pt"))
     # cut during the test evaluation: training wrote summary.json after final.pt, and its last
     # epoch has no checkpoint (final.pt stands for it), so only the evaluation runs again
-    trained = same and run.kind == "image" and all(
+    trained = same and run.kind in SCORED and all(
         (folder / f).is_file() for f in ("final.pt", "summary.json"))
     kept = same and (run.kind == "collapsed" or cut_short or trained)
     if not kept:

@@ -114,6 +114,37 @@ def paired_noise(a: list, b: list, by_seed: bool = False) -> PairedNoise | None:
                        by_seed)
 
 
+TEXT_BLOCK = 100
+"""Sentences per block of the test text (PTB's has 3,761): the LSTM arms' difference in NLL
+varies alike over neighbouring sentences (one article's), so single sentences are not
+independent draws. Measured on the 3-seed claim-7 runs (2026-12-07): the noise of the
+difference is 0.65% counted per sentence, 1.1% over blocks of 10, 1.4% of 20, 1.9% of 80 and
+2.1% of 160 (23 blocks); it levels off near 100 (about 2,200 words), with 37 blocks left to
+measure it from."""
+
+
+def text_blocks(sentence_nll, count: int, block: int = TEXT_BLOCK) -> np.ndarray:
+    """A text's NLL summed over blocks of about `block` consecutive sentences (at least 2
+    blocks), each sum x (number of blocks) / count (the text's targets): their mean is the mean
+    NLL per target, so paired_noise of two models' blocks is the noise of their difference in
+    mean NLL, the relative difference of their perplexities (hpcsgd.lm.score saves the
+    per-sentence NLLs)."""
+    sentences = np.asarray(sentence_nll, float)
+    m = max(len(sentences) // block, 2)
+    return np.array([x.sum() for x in np.array_split(sentences, m)]) * m / count
+
+
+def text_noise(base: list, date: list, count: int, block: int = TEXT_BLOCK) -> PairedNoise | None:
+    """paired_noise of two arms' mean NLL on one test text of `count` targets, from each
+    run's per-sentence NLLs (seed order) in blocks of `block` sentences; None when a run has
+    none saved."""
+    runs = [*base, *date]
+    if not base or not date or any(x is None for x in runs):
+        return None
+    return paired_noise([text_blocks(x, count, block) for x in base],
+                        [text_blocks(x, count, block) for x in date])
+
+
 def diff_se(a: list[float], b: list[float], noise: PairedNoise | None = None) -> float:
     """Of mean(b) - mean(a): the test set's noise (paired_noise when known; else each side's
     binomial as if their test sets were independent) and each side's seed spread, never less
@@ -278,13 +309,15 @@ def verdict_ensemble(members: list[float], ensemble: float,
                    "points)", _paired(strength(gap, se, 1), noise))
 
 
-def verdict_lm(base: list[float], date: list[float], tol: float = LM_TOL) -> Verdict:
+def verdict_lm(base: list[float], date: list[float], tol: float = LM_TOL,
+               noise: PairedNoise | None = None) -> Verdict:
     """Claim: DATE at 32 x B0 loses no perplexity (within tol, relative) without tuning.
     Judged on the seeds' mean perplexities (the caller passes the seeds both arms finished).
-    With 2+ seeds of each, the standard error of their ratio is the seeds' spread (relative,
-    the two arms combined; the test text is one and the same, its sampling noise is not
-    counted); inconclusive within 2 of it from the tol line. With one seed the spread is
-    unmeasured, so no band."""
+    The standard error of their ratio (relative) combines the test text's sampling noise
+    (noise: paired_noise of the arms' text_blocks, in nats, which are relative changes of
+    perplexity; None: not known) and, with 2+ seeds of each, each arm's seed spread, never
+    less than its seeds' block-by-block disagreement (noise.seeds). Inconclusive within 2 of
+    it from the tol line. With one seed and no noise there is no band."""
     if not base or not date:
         return _missing()
     if not all(map(math.isfinite, base)):
@@ -293,15 +326,23 @@ def verdict_lm(base: list[float], date: list[float], tol: float = LM_TOL) -> Ver
     if bad:
         return Verdict("not reproduced", f"DATE's perplexity is not finite in {bad} of "
                        f"{len(date)} seeds (diverged)", "")
+    if noise is not None and noise.by_seed:
+        raise ValueError("verdict_lm takes the noise of independent arms (paired_noise "
+                         "without by_seed)")
     (b, sb, nb), (d, sd, nd) = stats(base), stats(date)
     rel = d / b - 1.0
     reason = f"perplexity {d:.1f} vs baseline {b:.1f} ({rel:+.1%}; tolerance {tol:.0%})"
     seeds = min(nb, nd)
-    if seeds < 2:
+    if seeds < 2 and noise is None:
         return Verdict("reproduced" if rel <= tol else "not reproduced", reason,
                        "indicative: one seed of an arm; the seed spread of perplexity is not "
                        "measured")
-    # the standard error of the ratio d / b (delta method)
-    se = (1 + rel) * math.hypot(sb / math.sqrt(nb) / b, sd / math.sqrt(nd) / d)
-    return Verdict(call(tol - rel, se, "reproduced", "not reproduced"), reason,
-                   strength(tol - rel, se, seeds, unit="%"))
+    floors = noise.seeds if noise is not None and noise.seeds else (0.0, 0.0)
+    spreads = [s / math.sqrt(n) / m if n > 1 else 0.0 for m, s, n in ((b, sb, nb), (d, sd, nd))]
+    # the standard error of the ratio d / b (delta method; ln of a perplexity is its NLL)
+    se = (1 + rel) * math.hypot(noise.test if noise is not None else 0.0,
+                                *map(max, spreads, floors))
+    how = strength(tol - rel, se, seeds, unit="%")
+    if noise is not None:
+        how += "; the test text's noise counted over blocks of consecutive sentences"
+    return Verdict(call(tol - rel, se, "reproduced", "not reproduced"), reason, how)
