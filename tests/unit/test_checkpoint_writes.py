@@ -115,3 +115,23 @@ def test_a_checkpoint_whose_toml_cannot_follow_it_is_moved_back(tmp_path, monkey
         set_aside_damaged(pt)
     assert pt.read_bytes() == b"PK damaged" and toml.read_text() == "[train]\n"
     assert list((tmp_path / "damaged").iterdir()) == []
+
+
+def test_a_pair_that_can_neither_move_nor_come_back_says_where_each_file_is(tmp_path, monkeypatch):
+    """The .toml refused and the .pt's move back refused too (simulated, as above): the error
+    names where the .pt went and why each rename failed, since the pair is now split."""
+    pt, toml = tmp_path / "step_00000016.pt", tmp_path / "step_00000016.toml"
+    pt.write_bytes(b"PK damaged")
+    toml.write_text("[train]\n")
+    real = Path.replace
+
+    def refuse(self, target):
+        if self.suffix == ".toml" or self.parent.name == "damaged":  # the .toml; the move back
+            raise PermissionError(13, "refused", str(self))
+        return real(self, target)
+    monkeypatch.setattr(Path, "replace", refuse)
+    with pytest.raises(OSError, match=r"step_00000016.pt moved to .*damaged/step_00000016.pt, "
+                                      r"but step_00000016.toml was refused .* and the move back too"):
+        set_aside_damaged(pt)
+    assert (tmp_path / "damaged" / "step_00000016.pt").read_bytes() == b"PK damaged"
+    assert toml.read_text() == "[train]\n" and not pt.exists()
