@@ -1,6 +1,7 @@
 """tools/experiments/: the set beyond its 6-hour one-seed runs (--seeds, --bn-curve,
---collapse-seeds): each comes after the runs before it, which it keeps, and the report names
-its command and pairs its runs. The plan and the report themselves: test_experiments.py."""
+--collapse-seeds, --cyclic-seeds): each comes after the runs before it, which it keeps, and
+the report names its command and pairs its runs. The plan and the report themselves:
+test_experiments.py."""
 import shutil
 
 import pytest
@@ -69,13 +70,15 @@ def test_bn_curve_adds_linear_scaling_between_b0_and_the_largest_batch_last(tmp_
 
 
 def test_the_command_line_selects_the_extensions(tmp_path, capsys):
-    assert ex.main(["--seeds", "3", "--bn-curve", "--collapse-seeds", "3", "--plan",
-                    "--out-dir", str(tmp_path / "x")]) == 0
+    assert ex.main(["--seeds", "3", "--bn-curve", "--collapse-seeds", "3", "--cyclic-seeds",
+                    "2", "--plan", "--out-dir", str(tmp_path / "x")]) == 0
     listed = capsys.readouterr().out
     assert " bn-goyal-b512-s0" in listed and "collapse-wd_half-s2" in listed
+    assert " cyclic-s1" in listed and "cyclic-s2" not in listed
     assert ex.main(["--seeds", "3", "--plan", "--out-dir", str(tmp_path / "x")]) == 0
     listed = capsys.readouterr().out
     assert " bn-goyal-b512-s0" not in listed and "collapse-wd_half-s2" not in listed
+    assert " cyclic-s1" not in listed
 
 
 def test_collapse_seeds_pair_more_seeds_of_claim5_after_the_rest(tmp_path):
@@ -110,3 +113,40 @@ def test_collapse_seeds_pair_more_seeds_of_claim5_after_the_rest(tmp_path):
     five_a = next(line for line in text.splitlines() if line.startswith("- **Claim 5a:**"))
     five_b = next(line for line in text.splitlines() if line.startswith("- **Claim 5b:**"))
     assert "still to finish" not in five_a and "still to finish: 1 run(s)" in five_b
+
+
+def test_cyclic_seeds_repeat_claim6_whole_and_pair_each_seeds_ensemble(tmp_path):
+    # Claim 6 is one command (cyclic run, collapse branches, their ensemble); --cyclic-seeds N
+    # runs it for seeds 1..N-1 after the --bn-curve runs and before claim 5's seeds (the
+    # cheaper first), and the verdict pairs each seed's ensemble with its own best branch.
+    base = ex.select_mode(quick=False, seeds=3, bn_curve=True, collapse_seeds=3)
+    more = ex.select_mode(quick=False, seeds=3, bn_curve=True, collapse_seeds=3, cyclic_seeds=3)
+    before, after = _full_set(base), _full_set(more)
+    added = [r for r in after if r not in before]
+    assert [r.name for r in added] == ["cyclic-s1", "cyclic-s2"]
+    assert [r for r in after if r in before] == before  # every other run and its order kept
+    first = after.index(added[0])
+    assert after[first - 1].name == "bn-goyal-b512-s0" and after[first + 2].name.startswith("collapse-")
+    seed0 = next(r for r in before if r.name == "cyclic-s0")
+    for run in added:  # seed 0's command but for the seed
+        assert run.kind == "collapsed" and run.tool_args == seed0.tool_args
+        assert set(run.overrides) ^ set(seed0.overrides) == {f"--train.seed={run.seed}",
+                                                             "--train.seed=0"}
+    assert pl.flags(more) == " --seeds 3 --bn-curve --collapse-seeds 3 --cyclic-seeds 3"
+    with pytest.raises(ValueError, match="--cyclic-seeds"):
+        ex.select_mode(quick=False, cyclic_seeds=0)
+    out = tmp_path / "runs"
+    for run in after:  # _finish: branches value - 0.01 k, ensemble value + 0.02
+        _finish(out, run, 0.9 + 0.001 * run.seed, hits=run.kind == "collapsed")
+    runs, results = ex.settle(more, out)
+    text = rep.write_report(more, runs, results, out, tmp_path / "docs").read_text()
+    bullet = next(line for line in text.splitlines() if line.startswith("- **Claim 6:**"))
+    assert "ensemble 92.10% vs best member 89.10% (+3.00 points, paired over 3 seeds)" in bullet
+    assert "3 seeds of claim 6 (`--cyclic-seeds`)" in text
+    six = text[text.index("## Claim 6"):text.index("## Claim 7")]
+    assert "| 1 | 89.10% | 92.10% | +3.00 |" in six  # a row per seed: best branch, ensemble
+    shutil.rmtree(out / "cyclic-s2")
+    runs, results = ex.settle(more, out)
+    text = rep.write_report(more, runs, results, out, tmp_path / "docs").read_text()
+    bullet = next(line for line in text.splitlines() if line.startswith("- **Claim 6:**"))
+    assert "paired over 2 seeds" in bullet and "still to finish: 1 run(s)" in bullet

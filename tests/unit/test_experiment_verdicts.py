@@ -64,8 +64,8 @@ def test_verdict_rules():
     assert vd.verdict_better(three(0.90), [0.91, 0.912, 0.909]).word == "reproduced"
     assert vd.verdict_better([0.90], [0.902]).word == "inconclusive"  # one seed: test noise
     assert vd.verdict_better([0.90], [0.85]).word == "not reproduced"
-    assert vd.verdict_ensemble([0.90, 0.91], 0.93).word == "reproduced"
-    assert vd.verdict_ensemble([0.90, 0.91], 0.905).word == "inconclusive"
+    assert vd.verdict_ensemble([[0.90, 0.91]], [0.93]).word == "reproduced"
+    assert vd.verdict_ensemble([[0.90, 0.91]], [0.905]).word == "inconclusive"
     v = vd.verdict_lm([100.0], [104.0])
     assert v.word == "reproduced" and v.strength.startswith("indicative: one seed")
     assert vd.verdict_lm([100.0], [120.0]).word == "not reproduced"
@@ -169,8 +169,8 @@ def test_verdicts_with_paired_test_noise_can_call_what_independent_noise_cannot(
     assert vd.verdict_better([0.92], [0.925]).word == "inconclusive"
     v = vd.verdict_better([0.92], [0.925], vd.PairedNoise(0.001))
     assert v.word == "reproduced" and "paired" in v.strength
-    assert vd.verdict_ensemble([0.91, 0.92], 0.924).word == "inconclusive"
-    assert vd.verdict_ensemble([0.91, 0.92], 0.924, vd.PairedNoise(0.001)).word == "reproduced"
+    assert vd.verdict_ensemble([[0.91, 0.92]], [0.924]).word == "inconclusive"
+    assert vd.verdict_ensemble([[0.91, 0.92]], [0.924], vd.PairedNoise(0.001)).word == "reproduced"
 
 
 def _simulated_errors(seeds, seed_shift: float, arm_spread: float, reps: int, rng):
@@ -245,3 +245,20 @@ def test_lm_verdict_counts_the_test_texts_noise():
     assert v.word == "inconclusive" and "2 x 2.06 = 4.12%" in v.strength, v.strength
     with pytest.raises(ValueError, match="by_seed"):
         vd.verdict_lm(base, date, noise=vd.PairedNoise(0.01, (0.0,), by_seed=True))
+
+
+def test_ensemble_verdict_pairs_each_seeds_ensemble_with_its_own_best_branch():
+    # seed by seed: the ensemble against that seed's best branch (not the best of all seeds)
+    members, ensembles = [[0.90, 0.91], [0.92, 0.93], [0.89, 0.90]], [0.915, 0.935, 0.905]
+    noise = vd.PairedNoise(0.0005, (0.0005,), by_seed=True)
+    v = vd.verdict_ensemble(members, ensembles, noise)
+    assert v.word == "reproduced" and "paired over 3 seeds" in v.reason, v
+    assert "ensemble 91.83% vs best member 91.33% (+0.50 points" in v.reason
+    assert v.strength.startswith("strong"), v.strength
+    # (against the best branch of all seeds, 93%, the ensembles would lose by 0.83 points)
+    # the seeds' spread counts: -0.5 and +1.0 points are within it
+    v = vd.verdict_ensemble([[0.90, 0.91], [0.92, 0.93]], [0.905, 0.94], noise)
+    assert v.word == "inconclusive" and "paired over 2 seeds" in v.reason
+    with pytest.raises(ValueError, match="by_seed"):
+        vd.verdict_ensemble(members, ensembles, vd.PairedNoise(0.0005, (0.0, 0.0)))
+    assert vd.verdict_ensemble([[]], [float("nan")]).word == "not measured"

@@ -1,4 +1,5 @@
-"""The claim sections of docs/results.md (tools/experiments/report.py assembles them).
+"""The claim sections of docs/results.md (tools/experiments/report.py assembles them):
+claims 1-4 and 7 here, Codreanu et al.'s claims 5-6 in claims_codreanu.py.
 
 Each `*_section(ctx)` returns (summary rows, body lines) for its claims from whatever runs
 have finished: a claim none of whose runs has finished is "not run yet", one whose runs
@@ -8,19 +9,17 @@ validation split, and their tables show validation top-1 only.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hpcsgd.run.hits import decode_hits
 
-from .plan import bn_regime, lr_wd_sum
-from .plots import (LABELS, diverged, plot_collapse, plot_curves, plot_cyclic,
-                               plot_date_ratio, plot_scaling, ratio_curve)
+from .plan import bn_regime
+from .plots import (LABELS, diverged, plot_curves, plot_date_ratio, plot_scaling,
+                    ratio_curve)
 from .sweep import best_run, sweep_edges
 from .verdicts import (LM_TOL, TEXT_BLOCK, TOL, Verdict, fmt, paired_noise, text_noise,
-                       verdict_better, verdict_ensemble, verdict_goyal, verdict_keeps,
-                       verdict_lm)
+                       verdict_goyal, verdict_keeps, verdict_lm)
 
 NOT_RUN = Verdict("not run yet", "none of its runs has finished yet")
 
@@ -45,7 +44,7 @@ class Ctx:
     def hits(self, run):
         """Which test images the run's final weights got right, or None (not saved)."""
         result = self.results[run.name]
-        return _hits(result.get("test_hits"), result.get("test_count"))
+        return hits_of(result.get("test_hits"), result.get("test_count"))
 
 
 def test_cells(ctx: Ctx, runs, of=None) -> dict[tuple[str, int], list]:
@@ -76,14 +75,14 @@ def steps_at(ctx: Ctx, runs, batch: int) -> int | None:
     return max(steps) if steps else None
 
 
-def _pending(ctx: Ctx, runs, verdict: Verdict) -> Verdict:
+def pending(ctx: Ctx, runs, verdict: Verdict) -> Verdict:
     left = [r.name for r in runs if r.name not in ctx.results]
     if not left or verdict.word == "not measured":
         return verdict
     return replace(verdict, reason=f"{verdict.reason}; still to finish: {len(left)} run(s)")
 
 
-def _bullets(rows) -> list[str]:
+def bullets(rows) -> list[str]:
     return [f"- **Claim {c}:** {v.word}: {v.reason}."
             + (f" Evidence: {v.strength}." if v.strength else "") for c, _, v in rows]
 
@@ -137,10 +136,10 @@ def scaling_section(ctx: Ctx, group: str):
     lars_runs = [r for r in runs if r.method == "lars" and r.batch in regime]
     lars_batches = sorted({r.batch for r in lars_runs})
     hits = test_cells(ctx, runs, of=ctx.hits)
-    g = _pending(ctx, goyal_runs, verdict_goyal(
+    g = pending(ctx, goyal_runs, verdict_goyal(
         base, {b: cells.get(("goyal", b), []) for b in regime[1:]}, steps=steps,
         noise=noise_against(hits, ("baseline", b0), [("goyal", b) for b in regime[1:]])))
-    lv = _pending(ctx, lars_runs, verdict_keeps(
+    lv = pending(ctx, lars_runs, verdict_keeps(
         base, {b: cells.get(("lars", b), []) for b in lars_batches}, lars_batches, steps=steps,
         noise=noise_against(hits, ("baseline", b0), [("lars", b) for b in lars_batches])))
     ref = Verdict("reference", f"{fmt(base)} at B0 = {b0}") if base else \
@@ -168,7 +167,7 @@ def scaling_section(ctx: Ctx, group: str):
             f"{TOL * 100:g} percentage point of the baseline's; *inconclusive* when the "
             "difference from that line is within 2 standard errors.", "", *table, "",
             f"![top-1 versus batch]({png})", "", f"![validation top-1](results_curves_{group}.png)",
-            "", *_bullets(rows[1:]), ""]
+            "", *bullets(rows[1:]), ""]
     if gone:
         body += ["Runs whose training loss became NaN (diverged; top-1 at chance, 10%): "
                  + ", ".join(gone) + ".", ""]
@@ -194,7 +193,7 @@ def date_section(ctx: Ctx):
     cells = test_cells(ctx, runs)
     steps = steps_at(ctx, runs, big)
     hits = test_cells(ctx, runs, of=ctx.hits)
-    v = _pending(ctx, runs, verdict_keeps(cells.get(("date", b0), []),
+    v = pending(ctx, runs, verdict_keeps(cells.get(("date", b0), []),
                                           {b: cells.get(("date", b), []) for b in later},
                                           later, steps=steps, noise=noise_against(
                                               hits, ("date", b0), [("date", b) for b in later])))
@@ -212,7 +211,7 @@ def date_section(ctx: Ctx):
             "the same eta0 and w0 go through sqrt LR scaling, LEGW and the roller-coaster decay, "
             f"untouched. The verdict compares DATE at {big} with DATE at B0 (within "
             f"{TOL * 100:g} point). For reference, the SGD baseline at batch "
-            f"{ctx.mode.batches[0]}: {fmt(sgd)}.", "", *table, "", *_bullets([(*claim, v)]), ""]
+            f"{ctx.mode.batches[0]}: {fmt(sgd)}.", "", *table, "", *bullets([(*claim, v)]), ""]
     body += _sweep_table(ctx, runs, f"eta0 at B0 = {b0} (seed 0)")
     best = best_run([r for r in runs if r.tune], ctx.results)
     named = {f"DATE B={r.batch}": r.name for r in ctx.done(runs)
@@ -229,7 +228,7 @@ def _seeded(label: str, run) -> str:
     return f"{label} seed {run.seed}" if run.seed else label
 
 
-def _hits(text: str | None, count: int | None):
+def hits_of(text: str | None, count: int | None):
     """Per-image hits as hpcsgd.ensemble packs them, or None (not saved: runs from before
     2026-12-07)."""
     return None if text is None else decode_hits(text, count)
@@ -260,91 +259,6 @@ def ratio_lines(ctx: Ctx, named: dict[str, str]) -> list[str]:
             "", *table, "", "![DATE ratio](results_date_ratio.png)", ""]
 
 
-# ---------------------------------------------------------------------------- claim 5
-
-def collapse_section(ctx: Ctx):
-    runs = ctx.mine("collapse")
-    arms = ("wd_full", "wd_half", "wd_half_collapse")
-    claims = [("5a", "half the standard weight decay beats it (Codreanu Table VIII)"),
-              ("5b", "a final collapse adds accuracy on top (Codreanu Table VIII)")]
-    title = "## Claim 5: half weight decay and the final collapse (Codreanu Table VIII)"
-    if not ctx.done(runs):
-        return [(c, t, NOT_RUN) for c, t in claims], [title, "", "Not run yet.", ""]
-    by_seed = {a: {r.seed: ctx.test(r) for r in ctx.done(runs) if r.method == a} for a in arms}
-    hits = {a: {r.seed: ctx.hits(r) for r in ctx.done(runs) if r.method == a} for a in arms}
-
-    def paired(a, b):
-        seeds = sorted(set(by_seed[a]) & set(by_seed[b]))
-        test = paired_noise([hits[a][s] for s in seeds], [hits[b][s] for s in seeds],
-                            by_seed=True)
-        return verdict_better([by_seed[a][s] for s in seeds], [by_seed[b][s] for s in seeds], test)
-    def arms_of(*names):  # each claim waits only for its own arms' runs
-        return [r for r in runs if r.method in names]
-    v1 = _pending(ctx, arms_of("wd_full", "wd_half"), paired("wd_full", "wd_half"))
-    v2 = _pending(ctx, arms_of("wd_half", "wd_half_collapse"),
-                  paired("wd_half", "wd_half_collapse"))
-    rows = [(*claims[0], v1), (*claims[1], v2)]
-    seed0 = {r.method: r for r in runs if r.seed == 0}
-    wd = {a: next(o.split("=")[1] for o in seed0[a].overrides if "weight_decay=" in o) for a in arms}
-    table = ["| arm | weight decay | sum over steps of LR x wd | test top-1 |", "|---|---|---|---|"]
-    table += [f"| {a} | {wd[a]}{' (x2 in the collapse)' if 'collapse' in a else ''} | "
-              f"{lr_wd_sum(seed0[a]):.2f} | {fmt(list(by_seed[a].values()))} |" for a in arms]
-    plot_collapse({a: list(by_seed[a].values()) for a in arms}, ctx.docs / "results_collapse.png")
-    m = ctx.mode
-    body = [title, "",
-            f"`{m.collapse_model.name}` at batch {m.collapse_batch} ({m.collapse_batch / 50000:.1%} "
-            f"of the fit split; Codreanu: 4096 = 0.3% of ImageNet), BatchNorm over 32 images per "
-            f"rank (gradient accumulation, as the paper's 32 per node), {m.collapse_epochs:g} "
-            "epochs, linear LR scaling (0.1 x B/128), warmup from 0, linear decay; the arms share "
-            "their seed (same initial weights, same data order). The standard weight decay is "
-            "chosen so that weight decay can act within the run as in the paper: there, 90 "
-            "epochs at LR 1.6 decaying linearly with 1e-4 give a sum of LR x wd of about 2.2 "
-            "(1.1 at half). Collapse: the last 7% of the steps, power-2 LR decay from where it "
-            "was, weight decay x2 back to the standard, no augmentation.", "", *table, "",
-            "![collapse](results_collapse.png)", "", *_bullets(rows), ""]
-    return rows, body
-
-
-# ---------------------------------------------------------------------------- claim 6
-
-def cyclic_section(ctx: Ctx):
-    claim = ("6", "the ensemble of collapsed snapshots beats every member (Codreanu Table XI)")
-    title = "## Claim 6: collapsed ensembles (Codreanu VI, Table XI)"
-    cyc = next(iter(ctx.mine("cyclic")), None)
-    if cyc is None or cyc.name not in ctx.results:
-        return [(*claim, NOT_RUN)], [title, "", "Not run yet.", ""]
-    ens = ctx.results[cyc.name]["collapsed"]
-    branches = ens.get("branches", [])
-    top = ens.get("ensemble", {}).get("top1", math.nan)
-    best = max(branches, key=lambda b: b["top1"], default={})
-    test = paired_noise(*([_hits(x.get("top1_hits"), x.get("count"))]
-                          for x in (best, ens.get("ensemble", {}))))
-    v = verdict_ensemble([b["top1"] for b in branches], top, test)
-    plot_cyclic(ctx.out_dir, cyc.name, ens, ctx.docs / "results_cyclic.png")
-    snaps = ens.get("snapshots", [])
-    table = ["| model | from epoch | test top-1 | top-5 |", "|---|---|---|---|",
-             f"| main cyclic run, final ({ens['main']['epochs']:g} epochs, uncollapsed) | — | "
-             f"{ens['main']['top1']:.2%} | — |"]
-    table += [f"| snapshot {k} (uncollapsed) | {s['epoch']:.2f} | {s['top1']:.2%} | — |"
-              for k, s in enumerate(snaps, 1)]
-    table += [f"| `{b['name']}`: + {b['epochs']:g} collapse epochs | {b['from_epoch']:.2f} | "
-              f"{b['top1']:.2%} | {b['top5']:.2%} |" for b in branches]
-    e = ens.get("ensemble", {})
-    table.append(f"| **ensemble of {len(e.get('members', branches))} branches** (mean softmax) "
-                 f"| — | **{top:.2%}** | {e.get('top5', math.nan):.2%} |")
-    body = [title, "",
-            f"LeNet at batch {cyc.batch}, Codreanu's 120-epoch cyclic schedule compressed to "
-            f"{ctx.mode.cyclic_epochs:g} epochs (same proportions, half the weight decay); one "
-            "`python -m hpcsgd.collapsed_ensemble` command: the cyclic run saves a snapshot at "
-            "each cycle end, a collapse branch trains from each (power-2 LR to 0 from the "
-            "snapshot's LR, weight decay x2, no augmentation), and the ensemble is of the "
-            "branches (Table XI's 2c-6c). Test split throughout (nothing is tuned). The "
-            f"branches cost {ens.get('extra_epochs', math.nan):g} epochs beyond the main run's "
-            f"{ens['main']['epochs']:g}.", "", *table, "", "![cyclic](results_cyclic.png)", "",
-            *_bullets([(*claim, v)]), ""]
-    return [(*claim, v)], body
-
-
 # ---------------------------------------------------------------------------- claim 7
 
 def lstm_section(ctx: Ctx):
@@ -366,7 +280,7 @@ def lstm_section(ctx: Ctx):
     count = next((x.get("test_count") for x in paired["baseline"]), 0)
     texts = [[x.get("test_sentence_nll") for x in paired[m]] for m in ("baseline", "date")]
     noise = text_noise(*texts, count)
-    v = _pending(ctx, runs, verdict_lm(*([x["perplexity"] for x in paired[m]]
+    v = pending(ctx, runs, verdict_lm(*([x["perplexity"] for x in paired[m]]
                                           for m in ("baseline", "date")), noise=noise))
     plot_curves(ctx.out_dir, {_seeded(f"{r.method} B={r.batch}", r): r.name for r in runs},
                 ctx.docs / "results_lstm.png", key="perplexity", ylabel="test perplexity",
@@ -385,7 +299,7 @@ def lstm_section(ctx: Ctx):
             f"coaster, untouched. Verdict rule: within {LM_TOL:.0%} of the baseline's "
             "perplexity. DATE's ratio for this run is in claim 4's plot.", "", *table, "",
             *_text_noise_lines(noise, texts, count),
-            "![lstm](results_lstm.png)", "", *_bullets([(*claim, v)]), ""]
+            "![lstm](results_lstm.png)", "", *bullets([(*claim, v)]), ""]
     return [(*claim, v)], body
 
 

@@ -85,6 +85,7 @@ class Mode:
     stress: tuple[int, ...] = ()  # LeNet batches beyond the papers' regime (labelled, no verdict)
     bn_curve: tuple[int, ...] = ()  # --bn-curve: linear scaling on the BN network between its
     #                                 B0 and largest batch, seed 0, after the rest of the set
+    cyclic_seeds: int = 1         # --cyclic-seeds: claim 6 whole for seeds 1.., after the curve
 
 
 # The pipeline in ~15 min: every claim, a few epochs, tens of steps (weak evidence by design).
@@ -111,19 +112,21 @@ BN_CURVE = {"quick": (512,), "full": (512, 1024)}
 
 
 def select_mode(quick: bool, seeds: int | None = None, bn_curve: bool = False,
-                collapse_seeds: int | None = None) -> Mode:
+                collapse_seeds: int | None = None, cyclic_seeds: int | None = None) -> Mode:
     """The named set, with `seeds` seeds of claims 1-4 and 7 instead of its own, with bn_curve
-    the BN network's linear scaling at the batches between, and with `collapse_seeds` seeds of
-    claim 5. The other seeds and the curve come after the whole one-seed set in the plan, so
-    its finished runs are kept."""
+    the BN network's linear scaling at the batches between, and with `collapse_seeds` and
+    `cyclic_seeds` seeds of claims 5 and 6. The other seeds and the curve come after the
+    whole one-seed set in the plan, so its finished runs are kept."""
     mode = QUICK if quick else FULL
     if bn_curve:
         mode = replace(mode, bn_curve=BN_CURVE[mode.name])
-    for flag, n in (("--seeds", seeds), ("--collapse-seeds", collapse_seeds)):
+    for flag, n in (("--seeds", seeds), ("--collapse-seeds", collapse_seeds),
+                    ("--cyclic-seeds", cyclic_seeds)):
         if n is not None and n < 1:
             raise ValueError(f"{flag} must be >= 1, got {n}")
     return replace(mode, seeds=seeds or mode.seeds,
-                   collapse_seeds=collapse_seeds or mode.collapse_seeds)
+                   collapse_seeds=collapse_seeds or mode.collapse_seeds,
+                   cyclic_seeds=cyclic_seeds or mode.cyclic_seeds)
 
 
 def flags(mode: Mode) -> str:
@@ -133,7 +136,8 @@ def flags(mode: Mode) -> str:
         (f" --seeds {mode.seeds}" if mode.seeds != base.seeds else "") + \
         (" --bn-curve" if mode.bn_curve else "") + \
         (f" --collapse-seeds {mode.collapse_seeds}"
-         if mode.collapse_seeds != base.collapse_seeds else "")
+         if mode.collapse_seeds != base.collapse_seeds else "") + \
+        (f" --cyclic-seeds {mode.cyclic_seeds}" if mode.cyclic_seeds != base.cyclic_seeds else "")
 
 
 def bn_regime(mode: Mode) -> tuple[int, ...]:
@@ -278,13 +282,14 @@ def collapse_runs(mode: Mode, seeds) -> list[Run]:
             for seed in seeds for arm, extra in arms.items()]
 
 
-def cyclic_runs(mode: Mode) -> list[Run]:
+def cyclic_runs(mode: Mode, seeds=(0,)) -> list[Run]:
     """Codreanu VI as one `python -m hpcsgd.collapsed_ensemble` command: the cyclic run (his
     120 epochs compressed, same proportions: linear decay until 30, power decay until 45,
     then cycles of 3 epochs' re-warm + 12 epochs' decay; half the weight decay) saves a
     snapshot at each cycle end; a collapse branch trains from each; the ensemble is of the
     branches (Table XI 2c-6c). LeNet keeps lr0 at this batch (it took no scaled LR at 1024
-    in the previous set: NaN loss). Nothing is tuned, so it evaluates on test."""
+    in the previous set: NaN loss). Nothing is tuned, so it evaluates on test. A seed
+    repeats the whole procedure (its initial weights and data order)."""
     e, batch = mode.cyclic_epochs, mode.cyclic_batch
     s = e / (45.0 + 15.0 * mode.cycles)  # 120 epochs for 5 cycles
     over = [f"--train.epochs={e:g}", f"--train.global_batch={batch}",
@@ -292,13 +297,14 @@ def cyclic_runs(mode: Mode) -> list[Run]:
             f"--schedule.warmup_epochs={e * GOYAL_WARMUP:g}", "--schedule.decay=cyclic",
             f"--schedule.cyclic_linear_until={30 * s:g}", f"--schedule.cyclic_start={45 * s:g}",
             f"--schedule.cyclic_rewarm_epochs={3 * s:g}", f"--schedule.cyclic_decay_epochs={12 * s:g}",
-            "--schedule.cyclic_snapshot_start=false", f"--train.eval_every_epochs={15 * s:g}",
-            "--train.seed=0"]
+            "--schedule.cyclic_snapshot_start=false", f"--train.eval_every_epochs={15 * s:g}"]
     branches = mode.cycles
     total = e + branches * mode.branch_epochs
-    return [Run("cyclic-s0", "cyclic", "cyclic", batch, 0, LENET.config, tuple(over),
-                kind="collapsed", tool_args=("--collapse-epochs", f"{mode.branch_epochs:g}"),
-                estimate_s=image_estimate(LENET, total, batch) + branches * OVERHEAD_S)]
+    return [Run(f"cyclic-s{seed}", "cyclic", "cyclic", batch, seed, LENET.config,
+                tuple(over + [f"--train.seed={seed}"]), kind="collapsed",
+                tool_args=("--collapse-epochs", f"{mode.branch_epochs:g}"),
+                estimate_s=image_estimate(LENET, total, batch) + branches * OVERHEAD_S)
+            for seed in seeds]
 
 
 def lstm_runs(mode: Mode, seeds) -> list[Run]:
@@ -327,7 +333,7 @@ def plan(mode: Mode, results: dict) -> list[Run]:
     """Every run that can be planned given the finished `results`, in priority order: seed 0
     of every claim (the BN baseline first, then the claims cheapest first), then the other
     seeds of claims 1-4 and 7, seed by seed, each the claims cheapest first; then the stress
-    batches, the --bn-curve runs and claim 5's other seeds."""
+    batches, the --bn-curve runs and claim 6's and claim 5's other seeds."""
     def bn(seeds):
         return scaling_runs(RESNET, "bn", mode.bn_batches, mode.bn_epochs, mode, results, seeds)
 
@@ -341,7 +347,8 @@ def plan(mode: Mode, results: dict) -> list[Run]:
             + [r for r in scaling_runs(LENET, "nobn", mode.batches, mode.epochs, mode, results,
                                        [0], mode.stress) if r.batch in mode.stress]
             + [r for r in date_runs(mode, results, [0], mode.stress) if r.batch in mode.stress]
-            + bn_curve_runs(mode) + collapse_runs(mode, range(1, mode.collapse_seeds)))
+            + bn_curve_runs(mode) + cyclic_runs(mode, range(1, mode.cyclic_seeds))
+            + collapse_runs(mode, range(1, mode.collapse_seeds)))
 
 
 def bn_curve_runs(mode: Mode) -> list[Run]:

@@ -12,8 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from .claims import (Ctx, collapse_section, cyclic_section, date_section,
-                                lstm_section, scaling_section)
+from .claims import Ctx, date_section, lstm_section, scaling_section
+from .claims_codreanu import collapse_section, cyclic_section
 from .plan import flags
 from .verdicts import TEXT_BLOCK
 
@@ -236,15 +236,19 @@ def _seed_caveat(mode) -> list[str]:
            "understate the seed-to-seed spread; such verdicts are marked *indicative*.")
     five = (f" {mode.collapse_seeds} seeds of claim 5 (`--collapse-seeds`), its arms paired by "
             "seed." if mode.collapse_seeds > 1 else "")
+    six = (f" {mode.cyclic_seeds} seeds of claim 6 (`--cyclic-seeds`), each seed's ensemble "
+           "against its own best branch." if mode.cyclic_seeds > 1 else "")
     curve = (f" ResNet-20's linear scaling at batch {' and '.join(map(str, mode.bn_curve))} "
              "(`--bn-curve`) has one seed." if mode.bn_curve else "")
     if mode.seeds == 1:
         return ["- One seed per configuration of claims 1-4 and 7 in the full set (the 6-hour "
-                "budget went to the regime first)." + five + curve + " " + one]
+                "budget went to the regime first)." + five + six + curve + " " + one]
+    single = [c for c, extra in (("5", five), ("6", six)) if not extra]
+    rest = (f"; one for claim{'s' if len(single) > 1 else ''} {' and '.join(single)}"
+            if single else "")
     return [f"- {mode.seeds} seeds of claims 1-4 and 7 (`--seeds {mode.seeds}`: the seeds beyond "
             "the first run after the whole one-seed set, and a number's n says how many of its "
-            f"runs have finished); {'claim 6 has one' if five else 'one for claims 5 and 6'}."
-            + five + curve + " " + one]
+            f"runs have finished){rest}." + five + six + curve + " " + one]
 
 
 def _run_table(runs, results, out_dir: Path) -> list[str]:

@@ -273,9 +273,13 @@ def main(argv=None) -> int:
     p.add_argument("--collapse-seeds", type=int, default=None,
                    help="seeds of claim 5, its three arms paired by seed (default 1); the\n"
                         "others run last (full set: ~52 min a seed)")
+    p.add_argument("--cyclic-seeds", type=int, default=None,
+                   help="seeds of claim 6, each the whole procedure (default 1); the others\n"
+                        "run after --bn-curve's, before claim 5's (full set: ~9 min a seed)")
     args = p.parse_args(argv)
     try:
-        mode = select_mode(args.quick, args.seeds, args.bn_curve, args.collapse_seeds)
+        mode = select_mode(args.quick, args.seeds, args.bn_curve, args.collapse_seeds,
+                           args.cyclic_seeds)
     except ValueError as e:
         p.error(str(e))
     out_dir = (args.out_dir or ROOT / "runs" / "experiments" / mode.name).resolve()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -295,18 +295,21 @@ def verdict_better(a: list[float], b: list[float], noise: PairedNoise | None = N
                    _paired(strength(mean, se, n), noise))
 
 
-def verdict_ensemble(members: list[float], ensemble: float,
+def verdict_ensemble(members: list[list[float]], ensembles: list[float],
                      noise: PairedNoise | None = None) -> Verdict:
-    """Claim: the ensemble beats every one of its members (the collapsed branches). noise:
-    paired_noise of the best member and the ensemble (None: not known)."""
-    if not members or math.isnan(ensemble):
+    """Claim: the ensemble beats every one of its members (the collapsed branches). Seed by
+    seed (members[i]: seed i's branches, ensembles[i]: their ensemble): each ensemble against
+    its own seed's best branch, the differences paired as verdict_better pairs them. noise:
+    paired_noise of the best branches' and the ensembles' hits, by_seed (None: not known)."""
+    pairs = [(max(m), e) for m, e in zip(members, ensembles) if m and not math.isnan(e)]
+    if not pairs:
         return _missing(reason="no ensemble evaluation")
-    best = max(members)
-    gap = ensemble - best
-    se = diff_se([best], [ensemble], noise)
-    word = call(gap, se, "reproduced", "not reproduced")
-    return Verdict(word, f"ensemble {ensemble:.2%} vs best member {best:.2%} ({gap * 100:+.2f} "
-                   "points)", _paired(strength(gap, se, 1), noise))
+    best, ens = (list(x) for x in zip(*pairs))
+    v = verdict_better(best, ens, noise)
+    b, e = statistics.fmean(best), statistics.fmean(ens)
+    seeds = f", paired over {len(pairs)} seeds" if len(pairs) > 1 else ""
+    return replace(v, reason=f"ensemble {e:.2%} vs best member {b:.2%} ({(e - b) * 100:+.2f} "
+                             f"points{seeds})")
 
 
 def verdict_lm(base: list[float], date: list[float], tol: float = LM_TOL,
