@@ -9,7 +9,8 @@ command, not part of the installed package. Run from the repository's root:
     run.py       the driver: runs one experiment at a time, resumes a set cut short (a
                  training run cut short goes on from its newest epoch checkpoint)
     verdicts.py  the verdict rules
-    claims.py    one report section per claim
+    claims.py    one report section per claim: claims 1-4 and 7, and what the sections share
+    claims_codreanu.py  Codreanu et al.'s claims 5 and 6
     plots.py     the report's figures
     report.py    docs/results.md
 """
