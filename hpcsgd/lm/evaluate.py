@@ -59,7 +59,7 @@ def evaluate_perplexity(model, ids: np.ndarray, world, *, num_streams: int,
     world.comm.Allreduce(MPI.IN_PLACE, sums, op=MPI.SUM)  # sync point: every rank's sums
     if per_target:  # every target is one rank's: the sum is that rank's value
         world.watch.gate("the evaluation's allreduce of per-target NLLs")
-        world.comm.Allreduce(MPI.IN_PLACE, each, op=MPI.SUM)
+        world.comm.Allreduce(MPI.IN_PLACE, each, op=MPI.SUM)  # sync point: every target
     model.train(was_training)
     nll = float(sums[0] / sums[1])
     result = {"perplexity": math.exp(nll), "nll": nll, "count": int(sums[1])}

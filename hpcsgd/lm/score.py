@@ -25,7 +25,7 @@ from hpcsgd.cpu.compute import compute_threads
 from hpcsgd.lm.corpus import EOS, CorpusError, load_corpus
 from hpcsgd.lm.evaluate import evaluate_perplexity
 from hpcsgd.models.lstm import LSTMLanguageModel
-from hpcsgd.run.checkpoint import CheckpointError, load_checkpoint
+from hpcsgd.run.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
 from hpcsgd.run.world import Refused, agree, init_world, run_or_abort
 
 
@@ -64,7 +64,9 @@ def score(cfg: config_mod.Config, world, data: tuple[int, np.ndarray, int], path
         print(f"{Path(path).name}: {cfg.lm.eval_split} perplexity {result['perplexity']:.2f} "
               f"({result['count']} targets, {len(sentences)} sentences)")
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
-        (cfg.run_dir / report_name).write_text(json.dumps(report))
+        # whole or not at all: a half-written report would read as a finished, broken one
+        text = json.dumps(report).encode()
+        atomic_write_bytes(cfg.run_dir / report_name, lambda f: f.write(text))
     world.watch.barrier("the barrier after writing the report")  # sync point: report written
     return report
 

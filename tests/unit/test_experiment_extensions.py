@@ -141,7 +141,8 @@ def test_cyclic_seeds_repeat_claim6_whole_and_pair_each_seeds_ensemble(tmp_path)
     runs, results = ex.settle(more, out)
     text = rep.write_report(more, runs, results, out, tmp_path / "docs").read_text()
     bullet = next(line for line in text.splitlines() if line.startswith("- **Claim 6:**"))
-    assert "ensemble 92.10% vs best member 89.10% (+3.00 points, paired over 3 seeds)" in bullet
+    assert "mean ensemble 92.10% vs mean best branch 89.10% (+3.00 points, paired over 3 seeds)" \
+        in bullet
     assert "3 seeds of claim 6 (`--cyclic-seeds`)" in text
     six = text[text.index("## Claim 6"):text.index("## Claim 7")]
     assert "| 1 | 89.10% | 92.10% | +3.00 |" in six  # a row per seed: best branch, ensemble

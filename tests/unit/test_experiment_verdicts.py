@@ -253,7 +253,7 @@ def test_ensemble_verdict_pairs_each_seeds_ensemble_with_its_own_best_branch():
     noise = vd.PairedNoise(0.0005, (0.0005,), by_seed=True)
     v = vd.verdict_ensemble(members, ensembles, noise)
     assert v.word == "reproduced" and "paired over 3 seeds" in v.reason, v
-    assert "ensemble 91.83% vs best member 91.33% (+0.50 points" in v.reason
+    assert "mean ensemble 91.83% vs mean best branch 91.33% (+0.50 points" in v.reason
     assert v.strength.startswith("strong"), v.strength
     # (against the best branch of all seeds, 93%, the ensembles would lose by 0.83 points)
     # the seeds' spread counts: -0.5 and +1.0 points are within it
@@ -262,3 +262,26 @@ def test_ensemble_verdict_pairs_each_seeds_ensemble_with_its_own_best_branch():
     with pytest.raises(ValueError, match="by_seed"):
         vd.verdict_ensemble(members, ensembles, vd.PairedNoise(0.0005, (0.0, 0.0)))
     assert vd.verdict_ensemble([[]], [float("nan")]).word == "not measured"
+
+
+def test_text_noise_is_the_spread_of_the_block_differences():
+    rng = np.random.default_rng(0)
+    count, k = 10000, 10  # 1,000 sentences of 10 targets, blocks of 10 sentences
+    shared = np.repeat(rng.normal(0.0, 1.0, 100), k)  # the arms differ alike within a block
+    base = rng.normal(30.0, 3.0, 1000)
+    date = base + shared
+    noise = vd.text_noise([base], [date], count, block=k)
+    x = (date - base).reshape(100, k).sum(axis=1) * 100 / count
+    assert noise.test == pytest.approx(x.std(ddof=1) / 10, rel=1e-9)  # SE of the mean NLL
+    # counted per sentence it is sqrt(10) x smaller: sentences of a block are not independent
+    single = vd.text_noise([base], [date], count, block=1)
+    assert noise.test / single.test == pytest.approx(math.sqrt(k), rel=0.02)
+    # a seed better or worse as a whole (a shift of every sentence) is the seeds' spread, not
+    # the text's: it leaves the text's noise alone (two seeds an arm, one shifted)
+    seeds = [rng.normal(0.0, 0.3, 1000) for _ in range(4)]
+    plain = vd.text_noise([base + seeds[0], base + seeds[1]],
+                          [date + seeds[2], date + seeds[3]], count, block=k)
+    shifted = vd.text_noise([base + seeds[0], base + seeds[1] + 0.5],
+                            [date + seeds[2], date + seeds[3] - 0.5], count, block=k)
+    assert shifted.test == pytest.approx(plain.test, rel=1e-9)
+    assert vd.text_noise([base], [None], count) is None

@@ -262,7 +262,12 @@ def test_claim7_with_two_seeds_shows_each_seed_their_mean_and_each_ratio(tmp_pat
         assert f"| {method} | {batch} | 200.0 / 250.0 | 225.00 ± 35.36 (n=2) |" in claim7
     assert "+0.0%" in claim7  # the verdict compares the means
     assert "the test text's noise counted over blocks" in claim7  # 3 blocks of 100 sentences
-    assert "The test text's own noise of the difference: " in claim7
+    texts = [[json.loads((out / r.name / "test_eval.json").read_text())["sentence_nll"]
+              for r in planned if r.experiment == "lstm" and r.method == m]
+             for m in ("baseline", "date")]
+    noise = vd.text_noise(*texts, 3000)
+    assert f"The test text's own noise of the difference: {noise.test:.2%} (of perplexity), " \
+           "over 3 blocks" in claim7 and noise.test > 0
     labels = [line.split(" |")[0] for line in text.splitlines() if line.startswith("| LSTM DATE")]
     assert labels == ["| LSTM DATE B=160", "| LSTM DATE B=160 seed 1"]
 

@@ -12,6 +12,7 @@ from mpi4py import MPI
 
 from hpcsgd.config import Config
 from hpcsgd.lm.evaluate import evaluate_perplexity
+from hpcsgd.lm.streams import eval_streams
 from hpcsgd.lm.score import score, sentence_nll
 from hpcsgd.models.lstm import LSTMLanguageModel
 from hpcsgd.run.checkpoint import save_checkpoint
@@ -39,20 +40,30 @@ def test_sentences_end_after_each_eos_and_keep_the_total():
         sentence_nll(nll, targets[:4], eos=0)
 
 
-def test_per_target_nll_is_in_text_order_and_sums_to_the_split_nll():
-    model, ids = _model(), _ids()
-    world = init_world(MPI.COMM_SELF)
-    r = evaluate_perplexity(model, ids, world, num_streams=3, seq_len=5, per_target=True)
-    assert r["target_nll"].shape == (300,)
-    assert r["target_nll"].sum() / 300 == pytest.approx(r["nll"], rel=1e-6)  # float32 sums
-    # one stream: target t's NLL is the model's given the whole text before it
-    one = evaluate_perplexity(model, ids, world, num_streams=1, seq_len=5, per_target=True)
+def _direct(model, ids, streams):
+    """Each target's NLL from running each stream alone, start to end (the reference)."""
+    ref = np.full(len(ids) - 1, np.nan)
     with torch.no_grad():
-        logits, _ = model(torch.from_numpy(ids[None, :-1]))
-        direct = F.cross_entropy(logits[0], torch.from_numpy(ids[1:]), reduction="none")
-    np.testing.assert_allclose(one["target_nll"], direct.numpy(), rtol=1e-5, atol=1e-6)
+        for a, n in streams:
+            logits, _ = model(torch.from_numpy(ids[None, a:a + n]))
+            ref[a:a + n] = F.cross_entropy(logits[0], torch.from_numpy(ids[a + 1:a + n + 1]),
+                                           reduction="none").numpy()
+    return ref
+
+
+@pytest.mark.parametrize("num_streams", [1, 3, 4, 7])
+def test_per_target_nll_is_each_targets_own_in_text_order(num_streams):
+    # 301 targets: streams of unequal lengths (e.g. 76/75/75/75), so two length groups run
+    # as two batches; each stream's rows must land at its own targets, in time order
+    model, ids = _model(), _ids(302)
+    world = init_world(MPI.COMM_SELF)
+    r = evaluate_perplexity(model, ids, world, num_streams=num_streams, seq_len=5,
+                            per_target=True)
+    ref = _direct(model, ids, eval_streams(len(ids), num_streams))
+    np.testing.assert_allclose(r["target_nll"], ref, rtol=1e-5, atol=1e-6)
+    assert r["target_nll"].sum() / 301 == pytest.approx(r["nll"], rel=1e-6)  # float32 sums
     # asked for nothing more, the evaluation is the one training runs: same numbers, no vector
-    plain = evaluate_perplexity(model, ids, world, num_streams=3, seq_len=5)
+    plain = evaluate_perplexity(model, ids, world, num_streams=num_streams, seq_len=5)
     assert "target_nll" not in plain and plain["nll"] == r["nll"]
 
 
@@ -74,3 +85,9 @@ def test_score_writes_the_sentence_nll_of_a_checkpoint(tmp_path):
     sentences = saved["sentence_nll"]
     assert len(sentences) == int((ids[1:] == eos).sum()) + (ids[-1] != eos)
     assert math.fsum(sentences) / 300 == pytest.approx(expect["nll"], rel=1e-6)
+    # sentence by sentence: the targets up to each <eos> target (ids[1:], not the inputs)
+    each = _direct(model, ids, eval_streams(len(ids), 3))
+    ends = [t for t in range(300) if ids[t + 1] == eos]
+    bounds = zip([0] + [t + 1 for t in ends], ends + [299])
+    np.testing.assert_allclose(sentences[:len(ends)],
+                               [each[a:b + 1].sum() for a, b in bounds][:len(ends)], rtol=1e-5)

@@ -9,6 +9,7 @@ validation split, and their tables show validation top-1 only.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from .plan import bn_regime
 from .plots import (LABELS, diverged, plot_curves, plot_date_ratio, plot_scaling,
                     ratio_curve)
 from .sweep import best_run, sweep_edges
-from .verdicts import (LM_TOL, TEXT_BLOCK, TOL, Verdict, fmt, paired_noise, text_noise,
-                       verdict_goyal, verdict_keeps, verdict_lm)
+from .verdicts import (LM_TOL, TEXT_BLOCK, TOL, Verdict, fmt, paired_noise, text_blocks,
+                       text_noise, verdict_goyal, verdict_keeps, verdict_lm)
 
 NOT_RUN = Verdict("not run yet", "none of its runs has finished yet")
 
@@ -309,8 +310,11 @@ def _text_noise_lines(noise, texts, count: int) -> list[str]:
         return ["The runs saved no per-sentence NLL (hpcsgd.lm.score): the test text's own "
                 "noise is not counted.", ""]
     single = text_noise(*texts, count, block=1)
+    blocks = len(text_blocks(texts[0][0], count))
     return [f"The test text's own noise of the difference: {noise.test:.2%} (of perplexity), "
-            f"measured over blocks of {TEXT_BLOCK} consecutive sentences of the two arms' "
-            f"per-sentence NLLs (hpcsgd.lm.score); counted sentence by sentence it would be "
-            f"{single.test:.2%}, but neighbouring sentences (one article's) differ alike. It is "
-            "in the verdict's band: more seeds cannot shrink it.", ""]
+            f"over {blocks} blocks of about {TEXT_BLOCK} consecutive sentences of the text's "
+            f"{count:,} targets (its words and each sentence's end), from the two arms' "
+            "per-sentence NLLs (hpcsgd.lm.score); counted sentence by sentence it would be "
+            f"{single.test:.2%}, but neighbouring sentences (one article's) differ alike. "
+            f"{blocks} blocks measure it to about +-{100 / math.sqrt(2 * (blocks - 1)):.0f}%. "
+            "It is in the verdict's band: more seeds cannot shrink it.", ""]

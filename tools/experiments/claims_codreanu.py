@@ -68,11 +68,13 @@ def cyclic_section(ctx: Ctx):
     per_seed = [ctx.results[r.name]["collapsed"] for r in done]
     bests = [max(x.get("branches", []), key=lambda b: b["top1"], default={}) for x in per_seed]
     ensembles = [x.get("ensemble", {}) for x in per_seed]
-    test = paired_noise(*([hits_of(x.get("top1_hits"), x.get("count")) for x in side]
+    judged = [i for i, (b, e) in enumerate(zip(bests, ensembles))  # what verdict_ensemble keeps
+              if b and not math.isnan(e.get("top1", math.nan))]
+    test = paired_noise(*([hits_of(side[i].get("top1_hits"), side[i].get("count")) for i in judged]
                           for side in (bests, ensembles)), by_seed=True)
     v = pending(ctx, runs, verdict_ensemble(
-        [[b["top1"] for b in x.get("branches", [])] for x in per_seed],
-        [e.get("top1", math.nan) for e in ensembles], test))
+        [[b["top1"] for b in per_seed[i].get("branches", [])] for i in judged],
+        [ensembles[i]["top1"] for i in judged], test))
     cyc, ens = done[0], per_seed[0]  # the first finished seed in full
     plot_cyclic(ctx.out_dir, cyc.name, ens, ctx.docs / "results_cyclic.png")
     branches, top = ens.get("branches", []), ensembles[0].get("top1", math.nan)

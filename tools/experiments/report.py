@@ -214,12 +214,12 @@ def _caveats(mode) -> list[str]:
             "the seeds' noise is shared by all images (a seed better or worse as a whole), "
             "which 2-3 seeds measure only roughly: a call just beyond its band is less sure "
             "than \"2 standard errors\" suggests.",
-            "- Claim 7's test text is one text of 82,429 words: the arms' perplexities are "
-            "compared sentence by sentence (hpcsgd.lm.score), in blocks of "
+            "- Claim 7's test text is a single text: the arms' perplexities are compared "
+            "sentence by sentence (hpcsgd.lm.score), in blocks of "
             f"{TEXT_BLOCK} consecutive sentences, because neighbouring sentences (one "
-            "article's) differ alike (Claim 7 gives the noise counted both ways). 37 blocks "
-            "measure it to about +-12%; it is not checked by simulation as the image claims' "
-            "is.",
+            "article's) differ alike (Claim 7 gives the noise counted both ways and how many "
+            "blocks measure it). Unlike the image claims' noise, it is not checked by "
+            "simulation.",
             "- DATE publishes neither its ratio bounds nor how they move; ours are constants "
             "[0.1, 10] (docs/schedules.md).",
             "- Claim 5's standard weight decay is scaled so that the sum of LR x weight decay "

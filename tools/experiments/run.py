@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def read_results(out_dir: Path, runs: list[Run]) -> dict:
     """name -> result of the runs finished with the same arguments: the trainer's summary
-    (top1 = final *validation* top-1) + test_top1 (image runs) or test_sentence_nll (LM
-    runs: their summary's perplexity is test's already), or the collapsed ensemble's
+    (top1 = final *validation* top-1) + test_top1 (image runs) or the test perplexity and
+    test_sentence_nll of hpcsgd.lm.score (LM runs), or the collapsed ensemble's
     collapsed_ensemble.json (claim 6)."""
     done = {}
     for run in runs:
@@ -74,8 +74,9 @@ def read_results(out_dir: Path, runs: list[Run]) -> dict:
             result.update(test_top1=snap["top1"], test_top5=snap["top5"], test_count=snap["count"],
                           test_hits=snap.get("top1_hits"))  # per-image: since 2026-12-07
         elif run.kind == "lm":  # per-sentence: since 2026-12-07 (hpcsgd.lm.score)
-            test = json.loads(test.read_text())
-            result.update(test_sentence_nll=test["sentence_nll"], test_count=test["count"])
+            test = json.loads(test.read_text())  # the score's perplexity is test's, whatever
+            result.update(perplexity=test["perplexity"], test_sentence_nll=test["sentence_nll"],
+                          test_count=test["count"])  # split the trainer evaluated
         done[run.name] = result
     return done
 
