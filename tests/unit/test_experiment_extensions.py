@@ -1,5 +1,5 @@
 """tools/experiments/: the set beyond its 6-hour one-seed runs (--seeds, --bn-curve,
---collapse-seeds, --cyclic-seeds): each comes after the runs before it, which it keeps, and
+--collapse-seeds, --cyclic-seeds, --lm-full-text): each comes after the runs before it, which it keeps, and
 the report names its command and pairs its runs. The plan and the report themselves:
 test_experiments.py."""
 import shutil
@@ -126,7 +126,8 @@ def test_cyclic_seeds_repeat_claim6_whole_and_pair_each_seeds_ensemble(tmp_path)
     assert [r.name for r in added] == ["cyclic-s1", "cyclic-s2"]
     assert [r for r in after if r in before] == before  # every other run and its order kept
     first = after.index(added[0])
-    assert after[first - 1].name == "bn-goyal-b512-s0" and after[first + 2].name.startswith("collapse-")
+    assert after[first - 1].name == "bn-goyal-b512-s0"
+    assert after[first + 2].name.startswith("collapse-")
     seed0 = next(r for r in before if r.name == "cyclic-s0")
     for run in added:  # seed 0's command but for the seed
         assert run.kind == "collapsed" and run.tool_args == seed0.tool_args
@@ -151,3 +152,45 @@ def test_cyclic_seeds_repeat_claim6_whole_and_pair_each_seeds_ensemble(tmp_path)
     text = rep.write_report(more, runs, results, out, tmp_path / "docs").read_text()
     bullet = next(line for line in text.splitlines() if line.startswith("- **Claim 6:**"))
     assert "paired over 2 seeds" in bullet and "still to finish: 1 run(s)" in bullet
+
+
+def test_lm_full_text_runs_claim7_on_the_whole_training_text_after_the_rest(tmp_path):
+    # The 6-hour set trains the LSTM on half of PTB's training text (the budget); the papers
+    # use all of it. --lm-full-text adds claim 7's runs on the whole text (every seed of
+    # --seeds) after everything else; claim 7 is then judged on them once both arms of a seed
+    # have finished, the half-text runs staying in the report beside them.
+    base = ex.select_mode(quick=False, seeds=3, bn_curve=True, collapse_seeds=3, cyclic_seeds=3)
+    more = ex.select_mode(quick=False, seeds=3, bn_curve=True, collapse_seeds=3, cyclic_seeds=3,
+                          lm_full_text=True)
+    before, after = _full_set(base), _full_set(more)
+    assert after[:len(before)] == before
+    added = after[len(before):]
+    assert [r.name for r in added] == [f"lstm-{m}-full-s{s}" for s in (0, 1, 2)
+                                       for m in ("baseline-b20", "date-b640")]
+    half = {(r.method, r.seed): r for r in before if r.experiment == "lstm"}
+    for run in added:  # the half-text run's command but for the text
+        assert run.kind == "lm" and run.experiment == "lstm-full"
+        assert set(run.overrides) ^ set(half[run.method, run.seed].overrides) == {
+            "--lm.train_fraction=1", "--lm.train_fraction=0.5"}
+        assert run.estimate_s > 1.8 * half[run.method, run.seed].estimate_s
+    assert pl.flags(more).endswith(" --cyclic-seeds 3 --lm-full-text")
+    out = tmp_path / "runs"
+    for run in after:  # perplexity 100 / value: half text 200, whole text 125 / 130 (DATE)
+        value = 0.5 if run.experiment == "lstm" else 0.8 if run.method == "baseline" else 100 / 130
+        _finish(out, run, value)
+    runs, results = ex.settle(more, out)
+    text = rep.write_report(more, runs, results, out, tmp_path / "docs").read_text()
+    claim7 = text[text.index("## Claim 7"):]
+    bullet = next(line for line in claim7.splitlines() if line.startswith("- **Claim 7:**"))
+    assert "perplexity 130.0 vs baseline 125.0 (+4.0%" in bullet and "whole training text" in bullet
+    assert "| baseline | 20 | 200.0 / 200.0 / 200.0 |" in claim7  # the half text's, beside
+    assert "| baseline | 20 | 125.0 / 125.0 / 125.0 |" in claim7
+    # until a seed of the whole text has both arms, the half text's runs are judged
+    for run in added:
+        shutil.rmtree(out / run.name)
+    runs, results = ex.settle(more, out)
+    text = rep.write_report(more, runs, results, out, tmp_path / "docs").read_text()
+    bullet = next(line for line in text.splitlines() if line.startswith("- **Claim 7:**"))
+    assert "perplexity 200.0 vs baseline 200.0" in bullet and "half the training text" in bullet
+    assert "still to finish: 6 run(s) on the whole text" in bullet
+    assert "--lm-full-text" in text

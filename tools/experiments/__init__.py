@@ -9,8 +9,9 @@ command, not part of the installed package. Run from the repository's root:
     run.py       the driver: runs one experiment at a time, resumes a set cut short (a
                  training run cut short goes on from its newest epoch checkpoint)
     verdicts.py  the verdict rules
-    claims.py    one report section per claim: claims 1-4 and 7, and what the sections share
+    claims.py    one report section per claim: claims 1-4, and what the sections share
     claims_codreanu.py  Codreanu et al.'s claims 5 and 6
+    claims_lm.py        claim 7, the LSTM on the Penn Treebank
     plots.py     the report's figures
     report.py    docs/results.md
 """

@@ -1,5 +1,6 @@
 """The claim sections of docs/results.md (tools/experiments/report.py assembles them):
-claims 1-4 and 7 here, Codreanu et al.'s claims 5-6 in claims_codreanu.py.
+claims 1-4 here, with what the sections share; Codreanu et al.'s claims 5-6 in
+claims_codreanu.py, the LSTM's claim 7 in claims_lm.py.
 
 Each `*_section(ctx)` returns (summary rows, body lines) for its claims from whatever runs
 have finished: a claim none of whose runs has finished is "not run yet", one whose runs
@@ -9,7 +10,6 @@ validation split, and their tables show validation top-1 only.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,8 +19,7 @@ from .plan import bn_regime
 from .plots import (LABELS, diverged, plot_curves, plot_date_ratio, plot_scaling,
                     ratio_curve)
 from .sweep import best_run, sweep_edges
-from .verdicts import (LM_TOL, TEXT_BLOCK, TOL, Verdict, fmt, paired_noise, text_blocks,
-                       text_noise, verdict_goyal, verdict_keeps, verdict_lm)
+from .verdicts import TOL, Verdict, fmt, paired_noise, verdict_goyal, verdict_keeps
 
 NOT_RUN = Verdict("not run yet", "none of its runs has finished yet")
 
@@ -258,63 +257,3 @@ def ratio_lines(ctx: Ctx, named: dict[str, str]) -> list[str]:
             "one, where a median of 10 says that at least half the tensors had ||w|| / ||g|| "
             ">= 10, not how far above it they were:",
             "", *table, "", "![DATE ratio](results_date_ratio.png)", ""]
-
-
-# ---------------------------------------------------------------------------- claim 7
-
-def lstm_section(ctx: Ctx):
-    m = ctx.mode
-    runs = sorted(ctx.mine("lstm"), key=lambda r: r.seed)
-    ratio = max(m.lm_batches) // min(m.lm_batches)
-    claim = ("7", f"DATE scales the LSTM/PTB batch {ratio}x without losing perplexity "
-                  "(DATE 4.1.2)")
-    title = "## Claim 7: LSTM on the Penn Treebank (DATE 4.1.2)"
-    if not ctx.done(runs):
-        return [(*claim, NOT_RUN)], [title, "", "Not run yet.", ""]
-    batch = {r.method: r.batch for r in runs}
-    ppl = {k: [ctx.results[r.name]["perplexity"] for r in runs  # each finished seed's
-               if r.method == k and r.name in ctx.results] for k in batch}
-    seeds = {m: {r.seed for r in ctx.done(runs) if r.method == m} for m in ("baseline", "date")}
-    both = seeds["baseline"] & seeds["date"]  # an LSTM seed is its initial weights: paired
-    paired = {m: [ctx.results[r.name] for r in runs if r.method == m and r.seed in both]
-              for m in ("baseline", "date")}
-    count = next((x.get("test_count") for x in paired["baseline"]), 0)
-    texts = [[x.get("test_sentence_nll") for x in paired[m]] for m in ("baseline", "date")]
-    noise = text_noise(*texts, count)
-    v = pending(ctx, runs, verdict_lm(*([x["perplexity"] for x in paired[m]]
-                                          for m in ("baseline", "date")), noise=noise))
-    plot_curves(ctx.out_dir, {_seeded(f"{r.method} B={r.batch}", r): r.name for r in runs},
-                ctx.docs / "results_lstm.png", key="perplexity", ylabel="test perplexity",
-                title="PTB, 2-layer LSTM", log=True)
-    table = ["| run | batch | test perplexity of each seed | mean |", "|---|---|---|---|"]
-    table += [f"| {k} | {batch[k]} | "
-              + (" / ".join(f"{x:.1f}" for x in values) or "— (no finished run)")
-              + f" | {fmt(values, pct=False)} |" for k, values in ppl.items()]
-    body = [title, "",
-            f"2-layer LSTM, hidden {m.lm_hidden}, 10,000 words, BPTT 20, {m.lm_epochs:g} epochs "
-            f"on {m.lm_fraction:.0%} of the training tokens; batch in streams. Baseline: DATE "
-            "4.1.2's recipe (momentum 0.9, LR constant for 7/13 of the run, then x0.4 after "
-            "each epoch: multistep with a milestone every epoch, as hpcsgd has no exponential "
-            "decay), LR 2 = Zaremba et al.'s step size with momentum, clip 0.25 per token. DATE: "
-            "the baseline's (B0, eta0 = LR / 10, w0) through sqrt scaling, LEGW and the roller "
-            f"coaster, untouched. Verdict rule: within {LM_TOL:.0%} of the baseline's "
-            "perplexity. DATE's ratio for this run is in claim 4's plot.", "", *table, "",
-            *_text_noise_lines(noise, texts, count),
-            "![lstm](results_lstm.png)", "", *bullets([(*claim, v)]), ""]
-    return [(*claim, v)], body
-
-
-def _text_noise_lines(noise, texts, count: int) -> list[str]:
-    """What the test text's own noise adds to claim 7, and why it is counted in blocks."""
-    if noise is None:
-        return ["The runs saved no per-sentence NLL (hpcsgd.lm.score): the test text's own "
-                "noise is not counted.", ""]
-    single = text_noise(*texts, count, block=1)
-    blocks = len(text_blocks(texts[0][0], count))
-    return [f"The test text's own noise of the difference: {noise.test:.2%} (of perplexity), "
-            f"over {blocks} blocks of about {TEXT_BLOCK} consecutive sentences of the text's "
-            f"{count:,} targets (its words and each sentence's end), from the two arms' "
-            "per-sentence NLLs (hpcsgd.lm.score); counted sentence by sentence it would be "
-            f"{single.test:.2%}, but neighbouring sentences (one article's) differ alike. "
-            f"{blocks} blocks measure it to about +-{100 / math.sqrt(2 * (blocks - 1)):.0f}%. "
-            "It is in the verdict's band: more seeds cannot shrink it.", ""]

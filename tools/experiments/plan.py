@@ -86,6 +86,7 @@ class Mode:
     bn_curve: tuple[int, ...] = ()  # --bn-curve: linear scaling on the BN network between its
     #                                 B0 and largest batch, seed 0, after the rest of the set
     cyclic_seeds: int = 1         # --cyclic-seeds: claim 6 whole for seeds 1.., after the curve
+    lm_full_text: bool = False    # --lm-full-text: claim 7 on PTB's whole training text, last
 
 
 # The pipeline in ~15 min: every claim, a few epochs, tens of steps (weak evidence by design).
@@ -112,12 +113,14 @@ BN_CURVE = {"quick": (512,), "full": (512, 1024)}
 
 
 def select_mode(quick: bool, seeds: int | None = None, bn_curve: bool = False,
-                collapse_seeds: int | None = None, cyclic_seeds: int | None = None) -> Mode:
+                collapse_seeds: int | None = None, cyclic_seeds: int | None = None,
+                lm_full_text: bool = False) -> Mode:
     """The named set, with `seeds` seeds of claims 1-4 and 7 instead of its own, with bn_curve
-    the BN network's linear scaling at the batches between, and with `collapse_seeds` and
-    `cyclic_seeds` seeds of claims 5 and 6. The other seeds and the curve come after the
-    whole one-seed set in the plan, so its finished runs are kept."""
-    mode = QUICK if quick else FULL
+    the BN network's linear scaling at the batches between, with `collapse_seeds` and
+    `cyclic_seeds` seeds of claims 5 and 6, and with lm_full_text claim 7 again on the whole
+    training text. The other seeds, the curve and the whole text come after the one-seed set
+    in the plan, so its finished runs are kept."""
+    mode = replace(QUICK if quick else FULL, lm_full_text=lm_full_text)
     if bn_curve:
         mode = replace(mode, bn_curve=BN_CURVE[mode.name])
     for flag, n in (("--seeds", seeds), ("--collapse-seeds", collapse_seeds),
@@ -137,7 +140,9 @@ def flags(mode: Mode) -> str:
         (" --bn-curve" if mode.bn_curve else "") + \
         (f" --collapse-seeds {mode.collapse_seeds}"
          if mode.collapse_seeds != base.collapse_seeds else "") + \
-        (f" --cyclic-seeds {mode.cyclic_seeds}" if mode.cyclic_seeds != base.cyclic_seeds else "")
+        (f" --cyclic-seeds {mode.cyclic_seeds}"
+         if mode.cyclic_seeds != base.cyclic_seeds else "") + \
+        (" --lm-full-text" if mode.lm_full_text else "")
 
 
 def bn_regime(mode: Mode) -> tuple[int, ...]:
@@ -307,11 +312,15 @@ def cyclic_runs(mode: Mode, seeds=(0,)) -> list[Run]:
             for seed in seeds]
 
 
-def lstm_runs(mode: Mode, seeds) -> list[Run]:
+def lstm_runs(mode: Mode, seeds, full_text: bool = False) -> list[Run]:
     """DATE 4.1.2's PTB-small claim: the baseline (momentum 0.9, LR constant for 7 of 13
     epochs, then x0.4 per epoch: ptb_lstm.toml) at 20 streams, and DATE at 32 x 20 with the
     baseline's (B0, eta0, w0), untouched. Nothing is tuned, so the trainer evaluates test.
-    A seed changes the initial weights only (the streams are PTB's text in order)."""
+    A seed changes the initial weights only (the streams are PTB's text in order). On the
+    set's share of the training text (mode.lm_fraction), or with full_text on all of it, as
+    the papers (--lm-full-text: experiment "lstm-full", names "...-full-s<seed>")."""
+    if full_text:
+        mode = replace(mode, lm_fraction=1.0)
     big = max(mode.lm_batches)
     e, w0 = mode.lm_epochs, 0.5 * mode.lm_epochs * LM_B0 / big  # LEGW: half the run at 32x
     milestones = [float(m) for m in range(round(e * 7 / 13), math.ceil(e))]  # x0.4 each
@@ -323,7 +332,8 @@ def lstm_runs(mode: Mode, seeds) -> list[Run]:
                               "--optim.date_upper=10.0", f"--optim.base_lr={LM_LR0 / 10:g}",
                               "--schedule.lr_scaling=sqrt", f"--schedule.base_batch={LM_B0}",
                               "--schedule.legw=true", "--schedule.decay=roller_coaster"])}
-    return [Run(f"lstm-{m}-b{b}-s{seed}", "lstm", m, b, seed, LSTM,
+    text = "-full" if full_text else ""
+    return [Run(f"lstm-{m}-b{b}{text}-s{seed}", "lstm" + text, m, b, seed, LSTM,
                 tuple(common + extra + [f"--train.global_batch={b}", f"--train.seed={seed}"]),
                 kind="lm", estimate_s=lm_estimate(mode, b))
             for seed in seeds for m, (b, extra) in recipes.items()]
@@ -333,7 +343,8 @@ def plan(mode: Mode, results: dict) -> list[Run]:
     """Every run that can be planned given the finished `results`, in priority order: seed 0
     of every claim (the BN baseline first, then the claims cheapest first), then the other
     seeds of claims 1-4 and 7, seed by seed, each the claims cheapest first; then the stress
-    batches, the --bn-curve runs and claim 6's and claim 5's other seeds."""
+    batches, the --bn-curve runs, claim 6's and claim 5's other seeds, and claim 7 on the
+    whole training text."""
     def bn(seeds):
         return scaling_runs(RESNET, "bn", mode.bn_batches, mode.bn_epochs, mode, results, seeds)
 
@@ -348,7 +359,8 @@ def plan(mode: Mode, results: dict) -> list[Run]:
                                        [0], mode.stress) if r.batch in mode.stress]
             + [r for r in date_runs(mode, results, [0], mode.stress) if r.batch in mode.stress]
             + bn_curve_runs(mode) + cyclic_runs(mode, range(1, mode.cyclic_seeds))
-            + collapse_runs(mode, range(1, mode.collapse_seeds)))
+            + collapse_runs(mode, range(1, mode.collapse_seeds))
+            + (lstm_runs(mode, range(mode.seeds), full_text=True) if mode.lm_full_text else []))
 
 
 def bn_curve_runs(mode: Mode) -> list[Run]:

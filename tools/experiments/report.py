@@ -12,8 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from .claims import Ctx, date_section, lstm_section, scaling_section
+from .claims import Ctx, date_section, scaling_section
 from .claims_codreanu import collapse_section, cyclic_section
+from .claims_lm import lstm_section
 from .plan import flags
 from .verdicts import TEXT_BLOCK
 

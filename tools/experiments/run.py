@@ -277,10 +277,13 @@ def main(argv=None) -> int:
     p.add_argument("--cyclic-seeds", type=int, default=None,
                    help="seeds of claim 6, each the whole procedure (default 1); the others\n"
                         "run after --bn-curve's, before claim 5's (full set: ~9 min a seed)")
+    p.add_argument("--lm-full-text", action="store_true",
+                   help="claim 7 again on PTB's whole training text (every seed), last;\n"
+                        "it is then judged on those runs (full set: ~1.8 h a seed)")
     args = p.parse_args(argv)
     try:
         mode = select_mode(args.quick, args.seeds, args.bn_curve, args.collapse_seeds,
-                           args.cyclic_seeds)
+                           args.cyclic_seeds, args.lm_full_text)
     except ValueError as e:
         p.error(str(e))
     out_dir = (args.out_dir or ROOT / "runs" / "experiments" / mode.name).resolve()
