@@ -1,7 +1,7 @@
 """tools/experiments/: the set beyond its 6-hour one-seed runs (--seeds, --bn-curve,
---collapse-seeds, --cyclic-seeds, --lm-full-text): each comes after the runs before it, which it keeps, and
-the report names its command and pairs its runs. The plan and the report themselves:
-test_experiments.py."""
+--collapse-seeds, --cyclic-seeds, --lm-full-text): each comes after the runs before it, which
+it keeps, and the report names its command and pairs its runs. The plan and the report
+themselves: test_experiments.py."""
 import shutil
 
 import pytest
