@@ -29,7 +29,8 @@ from hpcsgd.run.hits import encode_hits
 from hpcsgd.cpu.compute import autocast, compute_threads, prepare_model, to_layout
 from hpcsgd.data import build_loaders, eval_batches
 from hpcsgd.models import build_from_config
-from hpcsgd.run.world import Refused, agree, init_world, run_or_abort
+from hpcsgd.run.entry import evaluation_entry, report_file
+from hpcsgd.run.world import Refused, agree, run_or_abort
 
 TOPK = (1, 5)
 
@@ -107,21 +108,15 @@ def main(argv=None) -> int:
     p.add_argument("--report", default="ensemble.json",
                    help="file name of the JSON report in the run folder")
     args, overrides = p.parse_known_args(argv)
-    world = init_world()
-    try:
+
+    def start(world):
         cfg = agree(world, lambda: config_mod.load_config(args.config, overrides),
                     config_mod.ConfigError)
         paths = args.snapshots or snapshot_paths(cfg.run_dir)
         if not paths:
             raise Refused(f"no snapshots given and none in {cfg.run_dir / 'snapshots'}")
-        if Path(args.report).name != args.report:
-            raise Refused(f"--report {args.report!r}: a file name, written in the run folder")
-        run_or_abort(world, run, cfg, world, paths, args.report)
-    except Refused as e:
-        if world.is_root:
-            print(f"hpcsgd.ensemble: refused: {e}", file=sys.stderr)
-        return 2
-    return 0
+        run_or_abort(world, run, cfg, world, paths, report_file(args.report))
+    return evaluation_entry("hpcsgd.ensemble", start)
 
 
 if __name__ == "__main__":

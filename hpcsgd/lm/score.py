@@ -26,7 +26,8 @@ from hpcsgd.lm.corpus import EOS, CorpusError, load_corpus
 from hpcsgd.lm.evaluate import evaluate_perplexity
 from hpcsgd.models.lstm import LSTMLanguageModel
 from hpcsgd.run.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
-from hpcsgd.run.world import Refused, agree, init_world, run_or_abort
+from hpcsgd.run.entry import evaluation_entry, report_file
+from hpcsgd.run.world import agree, run_or_abort
 
 
 def sentence_nll(target_nll: np.ndarray, targets: np.ndarray, eos: int) -> np.ndarray:
@@ -79,19 +80,14 @@ def main(argv=None, prog: str = "hpcsgd.lm.score") -> int:
     p.add_argument("--report", default="test_eval.json",
                    help="file name of the JSON report in the run folder")
     args, overrides = p.parse_known_args(argv)
-    world = init_world()
-    try:
-        if Path(args.report).name != args.report:
-            raise Refused(f"--report {args.report!r}: a file name, written in the run folder")
+
+    def start(world):
+        report = report_file(args.report)
         cfg = agree(world, lambda: config_mod.load_config(args.config, overrides, task="lm"),
                     config_mod.ConfigError)
         data = agree(world, lambda: load_data(cfg), CorpusError)
-        run_or_abort(world, score, cfg, world, data, args.snapshot, args.report)
-    except Refused as e:
-        if world.is_root:
-            print(f"{prog}: refused: {e}", file=sys.stderr)
-        return 2
-    return 0
+        run_or_abort(world, score, cfg, world, data, args.snapshot, report)
+    return evaluation_entry(prog, start)
 
 
 if __name__ == "__main__":

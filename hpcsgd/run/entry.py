@@ -80,3 +80,25 @@ def run_entry(prog: str, start: Callable[[list[str], World], dict],
             print(f"{prog}: refused: {e}", file=sys.stderr)
         return EXIT_REFUSED
     return summary.get("exit_code", 0)
+
+
+def report_file(name: str) -> str:
+    """An evaluation tool's --report: a file name, written in the run folder (Refused if it
+    names a path)."""
+    if os.path.basename(name) != name:
+        raise Refused(f"--report {name!r}: a file name, written in the run folder")
+    return name
+
+
+def evaluation_entry(prog: str, start: Callable[[World], object]) -> int:
+    """The evaluation tools' main (hpcsgd.ensemble, hpcsgd.lm.score): start(world) on every
+    rank of a new world; a Refused (raised on every rank together, hpcsgd.run.world.agree) is
+    printed once by rank 0, prefixed with `prog`. The exit code: 0, or EXIT_REFUSED."""
+    world = init_world()
+    try:
+        start(world)
+    except Refused as e:
+        if world.is_root:
+            print(f"{prog}: refused: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    return 0

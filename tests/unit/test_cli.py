@@ -18,10 +18,10 @@ pytestmark = pytest.mark.skipif(MPI.COMM_WORLD.size > 1 or MPIEXEC is None,
                                 reason="launches its own mpiexec (not from inside one)")
 
 
-def _launch(tmp_path, *args, ranks=4):
+def _launch(tmp_path, *args, ranks=4, module="hpcsgd.train"):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PMI_", "MPI", "HYDRA", "HPCSGD_EXPECT"))}
-    cmd = [MPIEXEC, "-n", str(ranks), sys.executable, "-m", "hpcsgd.train", *args]
+    cmd = [MPIEXEC, "-n", str(ranks), sys.executable, "-m", module, *args]
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -153,3 +153,19 @@ def test_launch_script_and_planner_refuse_in_one_line():
     res = subprocess.run([sys.executable, str(ROOT / "tools" / "affinity.py"), "plan",
                           "--config", "nope.toml"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and res.stderr.startswith("tools/affinity.py plan: refused:")
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("hpcsgd.ensemble", ["--snapshots", "none.pt"], "hpcsgd.ensemble: refused: checkpoint "
+                                                    "'none.pt' does not exist"),
+    ("hpcsgd.ensemble", ["--snapshots", "none.pt", "--report", "../e.json"],
+     "hpcsgd.ensemble: refused: --report '../e.json': a file name, written in the run folder"),
+    ("hpcsgd.lm.score", ["--snapshot", "final.pt", "--report", "out/t.json"],
+     "hpcsgd.lm.score: refused: --report 'out/t.json': a file name, written in the run folder"),
+    ("hpcsgd.lm.score", ["--snapshot", "final.pt", "--lm.eval_split=dev"],
+     "hpcsgd.lm.score: refused: lm.eval_split"),
+])
+def test_the_evaluation_tools_refuse_in_one_line(job, module, args, message):
+    res = _launch(job, "job.toml", *args, ranks=2, module=module)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.strip().startswith(message) and len(res.stderr.strip().splitlines()) == 1

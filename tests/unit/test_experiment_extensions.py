@@ -71,14 +71,15 @@ def test_bn_curve_adds_linear_scaling_between_b0_and_the_largest_batch_last(tmp_
 
 def test_the_command_line_selects_the_extensions(tmp_path, capsys):
     assert ex.main(["--seeds", "3", "--bn-curve", "--collapse-seeds", "3", "--cyclic-seeds",
-                    "2", "--plan", "--out-dir", str(tmp_path / "x")]) == 0
+                    "2", "--lm-full-text", "--plan", "--out-dir", str(tmp_path / "x")]) == 0
     listed = capsys.readouterr().out
     assert " bn-goyal-b512-s0" in listed and "collapse-wd_half-s2" in listed
     assert " cyclic-s1" in listed and "cyclic-s2" not in listed
+    assert " lstm-date-b640-full-s2" in listed
     assert ex.main(["--seeds", "3", "--plan", "--out-dir", str(tmp_path / "x")]) == 0
     listed = capsys.readouterr().out
     assert " bn-goyal-b512-s0" not in listed and "collapse-wd_half-s2" not in listed
-    assert " cyclic-s1" not in listed
+    assert " cyclic-s1" not in listed and "-full-s" not in listed
 
 
 def test_collapse_seeds_pair_more_seeds_of_claim5_after_the_rest(tmp_path):
@@ -154,11 +155,11 @@ def test_cyclic_seeds_repeat_claim6_whole_and_pair_each_seeds_ensemble(tmp_path)
     assert "paired over 2 seeds" in bullet and "still to finish: 1 run(s)" in bullet
 
 
-def test_lm_full_text_runs_claim7_on_the_whole_training_text_after_the_rest(tmp_path):
+def test_lm_full_text_runs_claim7_on_the_whole_training_text_last(tmp_path, monkeypatch):
     # The 6-hour set trains the LSTM on half of PTB's training text (the budget); the papers
     # use all of it. --lm-full-text adds claim 7's runs on the whole text (every seed of
-    # --seeds) after everything else; claim 7 is then judged on them once both arms of a seed
-    # have finished, the half-text runs staying in the report beside them.
+    # --seeds) after everything else; claim 7 is judged on them once both arms have as many
+    # seeds there as on the half text, the other text's reading staying beside it.
     base = ex.select_mode(quick=False, seeds=3, bn_curve=True, collapse_seeds=3, cyclic_seeds=3)
     more = ex.select_mode(quick=False, seeds=3, bn_curve=True, collapse_seeds=3, cyclic_seeds=3,
                           lm_full_text=True)
@@ -174,23 +175,55 @@ def test_lm_full_text_runs_claim7_on_the_whole_training_text_after_the_rest(tmp_
             "--lm.train_fraction=1", "--lm.train_fraction=0.5"}
         assert run.estimate_s > 1.8 * half[run.method, run.seed].estimate_s
     assert pl.flags(more).endswith(" --cyclic-seeds 3 --lm-full-text")
+    assert pl.flags(ex.select_mode(quick=True, lm_full_text=True)) == " --quick --lm-full-text"
+
+    def ppl(run):  # half text: 200 / 202 / 204 (both arms); whole text: 125 + s, DATE 127.5 + s
+        if run.experiment == "lstm":
+            return 200.0 + 2 * run.seed
+        return (125.0 if run.method == "baseline" else 127.5) + run.seed
     out = tmp_path / "runs"
-    for run in after:  # perplexity 100 / value: half text 200, whole text 125 / 130 (DATE)
-        value = 0.5 if run.experiment == "lstm" else 0.8 if run.method == "baseline" else 100 / 130
-        _finish(out, run, value)
-    runs, results = ex.settle(more, out)
-    text = rep.write_report(more, runs, results, out, tmp_path / "docs").read_text()
-    claim7 = text[text.index("## Claim 7"):]
-    bullet = next(line for line in claim7.splitlines() if line.startswith("- **Claim 7:**"))
-    assert "perplexity 130.0 vs baseline 125.0 (+4.0%" in bullet and "whole training text" in bullet
-    assert "| baseline | 20 | 200.0 / 200.0 / 200.0 |" in claim7  # the half text's, beside
-    assert "| baseline | 20 | 125.0 / 125.0 / 125.0 |" in claim7
-    # until a seed of the whole text has both arms, the half text's runs are judged
+    for run in before:
+        _finish(out, run, 100 / ppl(run) if run.kind == "lm" else 0.9)
+    plotted = {}
+    monkeypatch.setattr("tools.experiments.claims_lm.plot_curves",
+                        lambda out_dir, named, *a, **k: plotted.update(named))
+
+    def claim7():
+        runs, results = ex.settle(more, out)
+        text = rep.write_report(more, runs, results, out, tmp_path / "docs").read_text()
+        return text, next(line for line in text.splitlines() if line.startswith("- **Claim 7:**"))
+    text, bullet = claim7()  # no whole-text run yet
+    assert "perplexity 202.0 vs baseline 202.0 (+0.0%" in bullet
+    assert "on half the training text, seeds 0, 1, 2" in bullet
+    assert "still to finish: 6 run(s) on the whole training text" in bullet
+    assert "--lm-full-text" in text and "Claim 7 runs on the whole training text too" in text
+    _finish(out, added[0], 100 / ppl(added[0]))  # seed 0's baseline alone
+    _, bullet = claim7()
+    assert "on half the training text" in bullet and "5 run(s) on the whole training text" in bullet
+    _finish(out, added[1], 100 / ppl(added[1]))  # seed 0 both arms: 1 seed against 3
+    _, bullet = claim7()
+    assert "perplexity 202.0 vs baseline 202.0" in bullet.split("; on the whole")[0]
+    assert "; on the whole training text (seed 0): reproduced (perplexity 127.5 vs baseline " \
+           "125.0 (+2.0%" in bullet and "4 run(s) on the whole training text" in bullet
+    for run in added[2:]:
+        _finish(out, run, 100 / ppl(run))
+    text, bullet = claim7()  # 3 seeds each: the whole text decides
+    assert bullet.startswith("- **Claim 7:** reproduced: perplexity 128.5 vs baseline 126.0 (+2.0%")
+    assert "on the whole training text, seeds 0, 1, 2; on half the training text (seeds 0, 1, " \
+           "2): reproduced (perplexity 202.0 vs baseline 202.0" in bullet
+    assert "still to finish" not in bullet
+    claim = text[text.index("## Claim 7"):]
+    assert "| baseline | 20 | 200.0 / 202.0 / 204.0 |" in claim  # the half text's, beside
+    assert "| baseline | 20 | 125.0 / 126.0 / 127.0 |" in claim
+    assert "noise of the difference between the runs on the whole training text" in claim
+    assert {"baseline B=20 whole text", "date B=640 whole text seed 2", "date B=640"} <= set(plotted)
+    assert "LSTM DATE B=640 whole text seed 1" in text  # claim 4's ratio plot names it
+    # a diverged whole-text baseline voids that text's reading, not the claim
     for run in added:
         shutil.rmtree(out / run.name)
-    runs, results = ex.settle(more, out)
-    text = rep.write_report(more, runs, results, out, tmp_path / "docs").read_text()
-    bullet = next(line for line in text.splitlines() if line.startswith("- **Claim 7:**"))
-    assert "perplexity 200.0 vs baseline 200.0" in bullet and "half the training text" in bullet
-    assert "still to finish: 6 run(s) on the whole text" in bullet
-    assert "--lm-full-text" in text
+    for run in added:
+        _finish(out, run, float("nan") if run.method == "baseline" else 100 / ppl(run))
+    _, bullet = claim7()
+    assert "perplexity 202.0 vs baseline 202.0" in bullet.split("; on the whole")[0]
+    assert "on the whole training text (seeds 0, 1, 2): not measured (the baseline's " \
+           "perplexity is not finite" in bullet

@@ -5,6 +5,7 @@ command, not part of the installed package. Run from the repository's root:
     .venv/bin/python -m tools.experiments [--quick]    # run what is missing, then report
 
     plan.py      which runs test which claim, in priority order (pure)
+    budget.py    what a planned run costs and does (time, steps, LR x weight decay)
     sweep.py     a swept value's grid and its best run (chosen on the validation split)
     run.py       the driver: runs one experiment at a time, resumes a set cut short (a
                  training run cut short goes on from its newest epoch checkpoint)

@@ -75,6 +75,12 @@ def steps_at(ctx: Ctx, runs, batch: int) -> int | None:
     return max(steps) if steps else None
 
 
+def paired_seeds(ctx: Ctx, runs, a: str, b: str) -> list[int]:
+    """The seeds for which arms (methods) a and b of `runs` have both finished."""
+    done = [{r.seed for r in ctx.done(runs) if r.method == arm} for arm in (a, b)]
+    return sorted(done[0] & done[1])
+
+
 def pending(ctx: Ctx, runs, verdict: Verdict) -> Verdict:
     left = [r.name for r in runs if r.name not in ctx.results]
     if not left or verdict.word == "not measured":
@@ -216,14 +222,15 @@ def date_section(ctx: Ctx):
     best = best_run([r for r in runs if r.tune], ctx.results)
     named = {f"DATE B={r.batch}": r.name for r in ctx.done(runs)
              if r.seed == 0 and (not r.tune or r is best)}
-    named.update({_seeded(f"LSTM DATE B={r.batch}", r): r.name
-                  for r in sorted(ctx.done(ctx.mine("lstm")), key=lambda r: r.seed)
-                  if r.method == "date"})
+    for experiment, text in (("lstm", ""), ("lstm-full", " whole text")):  # claim 7's DATE
+        named.update({seeded(f"LSTM DATE B={r.batch}{text}", r): r.name
+                      for r in sorted(ctx.done(ctx.mine(experiment)), key=lambda r: r.seed)
+                      if r.method == "date"})
     body += ratio_lines(ctx, named)
     return [(*claim, v)], body
 
 
-def _seeded(label: str, run) -> str:
+def seeded(label: str, run) -> str:
     """A plot or table label; seeds beyond the first say which they are."""
     return f"{label} seed {run.seed}" if run.seed else label
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from .claims import NOT_RUN, Ctx, bullets, hits_of, pending
-from .plan import lr_wd_sum
+from .claims import NOT_RUN, Ctx, bullets, hits_of, paired_seeds, pending
+from .budget import lr_wd_sum
 from .plots import plot_collapse, plot_cyclic
 from .verdicts import fmt, paired_noise, verdict_better, verdict_ensemble
 
@@ -25,7 +25,7 @@ def collapse_section(ctx: Ctx):
     hits = {a: {r.seed: ctx.hits(r) for r in ctx.done(runs) if r.method == a} for a in arms}
 
     def paired(a, b):
-        seeds = sorted(set(by_seed[a]) & set(by_seed[b]))
+        seeds = paired_seeds(ctx, runs, a, b)
         test = paired_noise([hits[a][s] for s in seeds], [hits[b][s] for s in seeds],
                             by_seed=True)
         return verdict_better([by_seed[a][s] for s in seeds], [by_seed[b][s] for s in seeds], test)

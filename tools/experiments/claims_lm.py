@@ -8,13 +8,26 @@ per-sentence NLLs (hpcsgd.lm.score; verdicts.text_noise)."""
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from .claims import NOT_RUN, Ctx, _seeded, bullets, pending
+from .claims import NOT_RUN, Ctx, bullets, paired_seeds, seeded
 from .plots import plot_curves
-from .verdicts import LM_TOL, TEXT_BLOCK, fmt, text_blocks, text_noise, verdict_lm
+from .verdicts import LM_TOL, TEXT_BLOCK, Verdict, fmt, text_blocks, text_noise, verdict_lm
 
 ARMS = ("baseline", "date")
+WHOLE = "the whole training text"
+
+
+@dataclass
+class Reading:
+    """Claim 7 read on one text's runs: the seeds both arms finished (an LSTM seed is its
+    initial weights, so the arms are compared on those), the test text's noise, each arm's
+    per-sentence NLLs on those seeds, the test targets, and the verdict."""
+    seeds: list[int]
+    noise: object
+    texts: list
+    count: int
+    verdict: Verdict
 
 
 def lstm_section(ctx: Ctx):
@@ -28,20 +41,29 @@ def lstm_section(ctx: Ctx):
         return [(*claim, NOT_RUN)], [title, "", "Not run yet.", ""]
     share = "half the training text" if m.lm_fraction == 0.5 else \
         f"{m.lm_fraction:.0%} of the training text"
-    judged, text = (whole, "the whole training text") if _paired_seeds(ctx, whole) else \
-        (part, share)
-    noise, texts, count, v = _judge(ctx, judged)
-    v = pending(ctx, judged, v)
-    v = replace(v, reason=f"{v.reason}; on {text}")
-    left = [r for r in whole if r.name not in ctx.results]
-    if judged is part and left:
-        v = replace(v, reason=f"{v.reason}; still to finish: {len(left)} run(s) on the whole text")
-    plot_curves(ctx.out_dir, {_seeded(f"{r.method} B={r.batch}"
-                                      + (" whole text" if r in whole else ""), r): r.name
+    readings = {share: _read(ctx, part), WHOLE: _read(ctx, whole) if whole else None}
+    # the whole text (the papers') decides once it has as many seeds as the share does, and
+    # a verdict: one seed of it does not overrule three of the share
+    w, h = readings[WHOLE], readings[share]
+    on = WHOLE if w and w.seeds and len(w.seeds) >= len(h.seeds) and \
+        w.verdict.word != "not measured" else share
+    judged = readings[on]
+    reason = f"{judged.verdict.reason}; on {on}, {_seeds(judged.seeds)}"
+    for text, other in readings.items():  # the other text's reading, as it stands
+        if text != on and other and other.seeds:
+            reason += (f"; on {text} ({_seeds(other.seeds)}): {other.verdict.word}"
+                       f" ({other.verdict.reason})")
+    left = [f"{n} run(s) on {text}" for text, runs in ((share, part), (WHOLE, whole))
+            if (n := len([r for r in runs if r.name not in ctx.results]))]
+    if left:
+        reason += "; still to finish: " + ", ".join(left)
+    v = replace(judged.verdict, reason=reason)
+    plot_curves(ctx.out_dir, {seeded(f"{r.method} B={r.batch}"
+                                     + (" whole text" if r in whole else ""), r): r.name
                               for r in part + whole},
                 ctx.docs / "results_lstm.png", key="perplexity", ylabel="test perplexity",
                 title="PTB, 2-layer LSTM", log=True)
-    tables = [line for runs, name in ((part, share), (whole, "the whole training text")) if runs
+    tables = [line for runs, name in ((part, share), (whole, WHOLE)) if runs
               for line in (f"On {name}:", "", *_table(ctx, runs), "")]
     body = [title, "",
             f"2-layer LSTM, hidden {m.lm_hidden}, 10,000 words, BPTT 20, {m.lm_epochs:g} epochs "
@@ -52,30 +74,27 @@ def lstm_section(ctx: Ctx):
             "decay), LR 2 = Zaremba et al.'s step size with momentum, clip 0.25 per token. DATE: "
             "the baseline's (B0, eta0 = LR / 10, w0) through sqrt scaling, LEGW and the roller "
             f"coaster, untouched. Verdict rule: within {LM_TOL:.0%} of the baseline's "
-            "perplexity" + (", judged on the whole text once both arms of a seed have finished"
-                            if whole else "") + ". DATE's ratio for this run is in claim 4's "
-            "plot.", "", *tables, *_text_noise_lines(noise, texts, count),
-            "![lstm](results_lstm.png)", "", *bullets([(*claim, v)]), ""]
+            "perplexity" + (", judged on the whole text once both arms have finished as many "
+                            "seeds there as on the share" if whole else "") + ". DATE's ratio "
+            "for these runs is in claim 4's plot.", "", *tables,
+            *_text_noise_lines(judged, on), "![lstm](results_lstm.png)", "",
+            *bullets([(*claim, v)]), ""]
     return [(*claim, v)], body
 
 
-def _paired_seeds(ctx: Ctx, runs) -> list[int]:
-    """The seeds both arms have finished: an LSTM seed is its initial weights, so the arms
-    are compared on those."""
-    seeds = [{r.seed for r in ctx.done(runs) if r.method == a} for a in ARMS]
-    return sorted(seeds[0] & seeds[1])
+def _seeds(seeds: list[int]) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds)) or 'none'}"
 
 
-def _judge(ctx: Ctx, runs):
-    """(text noise, each arm's per-sentence NLLs, test targets, verdict) on the paired seeds."""
-    both = _paired_seeds(ctx, runs)
-    paired = {a: [ctx.results[r.name] for r in runs if r.method == a and r.seed in both]
+def _read(ctx: Ctx, runs) -> Reading:
+    seeds = paired_seeds(ctx, runs, *ARMS)
+    paired = {a: [ctx.results[r.name] for r in runs if r.method == a and r.seed in seeds]
               for a in ARMS}
     count = next((x.get("test_count") for x in paired["baseline"]), 0)
     texts = [[x.get("test_sentence_nll") for x in paired[a]] for a in ARMS]
     noise = text_noise(*texts, count)
     v = verdict_lm(*([x["perplexity"] for x in paired[a]] for a in ARMS), noise=noise)
-    return noise, texts, count, v
+    return Reading(seeds, noise, texts, count, v)
 
 
 def _table(ctx: Ctx, runs) -> list[str]:
@@ -88,17 +107,21 @@ def _table(ctx: Ctx, runs) -> list[str]:
               + f" | {fmt(values, pct=False)} |" for k, values in ppl.items())]
 
 
-def _text_noise_lines(noise, texts, count: int) -> list[str]:
+def _text_noise_lines(reading: Reading, text: str) -> list[str]:
     """What the test text's own noise adds to claim 7, and why it is counted in blocks."""
+    noise, texts, count = reading.noise, reading.texts, reading.count
+    if not reading.seeds:
+        return []
     if noise is None:
         return ["The runs saved no per-sentence NLL (hpcsgd.lm.score): the test text's own "
                 "noise is not counted.", ""]
     single = text_noise(*texts, count, block=1)
     blocks = len(text_blocks(texts[0][0], count))
-    return [f"The test text's own noise of the difference: {noise.test:.2%} (of perplexity), "
-            f"over {blocks} blocks of about {TEXT_BLOCK} consecutive sentences of the text's "
-            f"{count:,} targets (its words and each sentence's end), from the two arms' "
-            "per-sentence NLLs (hpcsgd.lm.score); counted sentence by sentence it would be "
-            f"{single.test:.2%}, but neighbouring sentences (one article's) differ alike. "
-            f"{blocks} blocks measure it to about +-{100 / math.sqrt(2 * (blocks - 1)):.0f}%. "
-            "It is in the verdict's band: more seeds cannot shrink it.", ""]
+    return [f"The test text's own noise of the difference between the runs on {text}: "
+            f"{noise.test:.2%} (of perplexity), over {blocks} blocks of about {TEXT_BLOCK} "
+            f"consecutive sentences of the test text's {count:,} targets (its words and each "
+            "sentence's end), from the two arms' per-sentence NLLs (hpcsgd.lm.score); counted "
+            f"sentence by sentence it would be {single.test:.2%}, but neighbouring sentences "
+            f"(one article's) differ alike. {blocks} blocks measure it to about "
+            f"+-{100 / math.sqrt(2 * (blocks - 1)):.0f}%. It is in the verdict's band: more "
+            "seeds cannot shrink it.", ""]

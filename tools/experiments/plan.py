@@ -18,26 +18,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
+from .budget import OVERHEAD_S, image_estimate, lm_estimate
 from .sweep import sweep
 
-ROOT = Path(__file__).resolve().parents[2]
 RANKS = 4
-FIT_IMAGES = 50000                       # tools/fashion_mnist_to_lmdb.py: fit / val / test
 B0 = 128                                 # the SGD baseline's batch (claims 1-3)
 GOYAL_WARMUP = 5.0 / 90.0                # Goyal et al.: 5 of 90 epochs, from lr0 to k lr0
-PTB_TOKENS = 929589
 LSTM = "jobs/experiments/ptb_lstm.toml"
 LM_B0, LM_LR0 = 20, 2.0                  # ptb_lstm.toml: DATE 4.1.2's baseline
-
-# --plan's time model (4 ranks on the idle 2-core machine; measured, rough): images/s at a
-# large local batch, seconds per optimizer step on top, seconds per 10,000-image evaluation
-SPEED = {"lenet": 6000.0, "cifar_resnet20": 800.0}
-STEP_S = {"lenet": 0.004, "cifar_resnet20": 0.02}
-EVAL_S = {"lenet": 1.0, "cifar_resnet20": 4.0}
-OVERHEAD_S = 25.0     # mpiexec start, imports, final checkpoint, the test evaluation
-LM_TOKEN_S, LM_STEP_S = 1 / 6000.0, 0.07   # LSTM hidden 200 (~3x faster at hidden 64)
 
 
 @dataclass(frozen=True)
@@ -153,7 +142,8 @@ def bn_regime(mode: Mode) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class Run:
     name: str
-    experiment: str          # bn / nobn (claims 1-3), date (4), collapse (5), cyclic (6), lstm (7)
+    experiment: str          # bn / nobn (claims 1-3), date (4), collapse (5), cyclic (6),
+    #                          lstm (7) and lstm-full (7 on the whole training text)
     method: str              # baseline, goyal, lars, date, wd_full, ... (the report's rows)
     batch: int
     seed: int
@@ -369,36 +359,3 @@ def bn_curve_runs(mode: Mode) -> list[Run]:
     return [_image_run("bn", "goyal", RESNET, b, 0,
                        scaling_overrides(RESNET, "goyal", b, mode.bn_epochs), mode.bn_epochs)
             for b in sorted(set(mode.bn_curve) - set(mode.bn_batches), reverse=True)]
-
-
-# ---------------------------------------------------------------------------- estimates
-
-def image_estimate(model: ImageModel, epochs: float, batch: int, accumulation: int = 1) -> float:
-    steps = round(epochs * (FIT_IMAGES // batch))
-    return (steps * batch / SPEED[model.name] + steps * accumulation * STEP_S[model.name]
-            + math.ceil(epochs / model.eval_every) * EVAL_S[model.name] + OVERHEAD_S)
-
-
-def lm_estimate(mode: Mode, batch: int) -> float:
-    tokens = PTB_TOKENS * mode.lm_fraction * mode.lm_epochs
-    speedup = 200.0 / mode.lm_hidden if mode.lm_hidden < 200 else 1.0
-    evals = mode.lm_epochs * 8.0 / speedup
-    return (tokens * LM_TOKEN_S + tokens / (batch * 20) * LM_STEP_S) / speedup + evals + OVERHEAD_S
-
-
-def steps_of(run: Run) -> int:
-    """Optimizer steps of an image run (the trainer's rounding; fit split)."""
-    epochs = float(next(o for o in run.overrides if o.startswith("--train.epochs=")).split("=")[1])
-    return round(epochs * (FIT_IMAGES // run.batch))
-
-
-def lr_wd_sum(run: Run) -> float:
-    """Sum over the run's steps of LR x weight decay: how far weight decay can act within the
-    run (Codreanu Table VIII at 4096: 90 epochs, LR 1.6 decaying linearly, 1e-4: ~2.2)."""
-    from hpcsgd.config import load_config  # local: torch; only --plan and the report need it
-    from hpcsgd.schedule.plan import build_schedule
-    cfg = load_config(ROOT / run.config, list(run.overrides))
-    spe = FIT_IMAGES // cfg.train.global_batch
-    schedule = build_schedule(cfg, steps_per_epoch=spe)
-    points = (schedule.at(s / spe) for s in range(round(cfg.train.epochs * spe)))
-    return sum(p.lr * p.weight_decay for p in points)

@@ -57,7 +57,7 @@ PREVIOUS = {
           "extra epochs reported)."),
     "7": ("not reproduced", "Previously 6 epochs of plain SGD; now DATE 4.1.2's baseline "
           "recipe (momentum 0.9, 13 epochs, LR x0.4 per epoch after epoch 7), on half of "
-          "PTB's training tokens (time budget)."),
+          "PTB's training tokens (time budget; `--lm-full-text` runs it again on all of them)."),
 }
 
 
@@ -114,7 +114,8 @@ def _header(mode, runs, results) -> list[str]:
     if mode.name == "quick":
         lines += ["> **QUICK MODE.** These numbers come from `tools/experiments --quick`: a "
                   "few epochs, one seed, tens of steps at the largest batch, a small LSTM on a "
-                  "fifth of PTB. They check the pipeline; the verdicts' evidence is weak by "
+                  "fifth of PTB" + (" (and on all of it)" if mode.lm_full_text else "") + ". "
+                  "They check the pipeline; the verdicts' evidence is weak by "
                   "construction. The full set is `.venv/bin/python -m tools.experiments` "
                   "(`--plan` lists its runs and time).", ""]
     if len(results) < len(runs):
@@ -241,6 +242,8 @@ def _seed_caveat(mode) -> list[str]:
            "against its own best branch." if mode.cyclic_seeds > 1 else "")
     curve = (f" ResNet-20's linear scaling at batch {' and '.join(map(str, mode.bn_curve))} "
              "(`--bn-curve`) has one seed." if mode.bn_curve else "")
+    curve += (" Claim 7 runs on the whole training text too (`--lm-full-text`), with the "
+              "same seeds." if mode.lm_full_text else "")
     if mode.seeds == 1:
         return ["- One seed per configuration of claims 1-4 and 7 in the full set (the 6-hour "
                 "budget went to the regime first)." + five + six + curve + " " + one]

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from hpcsgd.run.metrics import read_metrics
 
-from .plan import (FULL, QUICK, RANKS, Mode, Run, lr_wd_sum, plan, select_mode,  # noqa: F401
-                   steps_of)
+from .budget import lr_wd_sum, steps_of
+from .plan import FULL, QUICK, RANKS, Mode, Run, plan, select_mode  # noqa: F401
 from .report import provenance, write_report
 from .verdicts import MIN_STEPS
 
