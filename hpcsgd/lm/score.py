@@ -24,7 +24,7 @@ from hpcsgd import config as config_mod
 from hpcsgd.cpu.compute import compute_threads
 from hpcsgd.lm.corpus import EOS, CorpusError, load_corpus
 from hpcsgd.lm.evaluate import evaluate_perplexity
-from hpcsgd.models.lstm import LSTMLanguageModel
+from hpcsgd.lm.train import build_lm
 from hpcsgd.run.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
 from hpcsgd.run.entry import evaluation_entry, report_file
 from hpcsgd.run.world import agree, run_or_abort
@@ -54,7 +54,7 @@ def score(cfg: config_mod.Config, world, data: tuple[int, np.ndarray, int], path
     world.watch.start(cfg.comm.stall_timeout_s)  # no collective waits for ever (collective)
     vocab, ids, eos = data
     state = agree(world, lambda: load_checkpoint(path), CheckpointError, what=f"loading {path}")
-    model = LSTMLanguageModel(vocab, cfg.lm.hidden, cfg.lm.layers, cfg.lm.dropout)
+    model = build_lm(cfg, vocab)
     model.load_state_dict(state["model"])
     result = evaluate_perplexity(model, ids, world, num_streams=cfg.lm.eval_streams,
                                  seq_len=cfg.lm.seq_len, per_target=True)

@@ -44,6 +44,11 @@ def load_ids(cfg: config_mod.Config) -> tuple[int, np.ndarray, np.ndarray]:
     return len(vocab), train_ids, ids[cfg.lm.eval_split]
 
 
+def build_lm(cfg: config_mod.Config, vocab_size: int) -> LSTMLanguageModel:
+    """The [lm] section's LSTM over a vocabulary of vocab_size (also hpcsgd.lm.score's)."""
+    return LSTMLanguageModel(vocab_size, cfg.lm.hidden, cfg.lm.layers, cfg.lm.dropout)
+
+
 class LMTask:
     """The word-level LSTM language model on token streams (hpcsgd/lm/streams.py): the loss
     carries the hidden state from window to window (truncated BPTT), evaluation is the
@@ -75,8 +80,7 @@ class LMTask:
             yield step, 0, inputs, targets
 
     def build_model(self):
-        return LSTMLanguageModel(self.vocab_size, self.lm.hidden, self.lm.layers,
-                                 self.lm.dropout)
+        return build_lm(self.cfg, self.vocab_size)
 
     def attach_optimizer(self, optimizer, model) -> None:
         if self.lm.clip_norm:
