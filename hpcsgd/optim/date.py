@@ -36,9 +36,14 @@ def raw_ratio(w_norm: float, g_norm: float) -> float:
     return w_norm / g_norm if w_norm > 0.0 and g_norm > 0.0 else 1.0
 
 
+def bound_ratio(raw: float, *, lower: float, upper: float) -> float:
+    """DATE's bounds on a raw ratio (Algorithm 1, lines 14-16)."""
+    return min(max(raw, lower), upper)
+
+
 def date_ratio(w_norm: float, g_norm: float, *, lower: float, upper: float) -> float:
     """DATE's bounded layer ratio (Algorithm 1, lines 13-16)."""
-    return min(max(raw_ratio(w_norm, g_norm), lower), upper)
+    return bound_ratio(raw_ratio(w_norm, g_norm), lower=lower, upper=upper)
 
 
 def _quantiles(ratios: list[float]) -> dict:
@@ -89,9 +94,8 @@ class DateBounded(torch.optim.Optimizer):
             r = raw = 1.0
             if group["layerwise"] and p.grad is not None:
                 # raw gradient: no weight decay inside DATE's ratio
-                w_norm, g_norm = float(p.norm()), float(p.grad.norm())
-                raw = raw_ratio(w_norm, g_norm)
-                r = date_ratio(w_norm, g_norm, lower=group["lower"], upper=group["upper"])
+                raw = raw_ratio(float(p.norm()), float(p.grad.norm()))
+                r = bound_ratio(raw, lower=group["lower"], upper=group["upper"])
             self.last_ratios[k], self.last_raw[k] = r, raw
             inner["weight_decay"] = group["weight_decay"]
             if self._ratio_on_direction:

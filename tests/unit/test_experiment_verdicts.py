@@ -41,6 +41,19 @@ def test_two_seeds_that_agree_by_chance_do_not_make_a_strong_call():
     assert vd.strength(0.05, 0.003, seeds=3).startswith("strong")
 
 
+def test_evidence_level_is_the_word_strength_opens_with():
+    # verdict_goyal ranks batches by evidence_level; the text must say the same level
+    cases = [(0.005, 0.003, 3, None, "weak"),        # within 2 standard errors
+             (0.05, 0.003, 3, 500, "weak"),          # clear, but too few steps
+             (0.05, 0.003, 1, None, "indicative"),
+             (0.05, 0.003, 2, 816, "indicative"),
+             (0.05, 0.003, 3, 816, "strong"),
+             (-0.05, 0.003, 3, None, "strong")]      # the side does not matter
+    for margin, se, seeds, steps, level in cases:
+        assert vd.evidence_level(margin, se, seeds, steps) == level
+        assert vd.strength(margin, se, seeds, steps).startswith(level + ":")
+
+
 def test_verdict_rules():
     three = lambda m: [m - 0.001, m, m + 0.001]  # noqa: E731  three seeds, tight spread
     assert vd.verdict_goyal(three(0.90), {512: three(0.899), 2048: three(0.85)}).word == "reproduced"

@@ -189,31 +189,42 @@ def call(margin: float, se: float, yes: str, no: str) -> str:
     return yes if margin > 0 else no
 
 
+LEVELS = ("weak", "indicative", "strong")  # evidence, weakest first
+
+
+def evidence_level(margin: float, se: float, seeds: int, steps: int | None = None) -> str:
+    """How strong the evidence for a call is, one of LEVELS: "weak" (within 2 standard
+    errors of the threshold, or fewer than MIN_STEPS steps at the largest batch), "indicative"
+    (beyond, but fewer than STRONG_SEEDS seeds) or "strong"."""
+    if abs(margin) <= 2 * se or (steps is not None and steps < MIN_STEPS):
+        return "weak"
+    return "strong" if seeds >= STRONG_SEEDS else "indicative"
+
+
 def strength(margin: float, se: float, seeds: int, steps: int | None = None,
              unit: str = " points") -> str:
-    """Whether the evidence is enough to call: "strong" (3+ seeds, beyond 2 standard errors,
-    the papers' step budget), "indicative" (one or two seeds) or "weak" (within the noise, or too
+    """evidence_level with its reasons: "strong" (3+ seeds, beyond 2 standard errors, the
+    papers' step budget), "indicative" (one or two seeds) or "weak" (within the noise, or too
     few steps at the largest batch). margin and se are fractions, printed x 100 with `unit`
     (percentage points of top-1, or "%" of a relative change)."""
-    notes = []
-    if steps is not None and steps < MIN_STEPS:
-        notes.append(f"only {steps} steps at the largest batch (< {MIN_STEPS})")
+    level = evidence_level(margin, se, seeds, steps)
     # enough decimals that a margin just beyond (or inside) its band does not print as equal
     d = next((d for d in (2, 3) if f"{abs(margin) * 100:.{d}f}" != f"{2 * se * 100:.{d}f}"), 4)
     m, se_, band = (f"{x * 100:.{d}f}" for x in (abs(margin), se, 2 * se))
     m, band = m + unit, band + unit
-    if abs(margin) <= 2 * se:
-        notes.insert(0, f"{m} from the threshold, within 2 standard errors (2 x {se_} = {band})")
-        return "weak: " + "; ".join(notes)
-    if notes:
-        return "weak: " + "; ".join(notes)
-    clear = f"{m} from the threshold, > 2 standard errors (2 x {se_} = {band})"
+    within = abs(margin) <= 2 * se
+    side = "within 2 standard errors" if within else "> 2 standard errors"
+    notes = [f"{m} from the threshold, {side} (2 x {se_} = {band})"]
+    if steps is not None and steps < MIN_STEPS:
+        notes.append(f"only {steps} steps at the largest batch (< {MIN_STEPS})")
+    if level == "weak":
+        return "weak: " + "; ".join(notes if within else notes[1:])
     if seeds < 2:
-        return f"indicative: {clear}, but one seed (test-set noise only, seed spread unmeasured)"
-    if seeds < STRONG_SEEDS:
-        return (f"indicative: {clear}, but {seeds} seeds (the spread of so few seeds is "
+        return f"indicative: {notes[0]}, but one seed (test-set noise only, seed spread unmeasured)"
+    if level == "indicative":
+        return (f"indicative: {notes[0]}, but {seeds} seeds (the spread of so few seeds is "
                 "itself a rough estimate)")
-    return f"strong: {clear} over {seeds} seeds"
+    return f"strong: {notes[0]} over {seeds} seeds"
 
 
 def _missing(word="not measured", reason="a run it needs is missing") -> Verdict:
@@ -237,12 +248,12 @@ def verdict_goyal(base: list[float], goyal: dict[int, list[float]], tol: float =
     unclear = [b for b in sorted(goyal) if sides[b] == "inconclusive"]
     # the evidence is the weakest batch's (then the closest to the line): every batch's call
     # makes the shape, and a batch may have fewer seeds than another (--bn-curve)
-    evidence = {b: strength(margins[b], ses[b], min(len(base), len(goyal[b])), steps)
-                for b in goyal}
-    rank = {"weak": 0, "indicative": 1, "strong": 2}
-    decide = min(goyal, key=lambda b: (rank[evidence[b].split(":")[0]],
+    seeds = {b: min(len(base), len(goyal[b])) for b in goyal}
+    decide = min(goyal, key=lambda b: (LEVELS.index(evidence_level(margins[b], ses[b], seeds[b],
+                                                                   steps)),
                                        abs(margins[b]) / max(ses[b], 1e-12)))
-    how = _paired(evidence[decide], noise.get(decide)) + \
+    how = _paired(strength(margins[decide], ses[decide], seeds[decide], steps),
+                  noise.get(decide)) + \
         (f"; the weakest batch's evidence: {decide}" if len(goyal) > 1 else "")
     detail = ", ".join(f"{b}: {(stats(goyal[b])[0] - m0) * 100:+.2f}" for b in sorted(goyal))
     if unclear:
