@@ -54,6 +54,20 @@ def test_evidence_level_is_the_word_strength_opens_with():
         assert vd.strength(margin, se, seeds, steps).startswith(level + ":")
 
 
+def test_the_summary_names_the_level_of_a_call_made_on_less_than_strong_evidence():
+    # claim 5a read "**reproduced**" in the summary on one seed, like a 3-seed call
+    one_seed = vd.verdict_better([0.90], [0.92])
+    assert one_seed.word == "reproduced" and one_seed.called == "**reproduced** (indicative)"
+    three = vd.verdict_keeps([0.920, 0.921, 0.919], {2048: [0.918, 0.919, 0.917]}, [2048],
+                             steps=816)
+    assert three.strength.startswith("strong") and three.called == "**reproduced**"
+    few_steps = vd.verdict_keeps([0.920, 0.921, 0.919], {2048: [0.918, 0.919, 0.917]}, [2048],
+                                 steps=96)
+    assert few_steps.called == "**reproduced** (weak)"
+    unclear = vd.verdict_keeps([0.9213], {2048: [0.9120]}, [2048])
+    assert unclear.word == "inconclusive" and unclear.called == "**inconclusive**"
+
+
 def test_verdict_rules():
     three = lambda m: [m - 0.001, m, m + 0.001]  # noqa: E731  three seeds, tight spread
     assert vd.verdict_goyal(three(0.90), {512: three(0.899), 2048: three(0.85)}).word == "reproduced"

@@ -42,7 +42,8 @@ def steps_of(run) -> int:
 
 def lr_wd_sum(run) -> float:
     """Sum over the run's steps of LR x weight decay: how far weight decay can act within the
-    run (Codreanu Table VIII at 4096: 90 epochs, LR 1.6 decaying linearly, 1e-4: ~2.2)."""
+    run (Codreanu Table VIII at 4096, assuming 90 epochs at LR 1.6 = 0.1 x 4096/256 decaying
+    linearly, which the table does not state, and 1e-4: ~2.2)."""
     from hpcsgd.config import load_config  # local: torch; only --plan and the report need it
     from hpcsgd.schedule.plan import build_schedule
     cfg = load_config(ROOT / run.config, list(run.overrides))

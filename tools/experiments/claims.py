@@ -180,8 +180,8 @@ def scaling_section(ctx: Ctx, group: str):
     sweep = _sweep_table(ctx, lars_runs, f"LARS gamma at batch {big} (seed 0)")
     if sweep:
         body += [f"LARS's gamma was swept at batch {big} and picked on the validation split "
-                 "(You et al. tune it per batch); the other batches use the same multiple of "
-                 "the rule gamma0 sqrt(B/B0):", "", *sweep]
+                 "(You et al. tune it per batch; here LARS runs at that batch only), and the "
+                 "other seeds use the chosen multiple of the rule gamma0 sqrt(B/B0):", "", *sweep]
     return rows, body
 
 
@@ -192,7 +192,7 @@ def date_section(ctx: Ctx):
     big = max(later)
     runs = ctx.mine("date")
     claim = ("4", f"DATE keeps its B0 accuracy with the batch scaled {big // b0}x and nothing "
-                  "retuned (DATE 3.6; its LeNet/MNIST claim: 1K -> 8K)")
+                  "retuned (DATE 3.6; its LeNet/MNIST example: 1K -> 8K)")
     title = "## Claim 4: DATE, tuned once at B0, scaled without retuning"
     if not ctx.done(runs):
         return [(*claim, NOT_RUN)], [title, "", "Not run yet.", ""]

@@ -48,10 +48,12 @@ def collapse_section(ctx: Ctx):
             f"rank (gradient accumulation, as the paper's 32 per node), {m.collapse_epochs:g} "
             "epochs, linear LR scaling (0.1 x B/128), warmup from 0, linear decay; the arms share "
             "their seed (same initial weights, same data order). The standard weight decay is "
-            "chosen so that weight decay can act within the run as in the paper: there, 90 "
-            "epochs at LR 1.6 decaying linearly with 1e-4 give a sum of LR x wd of about 2.2 "
-            "(1.1 at half). Collapse: the last 7% of the steps, power-2 LR decay from where it "
-            "was, weight decay x2 back to the standard, no augmentation.", "", *table, "",
+            "chosen so that weight decay can act within the run as in the paper: there, "
+            "assuming 90 epochs at LR 1.6 decaying linearly (0.1 x 4096/256; Table VIII "
+            "states neither) with 1e-4, the sum of LR x wd is about 2.2 (1.1 at half). "
+            "Collapse: the last 7% of the steps, power-2 LR decay from where it was, weight "
+            "decay x2 back to the standard, flip + shift kept (Codreanu V-B2 turns off scale/"
+            "aspect augmentation, which Fashion-MNIST does not have).", "", *table, "",
             "![collapse](results_collapse.png)", "", *bullets(rows), ""]
     return rows, body
 
@@ -97,7 +99,7 @@ def cyclic_section(ctx: Ctx):
             f"{ctx.mode.cyclic_epochs:g} epochs (same proportions, half the weight decay); one "
             "`python -m hpcsgd.collapsed_ensemble` command: the cyclic run saves a snapshot at "
             "each cycle end, a collapse branch trains from each (power-2 LR to 0 from the "
-            "snapshot's LR, weight decay x2, no augmentation), and the ensemble is of the "
+            "snapshot's LR, weight decay x2, flip + shift kept), and the ensemble is of the "
             "branches (Table XI's 2c-6c). Test split throughout (nothing is tuned). The "
             f"branches cost {ens.get('extra_epochs', math.nan):g} epochs beyond the main run's "
             f"{ens['main']['epochs']:g}. Seed {cyc.seed}:", "", *table, "",

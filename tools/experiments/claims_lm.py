@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, replace
 
 from .claims import NOT_RUN, Ctx, bullets, paired_seeds, seeded
+from .plan import lm_w0
 from .plots import plot_curves
 from .verdicts import LM_TOL, TEXT_BLOCK, Verdict, fmt, text_blocks, text_noise, verdict_lm
 
@@ -69,8 +70,9 @@ def lstm_section(ctx: Ctx):
             f"2-layer LSTM, hidden {m.lm_hidden}, 10,000 words, BPTT 20, {m.lm_epochs:g} epochs "
             f"on {share}" + (" and, with `--lm-full-text`, on the whole of it (the papers')"
                              if whole else "") + "; batch in streams. Baseline: DATE "
-            "4.1.2's recipe (momentum 0.9, LR constant for 7/13 of the run, then x0.4 after "
-            "each epoch: multistep with a milestone every epoch, as hpcsgd has no exponential "
+            "4.1.2's recipe (momentum 0.9, LR constant for 7/13 of the run after a warmup "
+            f"from 0 over w0 = {lm_w0(m):.3g} epochs, LEGW's baseline warmup that DATE scales "
+            "by B/B0, then x0.4 after each epoch: multistep with a milestone every epoch, as hpcsgd has no exponential "
             "decay), LR 2 = Zaremba et al.'s step size with momentum, clip 0.25 per token. DATE: "
             "the baseline's (B0, eta0 = LR / 10, w0) through sqrt scaling, LEGW and the roller "
             f"coaster, untouched. Verdict rule: within {LM_TOL:.0%} of the baseline's "

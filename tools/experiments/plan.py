@@ -8,7 +8,7 @@ follow it). Every image run trains on the `fit` split (50,000 images), evaluates
 (10,000 held out of the training set) during training, and is evaluated once on `test` at the
 end; tuned choices read val only. The regime is the papers' (docs/results.md, "Setup"):
 batches up to 2048 = 4.1% of the fit split (the papers' largest: 32K-64K of 1.28 M = 2.5-5%),
-at least 800 optimizer steps at the largest batch (experiments_verdicts.MIN_STEPS), the same
+at least 800 optimizer steps at the largest batch (verdicts.MIN_STEPS), the same
 epochs at every batch. Order = priority: the SGD baseline at B0 first (every claim compares
 with it), then the claims from cheapest to dearest (DATE, the network without BN, the collapse,
 the cyclic run, the BN network at batch 2048, the LSTM), so that a set stopped part way (a
@@ -258,7 +258,8 @@ def date_runs(mode: Mode, results: dict, seeds, stress=()) -> list[Run]:
 def collapse_runs(mode: Mode, seeds) -> list[Run]:
     """Codreanu Table VIII with paired seeds (same init and data order in every arm): the
     standard weight decay; half of it; half + a final collapse over the last 7% (power-2 LR
-    from where it was, weight decay x2 back to the standard, no augmentation). BatchNorm over
+    from where it was, weight decay x2 back to the standard, flip + shift kept: Fashion-MNIST
+    has no scale/aspect augmentation to turn off). BatchNorm over
     32 images per rank as in the paper (gradient accumulation); linear LR scaling, warmup."""
     m, e, batch, wd = mode.collapse_model, mode.collapse_epochs, mode.collapse_batch, mode.collapse_wd
     accumulation = max(1, batch // (RANKS * 32))
@@ -302,6 +303,12 @@ def cyclic_runs(mode: Mode, seeds=(0,)) -> list[Run]:
             for seed in seeds]
 
 
+def lm_w0(mode: Mode) -> float:
+    """The LSTM baseline's warmup in epochs, w0: LEGW scales it by B/B0, to half the run at
+    the largest batch (DATE 4.1.2 gives no warmup length)."""
+    return 0.5 * mode.lm_epochs * LM_B0 / max(mode.lm_batches)
+
+
 def lstm_runs(mode: Mode, seeds, full_text: bool = False) -> list[Run]:
     """DATE 4.1.2's PTB-small claim: the baseline (momentum 0.9, LR constant for 7 of 13
     epochs, then x0.4 per epoch: ptb_lstm.toml) at 20 streams, and DATE at 32 x 20 with the
@@ -312,7 +319,7 @@ def lstm_runs(mode: Mode, seeds, full_text: bool = False) -> list[Run]:
     if full_text:
         mode = replace(mode, lm_fraction=1.0)
     big = max(mode.lm_batches)
-    e, w0 = mode.lm_epochs, 0.5 * mode.lm_epochs * LM_B0 / big  # LEGW: half the run at 32x
+    e, w0 = mode.lm_epochs, lm_w0(mode)
     milestones = [float(m) for m in range(round(e * 7 / 13), math.ceil(e))]  # x0.4 each
     common = [f"--train.epochs={e:g}", f"--lm.hidden={mode.lm_hidden}",
               f"--lm.train_fraction={mode.lm_fraction:g}", f"--schedule.warmup_epochs={w0:g}",

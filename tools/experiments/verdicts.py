@@ -28,11 +28,23 @@ MIN_STEPS = 800   # optimizer steps at the largest batch below which a call is w
 STRONG_SEEDS = 3  # seeds a strong call needs: the spread of 2 has one degree of freedom
 
 
+LEVELS = ("weak", "indicative", "strong")  # evidence, weakest first
+
+
 @dataclass(frozen=True)
 class Verdict:
     word: str
     reason: str
     strength: str = ""
+
+    @property
+    def called(self) -> str:
+        """The verdict as the summary prints it: a call on less than strong evidence names its
+        level ("reproduced (indicative)"), so one seed does not read like three."""
+        level = self.strength.split(":")[0]  # strength() opens with the level
+        if level in LEVELS[:-1] and self.word not in ("inconclusive", "not measured"):
+            return f"**{self.word}** ({level})"
+        return f"**{self.word}**"
 
 
 def stats(values: list[float]) -> tuple[float, float, int]:
@@ -189,9 +201,6 @@ def call(margin: float, se: float, yes: str, no: str) -> str:
     return yes if margin > 0 else no
 
 
-LEVELS = ("weak", "indicative", "strong")  # evidence, weakest first
-
-
 def evidence_level(margin: float, se: float, seeds: int, steps: int | None = None) -> str:
     """How strong the evidence for a call is, one of LEVELS: "weak" (within 2 standard
     errors of the threshold, or fewer than MIN_STEPS steps at the largest batch), "indicative"
@@ -203,8 +212,8 @@ def evidence_level(margin: float, se: float, seeds: int, steps: int | None = Non
 
 def strength(margin: float, se: float, seeds: int, steps: int | None = None,
              unit: str = " points") -> str:
-    """evidence_level with its reasons: "strong" (3+ seeds, beyond 2 standard errors, the
-    papers' step budget), "indicative" (one or two seeds) or "weak" (within the noise, or too
+    """evidence_level with its reasons: "strong" (3+ seeds, beyond 2 standard errors, >=
+    MIN_STEPS steps at the largest batch), "indicative" (one or two seeds) or "weak" (within the noise, or too
     few steps at the largest batch). margin and se are fractions, printed x 100 with `unit`
     (percentage points of top-1, or "%" of a relative change)."""
     level = evidence_level(margin, se, seeds, steps)
