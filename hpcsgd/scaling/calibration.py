@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-
-import numpy as np
+from fractions import Fraction
 
 from hpcsgd.scaling.allreduce import allreduce
 from hpcsgd.scaling.hardware import (INTEL_CAFFE_MLSL, KNL_7250, OPA_MN4, OPA_STAMPEDE2,
@@ -46,6 +45,28 @@ def _modelled_overheads(cluster: Cluster, row: EpochRow, compute: float) -> floa
     return comm + update_seconds(RESNET50_GRAD_BYTES, cluster.node.mem_bw_gbs) + sw.data_s
 
 
+def exact_least_squares(design: list[list[float]], y: list[float]) -> list[float]:
+    """The x minimising ||design x - y||, solved exactly (the normal equations in rational
+    arithmetic, Gauss-Jordan) and rounded once: the same bits on every machine. LAPACK's
+    lstsq differs in the last bit between CPUs and BLAS builds, which flipped a printed
+    digit of docs/scaling.md between machines."""
+    rows = [[Fraction(v) for v in r] for r in design]
+    rhs = [Fraction(v) for v in y]
+    n = len(rows[0])
+    m = [[sum(r[i] * r[j] for r in rows) for j in range(n)] +
+         [sum(r[i] * b for r, b in zip(rows, rhs))] for i in range(n)]
+    for c in range(n):
+        pivot = next((i for i in range(c, n) if m[i][c] != 0), None)
+        if pivot is None:
+            raise ValueError(f"least squares: the design has rank < {n} (column {c})")
+        m[c], m[pivot] = m[pivot], m[c]
+        for i in range(n):
+            if i != c and m[i][c] != 0:
+                f = m[i][c] / m[c][c]
+                m[i] = [a - f * b for a, b in zip(m[i], m[c])]
+    return [float(m[i][n] / m[i][i]) for i in range(n)]
+
+
 def _knee_doublings(nodes: int, knee: int) -> float:
     return max(0.0, math.log2(nodes / knee))
 
@@ -57,14 +78,14 @@ def calibrate_stampede2(rows=TABLE_V, use=STAMPEDE2_CALIBRATION) -> Cluster:
         raise ValueError(f"need 3 calibration rows for r, B0 and s, got {len(cal)} from {use}")
     base = Cluster("stampede2", KNL_7250, OPA_STAMPEDE2, INTEL_CAFFE_MLSL)
     knee = base.software.scaleout_knee_nodes
-    t = np.array([iteration_seconds(r) for r in cal])
-    compute = t.copy()
+    t = [iteration_seconds(r) for r in cal]
+    design = [[r.local_batch, 1.0, _knee_doublings(r.nodes, knee)] for r in cal]
+    compute = list(t)
     # overheads depend on compute (the overlap window) and are small: a few fixed-point steps
     for _ in range(5):
-        y = t - np.array([_modelled_overheads(base, r, c) for r, c in zip(cal, compute)])
-        design = np.array([[r.local_batch, 1.0, _knee_doublings(r.nodes, knee)] for r in cal])
-        (inv_rate, fixed, slope), *_ = np.linalg.lstsq(design, y, rcond=None)
-        compute = design[:, 0] * inv_rate + fixed
+        y = [ti - _modelled_overheads(base, r, c) for ti, r, c in zip(t, cal, compute)]
+        inv_rate, fixed, slope = exact_least_squares(design, y)
+        compute = [row[0] * inv_rate + fixed for row in design]
     if inv_rate <= 0:
         raise ValueError(f"calibration gave a non-positive compute rate from rows {use}")
     node = dataclasses.replace(base.node, images_per_s=float(1 / inv_rate),

@@ -72,7 +72,8 @@ def calibration_choices(rows=TABLE_V) -> dict:
             continue  # r and B0 need two batches, the slope a row past the knee
         try:
             cluster = calibrate_stampede2(rows, use)
-        except ValueError:  # these rows imply a non-positive compute rate
+        except ValueError:  # a non-positive compute rate, or B0 and s not separable (every
+            # row at one node count past the knee: the design has rank 2)
             continue
         preds = [abs(epoch_seconds(cluster, r.local_batch, r.nodes) / r.seconds - 1)
                  for r in rows if (r.local_batch, r.nodes) not in use]
@@ -121,7 +122,11 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
 
 
 def pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:+.1f}%"
+    """A signed percentage to 0.1; an error that rounds to zero prints "+0.0%" whatever the
+    sign of its last bit (which differs between CPUs' floating-point paths)."""
+    if x is None:
+        return "-"
+    return f"{round(100 * x, 1) + 0.0:+.1f}%"  # + 0.0 turns -0.0 into 0.0
 
 
 DEFAULT_CALIBRATION = {"stampede2": set(STAMPEDE2_CALIBRATION), "marenostrum4": {(32, 256)}}

@@ -96,3 +96,33 @@ def test_this_machine_reads_the_measurement_json(tmp_path):
     # p = 2: beta_eff = beta + gamma / 2
     assert net.inter.beta == pytest.approx(4e-10 - 0.5e-10)
     assert "this-machine" in clusters(path)
+
+
+def test_a_relative_error_that_rounds_to_zero_prints_without_a_sign_flip():
+    # the committed docs/scaling.md read "+0.0%" where another CPU's last bit made the same
+    # calibration row's error a tiny negative number, "-0.0%": the regenerated document must
+    # not depend on the sign of an error that rounds to zero
+    from hpcsgd.scaling.report import pct
+    assert pct(-1e-9) == pct(1e-9) == pct(0.0) == "+0.0%"
+    assert pct(-0.0004) == "+0.0%" and pct(-0.0006) == "-0.1%" and pct(0.0123) == "+1.2%"
+    assert pct(None) == "-"
+
+
+def test_the_calibration_solve_is_exact_so_every_machine_prints_the_same_document():
+    # LAPACK's lstsq differs in the last bit between machines and BLAS builds; docs/scaling.md
+    # printed a prediction of ~24.25 s as 24.2 on one machine and 24.3 on another. The solve
+    # is exact (rational arithmetic), then rounded once: the correctly rounded solution.
+    from fractions import Fraction
+
+    from hpcsgd.scaling.calibration import exact_least_squares
+    design, y = [[16, 1.0, 0.0], [32, 1.0, 0.0], [16, 1.0, 2.0]], [0.61, 1.07, 0.83]
+    f = [Fraction(v) for v in y]
+    inv_rate = (f[1] - f[0]) / 16  # the exact solution of this square system
+    want = [float(inv_rate), float(f[0] - 16 * inv_rate), float((f[2] - f[0]) / 2)]
+    assert exact_least_squares(design, y) == want  # numpy's lstsq: 0.15 for 0.1499999999999999
+    # an over-determined system: the least-squares solution of y = 2 x + 1 + noise
+    xs, ys = [0.0, 1.0, 2.0, 3.0], [1.0, 3.5, 4.5, 7.0]
+    slope, icpt = exact_least_squares([[x, 1.0] for x in xs], ys)
+    assert (slope, icpt) == (1.9, 1.15)
+    with pytest.raises(ValueError, match="rank"):
+        exact_least_squares([[1.0, 2.0], [2.0, 4.0]], [1.0, 2.0])
