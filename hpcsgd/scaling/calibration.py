@@ -50,6 +50,10 @@ def exact_least_squares(design: list[list[float]], y: list[float]) -> list[float
     arithmetic, Gauss-Jordan) and rounded once: the same bits on every machine. LAPACK's
     lstsq differs in the last bit between CPUs and BLAS builds, which flipped a printed
     digit of docs/scaling.md between machines."""
+    if not design or len(design) != len(y):
+        raise ValueError(f"least squares: {len(design)} design rows for {len(y)} values")
+    if not all(map(math.isfinite, [*y, *(v for r in design for v in r)])):
+        raise ValueError(f"least squares: a value is not finite (design {design}, y {y})")
     rows = [[Fraction(v) for v in r] for r in design]
     rhs = [Fraction(v) for v in y]
     n = len(rows[0])

@@ -228,8 +228,8 @@ observed growth to other configurations and no further.
 ### 3.4 How much the result depends on the choice of calibration rows
 
 Of the {ch['n']} three-row subsets of Table V that identify r, B0 and s (two local batches,
-one row past the knee, rows that separate B0 from s, a positive rate; the fit is solved
-exactly, so every machine prints the same figures), {ch['meets_target']} meet the target on all 10
+one row past the knee, a full-rank design, a positive rate; the fit is solved exactly, so
+every machine prints the same figures), {ch['meets_target']} meet the target on all 10
 rows; the validation-median error over all of them has quartiles
 {', '.join(f'{100 * q:.1f}%' for q in ch['val_median_quartiles'])}. Every subset that
 contains both 256-node rows, by its third row:

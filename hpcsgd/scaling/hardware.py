@@ -236,9 +236,12 @@ def fit_rate(batches, step_seconds) -> tuple[float, float]:
         b, t = pts[0]
         return b / t, 0.0
     n = len(pts)
-    mb = sum(b for b, _ in pts) / n
-    mt = sum(t for _, t in pts) / n
-    slope = sum((b - mb) * (t - mt) for b, t in pts) / sum((b - mb) ** 2 for b, _ in pts)
+    # math.fsum: correctly rounded sums, the same on every Python (3.12's sum() compensates,
+    # 3.11's does not), so the generated docs/scaling.md is too
+    mb = math.fsum(b for b, _ in pts) / n
+    mt = math.fsum(t for _, t in pts) / n
+    slope = (math.fsum((b - mb) * (t - mt) for b, t in pts)
+             / math.fsum((b - mb) ** 2 for b, _ in pts))
     if slope <= 0:
         raise ValueError(f"step time does not grow with the batch: {pts}")
     intercept = mt - slope * mb

@@ -72,8 +72,8 @@ def calibration_choices(rows=TABLE_V) -> dict:
             continue  # r and B0 need two batches, the slope a row past the knee
         try:
             cluster = calibrate_stampede2(rows, use)
-        except ValueError:  # a non-positive compute rate, or B0 and s not separable (every
-            # row at one node count past the knee: the design has rank 2)
+        except ValueError:  # a non-positive compute rate, or a rank-deficient design: the
+            # knee doublings constant over the rows or an affine function of the local batch
             continue
         preds = [abs(epoch_seconds(cluster, r.local_batch, r.nodes) / r.seconds - 1)
                  for r in rows if (r.local_batch, r.nodes) not in use]

@@ -49,9 +49,21 @@ def test_evidence_level_is_the_word_strength_opens_with():
              (0.05, 0.003, 2, 816, "indicative"),
              (0.05, 0.003, 3, 816, "strong"),
              (-0.05, 0.003, 3, None, "strong")]      # the side does not matter
+    # the boundaries: 800 steps are enough, a margin of exactly 2 standard errors is not
+    cases += [(0.05, 0.003, 3, vd.MIN_STEPS, "strong"), (0.05, 0.003, 3, vd.MIN_STEPS - 1, "weak"),
+              (0.006, 0.003, 3, None, "weak"), (0.0061, 0.003, 3, None, "strong")]
     for margin, se, seeds, steps, level in cases:
         assert vd.evidence_level(margin, se, seeds, steps) == level
         assert vd.strength(margin, se, seeds, steps).startswith(level + ":")
+
+
+def test_the_batch_with_the_weakest_evidence_level_decides_goyal_before_the_closest_one():
+    # 512 is three seeds just beyond the line's noise (strong), 2048 one seed far beyond it
+    # (indicative, but further from the line in standard errors): 2048's level decides
+    three = [0.900, 0.901, 0.899]
+    v = vd.verdict_goyal(three, {512: [0.899, 0.900, 0.898], 2048: [0.80]})
+    assert v.word == "reproduced" and v.called == "**reproduced** (indicative)"
+    assert v.strength.endswith("the weakest batch's evidence: 2048")
 
 
 def test_the_summary_names_the_level_of_a_call_made_on_less_than_strong_evidence():

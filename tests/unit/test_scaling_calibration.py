@@ -126,3 +126,7 @@ def test_the_calibration_solve_is_exact_so_every_machine_prints_the_same_documen
     assert (slope, icpt) == (1.9, 1.15)
     with pytest.raises(ValueError, match="rank"):
         exact_least_squares([[1.0, 2.0], [2.0, 4.0]], [1.0, 2.0])
+    with pytest.raises(ValueError, match="not finite"):
+        exact_least_squares([[1.0, 0.0], [0.0, 1.0]], [1.0, float("nan")])
+    with pytest.raises(ValueError, match="2 design rows for 1 values"):
+        exact_least_squares([[1.0], [2.0]], [1.0])

@@ -41,8 +41,8 @@ class Verdict:
     def called(self) -> str:
         """The verdict as the summary prints it: a call on less than strong evidence names its
         level ("reproduced (indicative)"), so one seed does not read like three."""
-        level = self.strength.split(":")[0]  # strength() opens with the level
-        if level in LEVELS[:-1] and self.word not in ("inconclusive", "not measured"):
+        level = self.strength.split(":")[0]  # strength() opens with evidence_level's word
+        if level in LEVELS[:-1] and self.word != "inconclusive":
             return f"**{self.word}** ({level})"
         return f"**{self.word}**"
 
@@ -213,8 +213,8 @@ def evidence_level(margin: float, se: float, seeds: int, steps: int | None = Non
 def strength(margin: float, se: float, seeds: int, steps: int | None = None,
              unit: str = " points") -> str:
     """evidence_level with its reasons: "strong" (3+ seeds, beyond 2 standard errors, >=
-    MIN_STEPS steps at the largest batch), "indicative" (one or two seeds) or "weak" (within the noise, or too
-    few steps at the largest batch). margin and se are fractions, printed x 100 with `unit`
+    MIN_STEPS steps at the largest batch), "indicative" (one or two seeds) or "weak" (within
+    the noise, or too few steps at the largest batch). margin and se are fractions, printed x 100 with `unit`
     (percentage points of top-1, or "%" of a relative change)."""
     level = evidence_level(margin, se, seeds, steps)
     # enough decimals that a margin just beyond (or inside) its band does not print as equal
