@@ -214,8 +214,8 @@ def strength(margin: float, se: float, seeds: int, steps: int | None = None,
              unit: str = " points") -> str:
     """evidence_level with its reasons: "strong" (3+ seeds, beyond 2 standard errors, >=
     MIN_STEPS steps at the largest batch), "indicative" (one or two seeds) or "weak" (within
-    the noise, or too few steps at the largest batch). margin and se are fractions, printed x 100 with `unit`
-    (percentage points of top-1, or "%" of a relative change)."""
+    the noise, or too few steps at the largest batch). margin and se are fractions, printed
+    x 100 with `unit` (percentage points of top-1, or "%" of a relative change)."""
     level = evidence_level(margin, se, seeds, steps)
     # enough decimals that a margin just beyond (or inside) its band does not print as equal
     d = next((d for d in (2, 3) if f"{abs(margin) * 100:.{d}f}" != f"{2 * se * 100:.{d}f}"), 4)
