@@ -203,14 +203,15 @@ def test_lm_full_text_runs_claim7_on_the_whole_training_text_last(tmp_path, monk
     _finish(out, added[1], 100 / ppl(added[1]))  # seed 0 both arms: 1 seed against 3
     _, bullet = claim7()
     assert "perplexity 202.0 vs baseline 202.0" in bullet.split("; on the whole")[0]
-    assert "; on the whole training text (seed 0): reproduced (perplexity 127.5 vs baseline " \
-           "125.0 (+2.0%" in bullet and "4 run(s) on the whole training text" in bullet
+    # the reading beside the verdict names its evidence: one seed is not a strong "reproduced"
+    assert "; on the whole training text (seed 0): reproduced, indicative evidence (perplexity " \
+           "127.5 vs baseline 125.0 (+2.0%" in bullet and "4 run(s) on the whole training text" in bullet
     for run in added[2:]:
         _finish(out, run, 100 / ppl(run))
     text, bullet = claim7()  # 3 seeds each: the whole text decides
     assert bullet.startswith("- **Claim 7:** reproduced: perplexity 128.5 vs baseline 126.0 (+2.0%")
     assert "on the whole training text, seeds 0, 1, 2; on half the training text (seeds 0, 1, " \
-           "2): reproduced (perplexity 202.0 vs baseline 202.0" in bullet
+           "2): reproduced, strong evidence (perplexity 202.0 vs baseline 202.0" in bullet
     assert "still to finish" not in bullet
     claim = text[text.index("## Claim 7"):]
     assert "| baseline | 20 | 200.0 / 202.0 / 204.0 |" in claim  # the half text's, beside

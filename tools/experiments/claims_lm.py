@@ -52,7 +52,9 @@ def lstm_section(ctx: Ctx):
     reason = f"{judged.verdict.reason}; on {on}, {_seeds(judged.seeds)}"
     for text, other in readings.items():  # the other text's reading, as it stands
         if text != on and other and other.seeds:
-            reason += (f"; on {text} ({_seeds(other.seeds)}): {other.verdict.word}"
+            level = f", {other.verdict.level} evidence" if other.verdict.level and \
+                other.verdict.word != "inconclusive" else ""  # "inconclusive" says it
+            reason += (f"; on {text} ({_seeds(other.seeds)}): {other.verdict.word}{level}"
                        f" ({other.verdict.reason})")
     left = [f"{n} run(s) on {text}" for text, runs in ((share, part), (WHOLE, whole))
             if (n := len([r for r in runs if r.name not in ctx.results]))]

@@ -38,12 +38,17 @@ class Verdict:
     strength: str = ""
 
     @property
+    def level(self) -> str:
+        """The evidence's level, one of LEVELS ("" when no evidence was graded)."""
+        level = self.strength.split(":")[0]  # strength() opens with evidence_level's word
+        return level if level in LEVELS else ""
+
+    @property
     def called(self) -> str:
         """The verdict as the summary prints it: a call on less than strong evidence names its
         level ("reproduced (indicative)"), so one seed does not read like three."""
-        level = self.strength.split(":")[0]  # strength() opens with evidence_level's word
-        if level in LEVELS[:-1] and self.word != "inconclusive":
-            return f"**{self.word}** ({level})"
+        if self.level in LEVELS[:-1] and self.word != "inconclusive":
+            return f"**{self.word}** ({self.level})"
         return f"**{self.word}**"
 
 
