@@ -222,6 +222,30 @@ def test_date_ratio_plot_shows_the_raw_ratio_of_runs_that_logged_it(tmp_path, mo
                                "new: raw median, raw p90 (before the bounds)"]
 
 
+def test_curve_plots_keep_every_run_distinguishable_and_their_legend_off_the_data(tmp_path,
+                                                                                  monkeypatch):
+    # claim 7's plot has 12 curves (2 arms x 3 seeds x 2 texts), beyond the 10-colour cycle:
+    # two runs drawn alike cannot be told apart, and a legend over the axes hides the curves
+    drawn = {}
+
+    def keep(fig, plt, path):
+        ax = fig.axes[0]
+        drawn.update(styles=[(line.get_color(), line.get_linestyle()) for line in ax.lines],
+                     legend=ax.get_legend(), axes=ax.get_position())
+        fig.canvas.draw()
+        box = ax.get_legend().get_window_extent().transformed(fig.transFigure.inverted())
+        drawn.update(box=box)
+        plt.close(fig)
+    monkeypatch.setattr(plots, "_save", keep)
+    runs = [r for r in ex.plan(ex.QUICK, {}) if r.kind == "image"][:4]
+    for run in runs:
+        _finish(tmp_path, run, 0.9)
+    named = {f"run {i}": runs[i % 4].name for i in range(12)}
+    plots.plot_curves(tmp_path, named, tmp_path / "c.png", key="top1", ylabel="y", title="t")
+    assert len(drawn["styles"]) == 12 and len(set(drawn["styles"])) == 12
+    assert drawn["box"].x0 >= drawn["axes"].x1  # beside the axes, not over them
+
+
 def test_verdicts_pair_the_test_noise_of_runs_that_saved_their_per_image_hits(tmp_path):
     def bullets(hits):
         out = tmp_path / f"runs{hits}"

@@ -69,9 +69,21 @@ def _plt():
     return plt
 
 
+def _style(i: int) -> dict:
+    """The i-th curve's colour and line style: past the 10-colour cycle the styles change, so
+    no two of up to 40 curves are drawn alike."""
+    return {"color": f"C{i % 10}", "ls": ("-", "--", ":", "-.")[i // 10 % 4]}
+
+
+def _legend_beside(ax, fontsize: int = 8) -> None:
+    """The legend to the right of the axes: with many runs it would cover their curves."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=fontsize, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
 def _save(fig, plt, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # a legend beside the axes included
     plt.close(fig)
 
 
@@ -106,18 +118,18 @@ def plot_scaling(cells, batches, path: Path, *, title: str, methods=("goyal", "l
 def plot_curves(out_dir: Path, named: dict[str, str], path: Path, *, key: str, ylabel: str,
                 title: str, log: bool = False) -> None:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label, name in named.items():
+    fig, ax = plt.subplots(figsize=(9.0, 4.2))
+    for i, (label, name) in enumerate(named.items()):
         xs, ys = eval_curve(out_dir, name, key)
         if xs:
-            ax.plot(xs, [y * 100 if key == "top1" else y for y in ys], marker=".", label=label)
+            ax.plot(xs, [y * 100 if key == "top1" else y for y in ys], marker=".", label=label,
+                    **_style(i))
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+    _legend_beside(ax)
     _save(fig, plt, path)
 
 
@@ -171,7 +183,7 @@ def plot_date_ratio(out_dir: Path, named: dict[str, str], path: Path,
     curves = {label: ratio_curve(out_dir, name) for label, name in named.items()}
     curves = {k: v for k, v in curves.items() if v}
     plt = _plt()
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.0), sharex=False)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10.0, 6.5), sharex=False)
     for i, (label, rows) in enumerate(curves.items()):
         ep = [e / rows[-1][0] for e, _ in rows]  # runs of different lengths side by side
         color = f"C{i}"
@@ -193,6 +205,5 @@ def plot_date_ratio(out_dir: Path, named: dict[str, str], path: Path,
     bottom.set_xlabel("fraction of the run")
     bottom.set_ylabel("layer tensors at a bound [%]")
     for ax in (top, bottom):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+        _legend_beside(ax, fontsize=7)
     _save(fig, plt, path)

@@ -60,7 +60,8 @@ PREVIOUS = {
           "extra epochs reported)."),
     "7": ("not reproduced", "Previously 6 epochs of plain SGD; now DATE 4.1.2's baseline "
           "recipe (momentum 0.9, 13 epochs, LR x0.4 per epoch after epoch 7), on half of "
-          "PTB's training tokens (time budget; `--lm-full-text` runs it again on all of them)."),
+          "PTB's training tokens (time budget), and with `--lm-full-text` on all of them, as the "
+          "paper: the verdict is the whole text's once it has as many seeds as the half."),
 }
 
 
