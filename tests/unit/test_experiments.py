@@ -231,7 +231,7 @@ def test_curve_plots_keep_every_run_distinguishable_and_their_legend_off_the_dat
     def keep(fig, plt, path):
         ax = fig.axes[0]
         drawn.update(styles=[(line.get_color(), line.get_linestyle()) for line in ax.lines],
-                     legend=ax.get_legend(), axes=ax.get_position())
+                     axes=ax.get_position())
         fig.canvas.draw()
         box = ax.get_legend().get_window_extent().transformed(fig.transFigure.inverted())
         drawn.update(box=box)

@@ -52,8 +52,7 @@ def lstm_section(ctx: Ctx):
     reason = f"{judged.verdict.reason}; on {on}, {_seeds(judged.seeds)}"
     for text, other in readings.items():  # the other text's reading, as it stands
         if text != on and other and other.seeds:
-            level = f", {other.verdict.level} evidence" if other.verdict.level and \
-                other.verdict.word != "inconclusive" else ""  # "inconclusive" says it
+            level = f", {other.verdict.level} evidence" if other.verdict.level else ""
             reason += (f"; on {text} ({_seeds(other.seeds)}): {other.verdict.word}{level}"
                        f" ({other.verdict.reason})")
     left = [f"{n} run(s) on {text}" for text, runs in ((share, part), (WHOLE, whole))

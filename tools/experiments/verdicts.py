@@ -39,15 +39,16 @@ class Verdict:
 
     @property
     def level(self) -> str:
-        """The evidence's level, one of LEVELS ("" when no evidence was graded)."""
+        """The level of the call's evidence, one of LEVELS; "" when no evidence was graded,
+        and for "inconclusive", which says it already."""
         level = self.strength.split(":")[0]  # strength() opens with evidence_level's word
-        return level if level in LEVELS else ""
+        return level if level in LEVELS and self.word != "inconclusive" else ""
 
     @property
     def called(self) -> str:
         """The verdict as the summary prints it: a call on less than strong evidence names its
         level ("reproduced (indicative)"), so one seed does not read like three."""
-        if self.level in LEVELS[:-1] and self.word != "inconclusive":
+        if self.level in LEVELS[:-1]:
             return f"**{self.word}** ({self.level})"
         return f"**{self.word}**"
 
